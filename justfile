@@ -1,0 +1,40 @@
+# `just` with no recipe lists the recipes.
+default:
+    @just --list
+
+# Run a sweep (e.g. `just sweep experiments/se_ablation.toml`), then write its report.
+sweep FILE *ARGS:
+    cargo run --release --bin ablate -- sweep {{FILE}} {{ARGS}}
+
+# Write (or rewrite) the report of a finished or partial sweep, e.g. `just report results/se_ablation`.
+report DIR *ARGS:
+    cargo run --release --bin ablate -- report {{DIR}} {{ARGS}}
+
+# Plan of a sweep: trial ids, variants, seeds and what is already done; runs nothing.
+plan FILE *ARGS:
+    cargo run --release --bin ablate -- sweep {{FILE}} --dry-run {{ARGS}}
+
+# The offline smoke sweep on synthetic data (seconds).
+smoke:
+    cargo run --release --bin ablate -- sweep experiments/smoke.toml
+
+# The test suite, as CI runs it.
+test:
+    bash .ci/run
+
+# Criterion benchmarks of every crate (data pipeline, training step, config expansion, report).
+bench *ARGS:
+    cargo bench --workspace {{ARGS}}
+
+# Our training/inference throughput against PyTorch's, side by side (needs a PyTorch virtualenv).
+bench-vs-torch:
+    bash scripts/bench-vs-torch.sh
+
+# Format every crate.
+fmt:
+    cargo fmt --all
+
+# Formatting check and clippy with warnings as errors.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
