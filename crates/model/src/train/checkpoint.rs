@@ -74,7 +74,7 @@ pub enum CheckpointError {
         path: PathBuf,
         /// The cause.
         #[source]
-        source: crate::WeightsError,
+        source: Box<crate::WeightsError>,
     },
     /// The checkpoint is well formed but inconsistent or from another layout.
     #[error("checkpoint {path}: {reason}")]

@@ -167,10 +167,16 @@ pub enum TrainError {
     Tensor(#[from] candle_core::Error),
     /// Weights could not be applied to the network.
     #[error("cannot set the network's weights")]
-    Weights(#[from] crate::WeightsError),
+    Weights(#[source] Box<crate::WeightsError>),
     /// A checkpoint could not be written or read.
     #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
+    Checkpoint(Box<CheckpointError>),
+}
+
+impl From<CheckpointError> for TrainError {
+    fn from(e: CheckpointError) -> Self {
+        TrainError::Checkpoint(Box::new(e))
+    }
 }
 
 /// What one training step produced.
@@ -289,7 +295,8 @@ impl Trainer {
 fn restore_buffers(net: &mut Net, buffers: Vec<(String, Tensor)>) -> Result<(), TrainError> {
     let mut sd: HashMap<String, Tensor> = net.state_dict()?.into_iter().collect();
     sd.extend(buffers);
-    net.load_state_dict(&sd)?;
+    net.load_state_dict(&sd)
+        .map_err(|e| TrainError::Weights(Box::new(e)))?;
     Ok(())
 }
 
@@ -383,7 +390,7 @@ pub fn fit(
             net.load_state_dict(&weights)
                 .map_err(|source| CheckpointError::Weights {
                     path: weights_path.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             trainer = Trainer::new(net, cfg, seed)?;
             let opt_path = dir.join(&state.optimizer_file);

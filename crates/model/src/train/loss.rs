@@ -63,7 +63,8 @@ mod tests {
     /// formula above (the one PyTorch's `cross_entropy` documents for
     /// `label_smoothing`), on logits [[1,2,3],[0,0,0],[2.5,-1,0.5]], targets [2,0,1]:
     /// eps 0 -> 1.7197988200782595, eps 0.1 -> 1.6975765978560373,
-    /// eps 1 -> 1.4975765978560374.
+    /// eps 1 -> 1.4975765978560374; PyTorch 2.15.0's `F.cross_entropy` in float64
+    /// gives the same digits.
     #[test]
     fn matches_hand_computed_values() {
         let dev = Device::Cpu;

@@ -644,7 +644,10 @@ mod tests {
     // `sgd.py::_single_tensor_sgd` (lerp for exp_avg, addcmul for exp_avg_sq,
     // denom = sqrt(v)/sqrt(1-b2^t) + eps, step size lr/(1-b1^t); SGD buffer =
     // clone(grad) at the first step, then momentum*buf + grad), starting from
-    // p = [0.5, -1, 2] with the gradients of the problem in `run`.
+    // p = [0.5, -1, 2] with the gradients of the problem in `run`. Confirmed
+    // with PyTorch 2.15.0 itself (float64 tensors, `torch.optim.Adam(lr=0.01[,
+    // weight_decay=0.1])`, `torch.optim.SGD(lr=0.1, momentum=0.9[, weight_decay=0.01,
+    // nesterov=True])`): identical to the last printed digit.
 
     #[test]
     fn adam_matches_pytorch() {
