@@ -480,3 +480,20 @@ fn train_learns_an_easy_task_well_above_chance() {
     let last = sink.epochs.last().unwrap().train_loss;
     assert!(last < first * 0.5, "train loss {first} -> {last}");
 }
+
+#[test]
+fn train_losses_do_not_depend_on_the_thread_count() {
+    let (ds, dcfg) = data(32, 8);
+    let cfg = small_cfg(1, 2);
+    let spec = ModelSpec::default();
+    let mut many = MemorySink::default();
+    let (nm, _) = run(&spec, &cfg, &ds, &dcfg, None, &mut many);
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let mut single = MemorySink::default();
+    let (ns, _) = one.install(|| run(&spec, &cfg, &ds, &dcfg, None, &mut single));
+    assert_eq!(many.iterations, single.iterations);
+    assert_eq!(weights(&nm), weights(&ns));
+}
