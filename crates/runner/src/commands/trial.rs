@@ -1,0 +1,513 @@
+//! `ablate trial DIR`: trains one trial in this process. The sweep starts one child per trial;
+//! it can also be run by hand to debug a trial.
+//!
+//! Reads `DIR/config.toml`, loads the data, builds the net and runs the trainer with
+//! checkpoints in `DIR/checkpoint/` (resuming from them when present). Metrics go to
+//! `DIR/iterations.jsonl` and `DIR/epochs.jsonl` ([`TrialWriter`]), the status to
+//! `DIR/status.json`, the log to `DIR/log.txt`. A completed trial also writes `final.json`,
+//! `model.safetensors` and `inside.json` (gates per class, sample images, feature maps).
+//!
+//! Exit codes: see [`crate::exec::exit_codes`]. SIGINT/SIGTERM make the trainer checkpoint and
+//! stop (exit 4).
+//!
+//! # Test hooks
+//!
+//! Environment variables that make a trial misbehave on purpose, for the runner's tests only
+//! (documented in docs/running.md). Each value is `ARG` (every trial) or `ARG@SEEDS` (only the
+//! trials whose seed is in the `+`-separated list, e.g. `3@1+2`):
+//!
+//! - `ABLATE_TEST_PANIC_AT_STEP=N`: panic before recording global training step `N` (0-based);
+//! - `ABLATE_TEST_KILL_AT_STEP=N`: SIGKILL itself before recording step `N` (no checkpoint);
+//! - `ABLATE_TEST_DIVERGE=1`: start from NaN weights, so the first loss is not finite.
+
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::sync::Mutex;
+
+use ablate_data::{Dataset, Normalize};
+use ablate_model::train::{
+    class_gates, feature_maps, fit, EpochRecord, FinalRecord, IterationRecord, MetricsSink,
+    TrainOutcome,
+};
+use ablate_model::Net;
+use anyhow::{anyhow, Context};
+use candle_core::Device;
+
+use crate::cli::TrialArgs;
+use crate::config::{read_trial_config, TrialFile};
+use crate::exec::child::DEVICE_ENV;
+use crate::exec::exit_codes::{TRIAL_COMPLETED, TRIAL_DIVERGED, TRIAL_ERROR, TRIAL_INTERRUPTED};
+use crate::exec::signals::StopFlag;
+use crate::results::records::{
+    files, now_rfc3339, read_json_opt, write_json_atomic, ClassLine, EpochLine, FeatureMap as
+    MapLine, FinalJson, GateBlock, InsideJson, IterationLine, RecordError, SampleImage,
+    TrialState, TrialStatus,
+};
+use crate::results::sink::TrialWriter;
+
+use super::CommandResult;
+
+/// Channels of each block's conv output kept for the feature-map figures.
+pub const FEATURE_CHANNELS: usize = 9;
+/// Test images shown in the feature-map figures.
+pub const SAMPLE_IMAGES: usize = 4;
+/// Seed of the choice of sample images: the same images for every trial of a dataset.
+pub const SAMPLE_SEED: u64 = 0x5eed_1a6e;
+/// Seed of the stratified `train_limit` / `test_limit` subsets: the same images for every trial,
+/// so that trials differ only in configuration and seed.
+pub const SUBSET_SEED: u64 = 0;
+
+/// `ablate trial DIR`.
+pub fn run(args: TrialArgs) -> CommandResult {
+    let dir = args.dir;
+    if !dir.join(files::CONFIG).is_file() {
+        anyhow::bail!(
+            "{} is not a trial folder (no {})",
+            dir.display(),
+            files::CONFIG
+        );
+    }
+    init_logging(&dir)?;
+    let stop = StopFlag::install().context("cannot install the signal handler")?;
+    let device_name = std::env::var(DEVICE_ENV).unwrap_or_else(|_| "cpu".into());
+
+    // Record the start before anything can fail, so a failure is attributed to this attempt.
+    let status_path = dir.join(files::STATUS);
+    let mut status: TrialStatus = read_json_opt(&status_path)?.unwrap_or_else(TrialStatus::pending);
+    status.status = TrialState::Running;
+    status.attempts += 1;
+    status.pid = Some(std::process::id());
+    status.device = Some(device_name.clone());
+    status.started_at.get_or_insert_with(now_rfc3339);
+    status.ended_at = None;
+    status.error = None;
+    status.exit_code = None;
+    status.signal = None;
+    write_json_atomic(&status_path, &status)?;
+    let mut writer = TrialWriter::new(&dir, status);
+
+    match train(&dir, &device_name, &stop, &mut writer) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            let text = super::error_chain(&*e);
+            tracing::error!("trial failed: {text}");
+            let _ = writer.flush();
+            writer.end(TrialState::Failed, TRIAL_ERROR, Some(text))?;
+            Err(e)
+        }
+    }
+}
+
+fn init_logging(dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join(files::LOG);
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the trial log {}", path.display()))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ABLATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Ignore a subscriber set earlier in this process (tests, embedding).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(Mutex::new(file))
+        .try_init();
+    Ok(())
+}
+
+fn device(name: &str) -> anyhow::Result<Device> {
+    if name == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let ordinal: usize = name
+        .strip_prefix("cuda:")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow!("unknown device `{name}` in {DEVICE_ENV}; expected `cpu` or `cuda:N`"))?;
+    if !cfg!(feature = "cuda") {
+        anyhow::bail!(
+            "device `{name}` needs CUDA, but this `ablate` was built without the `cuda` feature"
+        );
+    }
+    Device::new_cuda(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))
+}
+
+fn train(
+    dir: &Path,
+    device_name: &str,
+    stop: &StopFlag,
+    writer: &mut TrialWriter,
+) -> anyhow::Result<i32> {
+    let trial: TrialFile = read_trial_config(&dir.join(files::CONFIG))?;
+    let hooks = TestHooks::from_env(trial.seed)?;
+    let config = trial.config();
+    tracing::info!(
+        "trial {} ({} seed {}) on {device_name}, pid {}",
+        trial.trial_id,
+        trial.variant,
+        trial.seed,
+        std::process::id()
+    );
+    let dev = device(device_name)?;
+    let data = ablate_data::load(&config.data, SUBSET_SEED).context("cannot load the data")?;
+    tracing::info!(
+        "data {}: {} train and {} test images, {} classes",
+        data.name,
+        data.train.len,
+        data.test.len,
+        data.num_classes()
+    );
+    let mut net = Net::new(&config.model, data.num_classes(), &dev, trial.seed)
+        .context("cannot build the network")?;
+    let (params, macs) = (net.param_count(), net.macs());
+    writer.update_status(|s| {
+        s.params = Some(params);
+        s.macs = Some(macs);
+    })?;
+    if hooks.diverge {
+        poison_weights(&mut net)?;
+    }
+
+    let checkpoint_dir = dir.join(files::CHECKPOINT);
+    let mut sink = FileSink {
+        writer,
+        stop,
+        hooks,
+        error: None,
+        finished: None,
+    };
+    let outcome = fit(
+        &mut net,
+        &data,
+        &config.data,
+        &config.train,
+        trial.seed,
+        Some(&checkpoint_dir),
+        &mut sink,
+    );
+    let FileSink {
+        writer,
+        error,
+        finished,
+        ..
+    } = sink;
+    if let Some(e) = error {
+        return Err(anyhow::Error::new(e).context("cannot write the trial's records"));
+    }
+    let outcome = outcome.context("training failed")?;
+    match outcome {
+        TrainOutcome::Completed { epochs } => {
+            let fin = finished.ok_or_else(|| anyhow!("the trainer completed without a final record"))?;
+            let records = writer.flush_all(epochs, fin.iterations)?.to_vec();
+            let final_json = final_json(&fin, &records, &data, params, macs);
+            write_json_atomic(&dir.join(files::FINAL), &final_json)?;
+            net.save_safetensors(&dir.join(files::MODEL))
+                .context("cannot save the final weights")?;
+            let inside = inside(&net, &data, &config.data)?;
+            write_json_atomic(&dir.join(files::INSIDE), &inside)?;
+            writer.end(TrialState::Completed, TRIAL_COMPLETED, None)?;
+            tracing::info!(
+                "completed {epochs} epochs: test accuracy {:.2}%",
+                fin.eval.accuracy * 100.0
+            );
+            Ok(TRIAL_COMPLETED)
+        }
+        TrainOutcome::Diverged { epoch, step } => {
+            writer.flush()?;
+            let msg = format!("diverged: non-finite loss at epoch {epoch}, step {step}");
+            tracing::warn!("{msg}");
+            writer.end(TrialState::Diverged, TRIAL_DIVERGED, Some(msg))?;
+            Ok(TRIAL_DIVERGED)
+        }
+        TrainOutcome::Interrupted { epoch } => {
+            writer.flush()?;
+            tracing::info!("interrupted during epoch {epoch}; checkpoint written, resumable");
+            writer.end(TrialState::Interrupted, TRIAL_INTERRUPTED, None)?;
+            Ok(TRIAL_INTERRUPTED)
+        }
+    }
+}
+
+/// The trainer's sink: records to files, stops on a signal or a write error.
+struct FileSink<'a> {
+    writer: &'a mut TrialWriter,
+    stop: &'a StopFlag,
+    hooks: TestHooks,
+    error: Option<RecordError>,
+    finished: Option<FinalRecord>,
+}
+
+impl MetricsSink for FileSink<'_> {
+    fn iteration(&mut self, r: &IterationRecord) {
+        if self.hooks.kill_at == Some(r.iteration) {
+            // Records on disk but no checkpoint for them: the hard case for a resume.
+            let _ = self.writer.flush();
+        }
+        self.hooks.before_step(r.iteration);
+        if self.error.is_some() {
+            return;
+        }
+        let line = IterationLine {
+            epoch: r.epoch,
+            step: r.step,
+            iteration: r.iteration,
+            loss: r.loss,
+        };
+        if let Err(e) = self.writer.iteration(line) {
+            self.error = Some(e);
+        }
+    }
+
+    fn epoch(&mut self, r: &EpochRecord) {
+        if self.error.is_some() {
+            return;
+        }
+        let line = EpochLine {
+            epoch: r.epoch,
+            train_loss: r.train_loss,
+            train_acc: r.train_acc,
+            test_loss: r.test_loss,
+            test_acc: r.test_acc,
+            lr: r.lr,
+            seconds: r.seconds,
+            images_per_sec: r.images_per_sec,
+        };
+        if let Err(e) = self.writer.epoch(line) {
+            self.error = Some(e);
+        } else {
+            tracing::info!(
+                "epoch {}: train loss {:.4} acc {:.2}%, test loss {:.4} acc {:.2}%, lr {:.2e}, {:.1}s",
+                r.epoch,
+                r.train_loss,
+                r.train_acc * 100.0,
+                r.test_loss,
+                r.test_acc * 100.0,
+                r.lr,
+                r.seconds
+            );
+        }
+    }
+
+    fn finished(&mut self, r: &FinalRecord) {
+        self.finished = Some(r.clone());
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop.is_raised() || self.error.is_some()
+    }
+}
+
+fn final_json(
+    fin: &FinalRecord,
+    epochs: &[EpochLine],
+    data: &Dataset,
+    params: u64,
+    macs: u64,
+) -> FinalJson {
+    let classes = (0..data.num_classes())
+        .map(|c| ClassLine {
+            class_index: c as u32,
+            class: data.classes[c].clone(),
+            correct: fin.eval.class_correct(c),
+            total: fin.eval.class_total(c),
+            confusion: fin
+                .eval
+                .confusion
+                .get(c)
+                .cloned()
+                .unwrap_or_else(|| vec![0; data.num_classes()]),
+        })
+        .collect();
+    FinalJson {
+        outcome: TrialState::Completed,
+        epochs_done: epochs.len() as u32,
+        final_test_acc: Some(fin.eval.accuracy),
+        final_test_loss: Some(fin.eval.loss),
+        best_test_acc: epochs
+            .iter()
+            .map(|e| e.test_acc)
+            .fold(None, |b: Option<f64>, x| Some(b.map_or(x, |b| b.max(x)))),
+        params,
+        macs,
+        classes,
+        error: None,
+    }
+}
+
+/// The fixed choice of sample images: `SAMPLE_IMAGES` distinct test indices drawn with
+/// splitmix64 from `SAMPLE_SEED`, so every trial on the same test split shows the same images.
+pub fn sample_indices(test_len: usize) -> Vec<usize> {
+    let want = SAMPLE_IMAGES.min(test_len);
+    let mut state = SAMPLE_SEED;
+    let mut out = Vec::with_capacity(want);
+    while out.len() < want {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let i = (z % test_len as u64) as usize;
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// Gates per class (channel-attention models), the sample images and their feature maps.
+fn inside(net: &Net, data: &Dataset, data_cfg: &ablate_data::DataConfig) -> anyhow::Result<InsideJson> {
+    let normalize = Normalize::from_config(data_cfg);
+    let stats = class_gates(net, &data.test, &normalize, data.num_classes())
+        .context("cannot compute the gates per class")?;
+    let mut gates: Vec<GateBlock> = Vec::new();
+    for g in &stats {
+        if gates.last().is_none_or(|b| b.block != g.block) {
+            gates.push(GateBlock {
+                block: g.block,
+                mean_gate: vec![Vec::new(); data.num_classes()],
+            });
+        }
+        let block = gates.last_mut().expect("pushed above");
+        let row = &mut block.mean_gate[g.class_index as usize];
+        let ch = g.channel as usize;
+        if row.len() <= ch {
+            row.resize(ch + 1, f32::NAN);
+        }
+        row[ch] = g.mean_gate as f32;
+    }
+    let indices = sample_indices(data.test.len);
+    let maps = feature_maps(net, &data.test, &indices, &normalize, FEATURE_CHANNELS)
+        .context("cannot compute the feature maps")?;
+    let samples = maps
+        .samples
+        .iter()
+        .map(|s| SampleImage {
+            sample: s.sample,
+            class_index: s.class_index,
+            class: data
+                .classes
+                .get(s.class_index as usize)
+                .cloned()
+                .unwrap_or_default(),
+            predicted: s.predicted,
+            height: data.test.height as u32,
+            width: data.test.width as u32,
+            pixels: data.test.image(s.index).to_vec(),
+        })
+        .collect();
+    let feature_maps = maps
+        .maps
+        .into_iter()
+        .map(|m| MapLine {
+            sample: m.sample,
+            block: m.block,
+            channel: m.channel,
+            height: m.height,
+            width: m.width,
+            values: m.values,
+        })
+        .collect();
+    Ok(InsideJson {
+        gates,
+        samples,
+        feature_maps,
+    })
+}
+
+/// Replaces every weight by NaN (the `ABLATE_TEST_DIVERGE` hook).
+fn poison_weights(net: &mut Net) -> anyhow::Result<()> {
+    tracing::warn!("test hook ABLATE_TEST_DIVERGE: NaN weights");
+    let mut poisoned = std::collections::HashMap::new();
+    for (name, t) in net.state_dict()? {
+        let nan = (t.ones_like()? * f64::NAN)?;
+        poisoned.insert(name, nan);
+    }
+    net.load_state_dict(&poisoned)?;
+    Ok(())
+}
+
+/// The test hooks read from the environment (see the module docs).
+#[derive(Debug, Default, Clone)]
+struct TestHooks {
+    panic_at: Option<u64>,
+    kill_at: Option<u64>,
+    diverge: bool,
+}
+
+impl TestHooks {
+    fn from_env(seed: u64) -> anyhow::Result<Self> {
+        let read = |name: &str| -> anyhow::Result<Option<u64>> {
+            let Ok(v) = std::env::var(name) else {
+                return Ok(None);
+            };
+            parse_hook(&v, seed).with_context(|| format!("bad test hook {name}={v:?}"))
+        };
+        Ok(Self {
+            panic_at: read("ABLATE_TEST_PANIC_AT_STEP")?,
+            kill_at: read("ABLATE_TEST_KILL_AT_STEP")?,
+            diverge: read("ABLATE_TEST_DIVERGE")?.is_some_and(|v| v != 0),
+        })
+    }
+
+    fn before_step(&self, iteration: u64) {
+        if self.panic_at == Some(iteration) {
+            panic!("test hook ABLATE_TEST_PANIC_AT_STEP: panic at step {iteration}");
+        }
+        if self.kill_at == Some(iteration) {
+            tracing::warn!("test hook ABLATE_TEST_KILL_AT_STEP: SIGKILL at step {iteration}");
+            #[cfg(unix)]
+            // SAFETY: kill(2) on our own pid.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+            std::process::abort();
+        }
+    }
+}
+
+/// `ARG` or `ARG@SEED+SEED...`: the argument if the hook applies to `seed`.
+fn parse_hook(v: &str, seed: u64) -> anyhow::Result<Option<u64>> {
+    let (arg, seeds) = match v.split_once('@') {
+        Some((a, s)) => (a, Some(s)),
+        None => (v, None),
+    };
+    let arg: u64 = arg.trim().parse().context("the argument is not a number")?;
+    if let Some(seeds) = seeds {
+        let list: Vec<u64> = seeds
+            .split('+')
+            .map(|s| s.trim().parse::<u64>())
+            .collect::<Result<_, _>>()
+            .context("the seeds after @ are not numbers")?;
+        if !list.contains(&seed) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(arg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hooks_apply_to_the_listed_seeds_only() {
+        assert_eq!(parse_hook("3", 7).unwrap(), Some(3));
+        assert_eq!(parse_hook("3@1+2", 2).unwrap(), Some(3));
+        assert_eq!(parse_hook("3@1+2", 0).unwrap(), None);
+        assert!(parse_hook("x", 0).is_err());
+        assert!(parse_hook("1@a", 0).is_err());
+    }
+
+    #[test]
+    fn sample_choice_is_fixed_and_distinct() {
+        let a = sample_indices(10_000);
+        assert_eq!(a, sample_indices(10_000));
+        assert_eq!(a.len(), SAMPLE_IMAGES);
+        let mut d = a.clone();
+        d.sort();
+        d.dedup();
+        assert_eq!(d.len(), a.len());
+        assert_eq!(sample_indices(2).len(), 2);
+        assert!(sample_indices(0).is_empty());
+    }
+}
