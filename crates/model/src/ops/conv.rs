@@ -1,0 +1,440 @@
+//! 2-D convolution, stride 1, zero padding, optional bias: PyTorch's `nn.Conv2d` (a
+//! cross-correlation) with `stride=1, dilation=1, groups=1`, as a candle custom op with fast CPU
+//! kernels.
+//!
+//! Forward: per image, im2col into a per-thread buffer, then one gemm
+//! (`out[Cout, H*W] = W[Cout, Cin*kh*kw] x col[Cin*kh*kw, H*W] + bias`).
+//! Backward, in one pass over the batch: the weight gradient (`dY x colᵀ`, accumulated per fixed
+//! chunk of images, then summed in chunk order so the result does not depend on the number of
+//! threads), the bias gradient (row sums of `dY`), and the input gradient (`Wᵀ x dY`, then
+//! col2im) only when the input takes part in autograd: the first layer's input does not.
+//!
+//! On a non-CPU device, for non-f32 tensors, or with [`Kernels::Reference`], [`conv2d`] runs
+//! candle's own `conv2d` (the reference path, [`conv2d_reference`]).
+
+use std::cell::RefCell;
+
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+use super::kernels::{cpu_f32, Kernels};
+
+/// Images per chunk of the weight-gradient reduction. Fixed (not derived from the thread
+/// count) so that the summation order, and thus the result, is the same on any machine.
+const GRAD_CHUNK: usize = 4;
+
+/// Convolution `x * weight + bias` with stride 1 and `padding` zeros on each side.
+///
+/// Uses the fast CPU op when `kernels` is [`Kernels::Fast`] and the tensors are f32 on the CPU,
+/// else [`conv2d_reference`].
+///
+/// # Shapes
+/// `x`: `[N, Cin, H, W]`, `weight`: `[Cout, Cin, kh, kw]`, `bias`: `[Cout]`;
+/// returns `[N, Cout, H + 2*padding - kh + 1, W + 2*padding - kw + 1]`.
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    padding: usize,
+    kernels: Kernels,
+) -> Result<Tensor> {
+    if !kernels.use_fast(x.device(), x.dtype()) {
+        return conv2d_reference(x, weight, bias, padding);
+    }
+    let (_, c_in, h, w) = x.dims4()?;
+    let (c_out, wc_in, kh, kw) = weight.dims4()?;
+    if wc_in != c_in {
+        bail!("conv2d: input has {c_in} channels, weight expects {wc_in}")
+    }
+    if h + 2 * padding < kh || w + 2 * padding < kw {
+        bail!("conv2d: kernel {kh}x{kw} larger than padded input {h}x{w} (padding {padding})")
+    }
+    let has_bias = bias.is_some();
+    let bias = match bias {
+        Some(b) => {
+            if b.dims() != [c_out] {
+                bail!("conv2d: bias shape {:?}, expected [{c_out}]", b.dims())
+            }
+            b.contiguous()?
+        }
+        None => Tensor::zeros(c_out, x.dtype(), x.device())?,
+    };
+    x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias, Conv2dOp { padding, has_bias })
+}
+
+/// The reference path: candle's `conv2d` plus a broadcast bias. Differentiated by candle's
+/// autograd.
+///
+/// # Shapes
+/// As [`conv2d`].
+pub fn conv2d_reference(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    padding: usize,
+) -> Result<Tensor> {
+    let y = x.conv2d(weight, padding, 1, 1, 1)?;
+    match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+/// Geometry of one convolution, derived from the input and weight shapes.
+#[derive(Debug, Clone, Copy)]
+struct Geom {
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    kh: usize,
+    kw: usize,
+    pad: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Geom {
+    fn new(x: &Shape, wt: &Shape, pad: usize) -> Result<Self> {
+        let (n, c_in, h, w) = x.dims4()?;
+        let (c_out, wc_in, kh, kw) = wt.dims4()?;
+        if wc_in != c_in || h + 2 * pad < kh || w + 2 * pad < kw {
+            bail!("conv2d: incompatible input {x:?} and weight {wt:?} with padding {pad}")
+        }
+        Ok(Self {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            pad,
+            oh: h + 2 * pad - kh + 1,
+            ow: w + 2 * pad - kw + 1,
+        })
+    }
+    /// Rows of the im2col matrix: `Cin * kh * kw`.
+    fn k(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+    /// Columns of the im2col matrix: output pixels per image.
+    fn hw_out(&self) -> usize {
+        self.oh * self.ow
+    }
+    fn in_img(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+    fn out_img(&self) -> usize {
+        self.c_out * self.hw_out()
+    }
+}
+
+thread_local! {
+    /// Per-thread im2col buffer, reused across calls (rayon's worker threads live on).
+    static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread buffer for the column-space input gradient.
+    static DCOL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_buf<R>(
+    key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    key.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.len() < len {
+            b.resize(len, 0.0);
+        }
+        f(&mut b[..len])
+    })
+}
+
+/// `col[(c*kh + ki)*kw + kj, oy*ow + ox] = x[c, oy + ki - pad, ox + kj - pad]` (0 outside).
+fn im2col(g: &Geom, x: &[f32], col: &mut [f32]) {
+    let hw = g.hw_out();
+    for c in 0..g.c_in {
+        let xc = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = &mut col[((c * g.kh + ki) * g.kw + kj) * hw..][..hw];
+                let ox0 = g.pad.saturating_sub(kj).min(g.ow);
+                let ox1 = (g.w + g.pad).saturating_sub(kj).min(g.ow).max(ox0);
+                for oy in 0..g.oh {
+                    let dst = &mut row[oy * g.ow..(oy + 1) * g.ow];
+                    let iy = (oy + ki) as isize - g.pad as isize;
+                    if iy < 0 || iy >= g.h as isize || ox0 == ox1 {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let ix0 = ox0 + kj - g.pad;
+                    let src = &xc[iy as usize * g.w + ix0..][..ox1 - ox0];
+                    dst[..ox0].fill(0.0);
+                    dst[ox0..ox1].copy_from_slice(src);
+                    dst[ox1..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: `dx[c, iy, ix] = sum of dcol entries that read it`.
+fn col2im(g: &Geom, dcol: &[f32], dx: &mut [f32]) {
+    let hw = g.hw_out();
+    dx.fill(0.0);
+    for c in 0..g.c_in {
+        let dxc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = &dcol[((c * g.kh + ki) * g.kw + kj) * hw..][..hw];
+                let ox0 = g.pad.saturating_sub(kj).min(g.ow);
+                let ox1 = (g.w + g.pad).saturating_sub(kj).min(g.ow).max(ox0);
+                if ox0 == ox1 {
+                    continue;
+                }
+                for oy in 0..g.oh {
+                    let iy = (oy + ki) as isize - g.pad as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let ix0 = ox0 + kj - g.pad;
+                    let dst = &mut dxc[iy as usize * g.w + ix0..][..ox1 - ox0];
+                    let src = &row[oy * g.ow + ox0..oy * g.ow + ox1];
+                    for (d, s) in dst.iter_mut().zip(src) {
+                        *d += s;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Row-major gemm on slices: `dst[m, n] = (accumulate ? dst : 0) + a[m, k] * b[k, n]`, where
+/// `a` and `b` are given with explicit (row, column) strides.
+#[allow(clippy::too_many_arguments)]
+fn gemm_rm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+) {
+    assert!(dst.len() >= m * n);
+    assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
+    assert!(k == 0 || n == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    // SAFETY: the asserts above bound every index the gemm reads or writes.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
+/// Forward kernel: `y[n] = W x im2col(x[n]) + bias`, parallel over images.
+fn forward_cpu(g: &Geom, x: &[f32], wt: &[f32], bias: &[f32]) -> Vec<f32> {
+    let (k, hw) = (g.k(), g.hw_out());
+    let mut y = vec![0f32; g.n * g.out_img()];
+    y.par_chunks_mut(g.out_img())
+        .zip(x.par_chunks(g.in_img()))
+        .for_each(|(yn, xn)| {
+            for (row, &b) in yn.chunks_mut(hw).zip(bias) {
+                row.fill(b);
+            }
+            if g.kh == 1 && g.kw == 1 && g.pad == 0 {
+                gemm_rm(g.c_out, hw, k, yn, true, wt, k, 1, xn, hw, 1);
+            } else {
+                with_buf(&COL, k * hw, |col| {
+                    im2col(g, xn, col);
+                    gemm_rm(g.c_out, hw, k, yn, true, wt, k, 1, col, hw, 1);
+                });
+            }
+        });
+    y
+}
+
+/// Gradients of one convolution.
+struct ConvGrads {
+    dx: Option<Vec<f32>>,
+    dw: Vec<f32>,
+    db: Vec<f32>,
+}
+
+/// Backward kernel. `dy` is the output gradient `[N, Cout, oh, ow]`.
+fn backward_cpu(g: &Geom, x: &[f32], wt: &[f32], dy: &[f32], need_dx: bool) -> ConvGrads {
+    let (k, hw) = (g.k(), g.hw_out());
+    let wsz = g.c_out * k;
+    let part = wsz + g.c_out;
+    let n_chunks = g.n.div_ceil(GRAD_CHUNK);
+    let mut partial = vec![0f32; n_chunks * part];
+    let mut dx = if need_dx {
+        vec![0f32; g.n * g.in_img()]
+    } else {
+        Vec::new()
+    };
+    let dx_chunk = if need_dx { GRAD_CHUNK * g.in_img() } else { 1 };
+    let mut dx_slices: Vec<&mut [f32]> = if need_dx {
+        dx.chunks_mut(dx_chunk).collect()
+    } else {
+        (0..n_chunks).map(|_| &mut [][..]).collect()
+    };
+    partial
+        .par_chunks_mut(part)
+        .zip(dx_slices.par_iter_mut())
+        .enumerate()
+        .for_each(|(ci, (pw, dxc))| {
+            let (pdw, pdb) = pw.split_at_mut(wsz);
+            let first = ci * GRAD_CHUNK;
+            let last = (first + GRAD_CHUNK).min(g.n);
+            for (j, img) in (first..last).enumerate() {
+                let xn = &x[img * g.in_img()..(img + 1) * g.in_img()];
+                let dyn_ = &dy[img * g.out_img()..(img + 1) * g.out_img()];
+                for (db, row) in pdb.iter_mut().zip(dyn_.chunks(hw)) {
+                    *db += row.iter().sum::<f32>();
+                }
+                let direct = g.kh == 1 && g.kw == 1 && g.pad == 0;
+                with_buf(&COL, if direct { 0 } else { k * hw }, |col| {
+                    let col: &[f32] = if direct {
+                        xn
+                    } else {
+                        im2col(g, xn, col);
+                        col
+                    };
+                    // dW[Cout, K] += dY[Cout, HW] x colᵀ[HW, K]
+                    gemm_rm(g.c_out, k, hw, pdw, j > 0, dyn_, hw, 1, col, 1, hw);
+                });
+                if need_dx {
+                    let dxn = &mut dxc[j * g.in_img()..(j + 1) * g.in_img()];
+                    if direct {
+                        // dX[Cin, HW] = Wᵀ[Cin, Cout] x dY[Cout, HW]
+                        gemm_rm(k, hw, g.c_out, dxn, false, wt, 1, k, dyn_, hw, 1);
+                    } else {
+                        with_buf(&DCOL, k * hw, |dcol| {
+                            gemm_rm(k, hw, g.c_out, dcol, false, wt, 1, k, dyn_, hw, 1);
+                            col2im(g, dcol, dxn);
+                        });
+                    }
+                }
+            }
+        });
+    drop(dx_slices);
+    // Sum the chunk partials in chunk order (deterministic), parallel over elements.
+    let mut sum = vec![0f32; part];
+    let block = 4096;
+    sum.par_chunks_mut(block).enumerate().for_each(|(bi, s)| {
+        let (off, len) = (bi * block, s.len());
+        for p in partial.chunks(part) {
+            for (d, v) in s.iter_mut().zip(&p[off..off + len]) {
+                *d += v;
+            }
+        }
+    });
+    let db = sum.split_off(wsz);
+    ConvGrads {
+        dx: need_dx.then_some(dx),
+        dw: sum,
+        db,
+    }
+}
+
+/// The custom op: arguments `(x, weight, bias)`.
+struct Conv2dOp {
+    padding: usize,
+    has_bias: bool,
+}
+
+impl CustomOp3 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "ablate-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(l1.shape(), l2.shape(), self.padding)?;
+        let y = forward_cpu(&g, cpu_f32(s1, l1)?, cpu_f32(s2, l2)?, cpu_f32(s3, l3)?);
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.c_out, g.oh, g.ow))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        wt: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let need_dx = x.track_op();
+        let need_dw = wt.track_op();
+        let need_db = self.has_bias && bias.track_op();
+        if !(need_dx || need_dw || need_db) {
+            return Ok((None, None, None));
+        }
+        let grad = grad.contiguous()?;
+        let g = Geom::new(x.shape(), wt.shape(), self.padding)?;
+        let grads = {
+            let (sx, lx) = x.storage_and_layout();
+            let (sw, lw) = wt.storage_and_layout();
+            let (sg, lg) = grad.storage_and_layout();
+            match (&*sx, &*sw, &*sg) {
+                (Storage::Cpu(sx), Storage::Cpu(sw), Storage::Cpu(sg)) => backward_cpu(
+                    &g,
+                    cpu_f32(sx, lx)?,
+                    cpu_f32(sw, lw)?,
+                    cpu_f32(sg, lg)?,
+                    need_dx,
+                ),
+                _ => bail!("ablate-conv2d: backward of the fast kernel needs cpu tensors"),
+            }
+        };
+        let dev = x.device();
+        let dx = match grads.dx {
+            Some(dx) if need_dx => Some(Tensor::from_vec(dx, x.shape(), dev)?),
+            _ => None,
+        };
+        let dw = if need_dw {
+            Some(Tensor::from_vec(grads.dw, wt.shape(), dev)?)
+        } else {
+            None
+        };
+        let db = if need_db {
+            Some(Tensor::from_vec(grads.db, bias.shape(), dev)?)
+        } else {
+            None
+        };
+        Ok((dx, dw, db))
+    }
+}

@@ -1,0 +1,102 @@
+//! The choice between our fast CPU kernels and plain candle ops, and small helpers shared by the
+//! custom ops in this folder ([`super::conv`], [`super::bn_relu`]).
+//!
+//! The reference path (plain candle ops, differentiated by candle's own autograd) is what the
+//! tests compare the fast kernels against, and what runs on every non-CPU device.
+
+use candle_core::{bail, DType, Device, Layout, Result};
+
+/// Which implementation the layers use for their hot ops.
+///
+/// On a non-CPU device both choices run plain candle ops: the fast kernels exist for the CPU
+/// only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernels {
+    /// Our custom ops (im2col + gemm convolution, fused BatchNorm + ReLU) on the CPU.
+    #[default]
+    Fast,
+    /// Plain candle ops everywhere (the reference the tests check the fast kernels against).
+    Reference,
+}
+
+/// The environment variable [`Kernels::from_env`] reads: `fast` or `reference`.
+pub const KERNELS_ENV: &str = "ABLATE_KERNELS";
+
+impl Kernels {
+    /// Reads [`KERNELS_ENV`]: `reference` selects [`Kernels::Reference`]; unset, empty or
+    /// `fast` select [`Kernels::Fast`]. Any other value is an error naming it.
+    pub fn from_env() -> std::result::Result<Self, KernelsEnvError> {
+        match std::env::var(KERNELS_ENV) {
+            Err(std::env::VarError::NotPresent) => Ok(Self::Fast),
+            Err(std::env::VarError::NotUnicode(v)) => Err(KernelsEnvError {
+                value: v.to_string_lossy().into_owned(),
+            }),
+            Ok(v) => match v.trim() {
+                "" | "fast" => Ok(Self::Fast),
+                "reference" => Ok(Self::Reference),
+                other => Err(KernelsEnvError {
+                    value: other.to_string(),
+                }),
+            },
+        }
+    }
+
+    /// Whether the fast CPU kernel should run for a tensor on `device` with `dtype`.
+    pub fn use_fast(self, device: &Device, dtype: DType) -> bool {
+        self == Self::Fast && matches!(device, Device::Cpu) && dtype == DType::F32
+    }
+}
+
+/// [`KERNELS_ENV`] holds a value other than `fast` or `reference`.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {KERNELS_ENV} value `{value}`: expected `fast` or `reference`")]
+pub struct KernelsEnvError {
+    /// The value found.
+    pub value: String,
+}
+
+/// The f32 elements of a contiguous CPU storage, from the layout's start offset on.
+pub(crate) fn cpu_f32<'a>(
+    storage: &'a candle_core::CpuStorage,
+    layout: &Layout,
+) -> Result<&'a [f32]> {
+    if !layout.is_contiguous() {
+        bail!(
+            "fast kernel: expected a contiguous tensor, got strides {:?}",
+            layout.stride()
+        )
+    }
+    let all = storage.as_slice::<f32>()?;
+    let start = layout.start_offset();
+    let n = layout.shape().elem_count();
+    match all.get(start..start + n) {
+        Some(s) => Ok(s),
+        None => bail!(
+            "fast kernel: storage of {} elements too short for layout",
+            all.len()
+        ),
+    }
+}
+
+/// Sum and sum of squares of `xs` in f64, with eight independent lanes so that the loop
+/// vectorizes; the order of additions is fixed, so the result does not depend on threads.
+#[inline]
+pub(crate) fn sum_sumsq(xs: &[f32]) -> (f64, f64) {
+    let mut s = [0f64; 8];
+    let mut q = [0f64; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            let v = c[l] as f64;
+            s[l] += v;
+            q[l] += v * v;
+        }
+    }
+    for (l, &v) in rest.iter().enumerate() {
+        let v = v as f64;
+        s[l] += v;
+        q[l] += v * v;
+    }
+    (s.iter().sum(), q.iter().sum())
+}

@@ -1,0 +1,187 @@
+//! The fast CPU convolution (`ops::conv::conv2d` with `Kernels::Fast`) against two references:
+//! the plain-candle path (`conv2d_reference`: candle's `conv2d` + broadcast bias, differentiated
+//! by candle's autograd) for forward and all gradients, and finite differences of the fast op
+//! itself (the convolution is linear in each argument, so a central difference with step 1
+//! along a random direction equals the directional derivative up to rounding).
+
+use ablate_model::ops::conv::{conv2d, conv2d_reference};
+use ablate_model::ops::kernels::Kernels;
+use candle_core::{Device, Result, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Shapes `(n, c_in, h, w, c_out, k, padding)`: the seed's 3x3/pad 1 layers at small sizes,
+/// odd sizes, batch 1, 1x1 and 7x7 kernels, no padding, a 1x1 image.
+const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
+    (2, 3, 8, 8, 4, 3, 1),
+    (1, 1, 1, 1, 1, 3, 1),
+    (1, 5, 7, 3, 3, 3, 1),
+    (3, 4, 5, 9, 6, 3, 1),
+    (5, 2, 6, 6, 3, 3, 0),
+    (2, 3, 4, 5, 7, 1, 0),
+    (2, 2, 9, 7, 1, 7, 3),
+    (9, 3, 4, 4, 2, 3, 1),
+];
+
+fn rand_tensor(rng: &mut ChaCha8Rng, dims: &[usize]) -> Result<Tensor> {
+    let n: usize = dims.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    Tensor::from_vec(v, dims, &Device::Cpu)
+}
+
+/// `max |a - b| / max(max |b|, 1e-3)`.
+fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
+    let a = a.flatten_all()?.to_vec1::<f32>()?;
+    let b = b.flatten_all()?.to_vec1::<f32>()?;
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    Ok(diff / scale)
+}
+
+fn dot(a: &Tensor, b: &Tensor) -> Result<f64> {
+    let a = a.flatten_all()?.to_vec1::<f32>()?;
+    let b = b.flatten_all()?.to_vec1::<f32>()?;
+    Ok(a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum())
+}
+
+struct Case {
+    x: Var,
+    w: Var,
+    b: Var,
+    pad: usize,
+    /// Random weights of the scalar loss `Σ y ⊙ r`.
+    r: Tensor,
+}
+
+fn case(seed: u64, s: (usize, usize, usize, usize, usize, usize, usize)) -> Result<Case> {
+    let (n, ci, h, w, co, k, pad) = s;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x = Var::from_tensor(&rand_tensor(&mut rng, &[n, ci, h, w])?)?;
+    let wt = Var::from_tensor(&rand_tensor(&mut rng, &[co, ci, k, k])?)?;
+    let b = Var::from_tensor(&rand_tensor(&mut rng, &[co])?)?;
+    let (oh, ow) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
+    let r = rand_tensor(&mut rng, &[n, co, oh, ow])?;
+    Ok(Case {
+        x,
+        w: wt,
+        b,
+        pad,
+        r,
+    })
+}
+
+#[test]
+fn forward_and_gradients_match_candle_reference() -> Result<()> {
+    for (i, &s) in SHAPES.iter().enumerate() {
+        let c = case(i as u64, s)?;
+        let fast = conv2d(&c.x, &c.w, Some(&c.b), c.pad, Kernels::Fast)?;
+        let refr = conv2d_reference(&c.x, &c.w, Some(&c.b), c.pad)?;
+        assert_eq!(fast.dims(), refr.dims(), "shape {s:?}");
+        let e = rel_err(&fast, &refr)?;
+        assert!(e < 1e-5, "forward {s:?}: rel err {e}");
+
+        let gf = (fast * &c.r)?.sum_all()?.backward()?;
+        let gr = (refr * &c.r)?.sum_all()?.backward()?;
+        for (name, v) in [("x", &c.x), ("weight", &c.w), ("bias", &c.b)] {
+            let a = gf.get(v).expect("fast gradient");
+            let b = gr.get(v).expect("reference gradient");
+            let e = rel_err(a, b)?;
+            assert!(e < 1e-5, "d{name} {s:?}: rel err {e}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn gradients_match_finite_differences() -> Result<()> {
+    for (i, &s) in SHAPES.iter().enumerate() {
+        let c = case(100 + i as u64, s)?;
+        let loss = |x: &Tensor, w: &Tensor, b: &Tensor| -> Result<f64> {
+            dot(&conv2d(x, w, Some(b), c.pad, Kernels::Fast)?, &c.r)
+        };
+        let y = conv2d(&c.x, &c.w, Some(&c.b), c.pad, Kernels::Fast)?;
+        let g = (y * &c.r)?.sum_all()?.backward()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(200 + i as u64);
+        let (x, w, b) = (c.x.as_tensor(), c.w.as_tensor(), c.b.as_tensor());
+        for which in 0..3 {
+            let target = [x, w, b][which];
+            let dir = rand_tensor(&mut rng, target.dims())?;
+            let plus = (target + &dir)?;
+            let minus = (target - &dir)?;
+            let (lp, lm) = match which {
+                0 => (loss(&plus, w, b)?, loss(&minus, w, b)?),
+                1 => (loss(x, &plus, b)?, loss(x, &minus, b)?),
+                _ => (loss(x, w, &plus)?, loss(x, w, &minus)?),
+            };
+            let fd = (lp - lm) / 2.0;
+            let analytic = dot(g.get(target).expect("gradient"), &dir)?;
+            let scale = fd.abs().max(analytic.abs()).max(1.0);
+            let e = (fd - analytic).abs() / scale;
+            assert!(e < 1e-5, "arg {which} {s:?}: fd {fd} analytic {analytic}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn no_input_gradient_for_a_plain_input_and_no_bias() -> Result<()> {
+    // The first layer's input is data, not a variable: the op must skip its gradient.
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let x = rand_tensor(&mut rng, &[3, 3, 6, 5])?;
+    let w = Var::from_tensor(&rand_tensor(&mut rng, &[4, 3, 3, 3])?)?;
+    let r = rand_tensor(&mut rng, &[3, 4, 6, 5])?;
+    let fast = conv2d(&x, &w, None, 1, Kernels::Fast)?;
+    let refr = conv2d_reference(&x, &w, None, 1)?;
+    assert!(rel_err(&fast, &refr)? < 1e-5);
+    let gf = (fast * &r)?.sum_all()?.backward()?;
+    let gr = (refr * &r)?.sum_all()?.backward()?;
+    assert!(gf.get(&x).is_none(), "gradient computed for a plain input");
+    let e = rel_err(gf.get(&w).expect("dw"), gr.get(&w).expect("dw ref"))?;
+    assert!(e < 1e-5, "dw rel err {e}");
+    Ok(())
+}
+
+#[test]
+fn gradients_do_not_depend_on_thread_count() -> Result<()> {
+    let c = case(42, (13, 4, 7, 6, 5, 3, 1))?;
+    let run = |threads: usize| -> Result<Vec<Vec<f32>>> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("thread pool");
+        pool.install(|| {
+            let y = conv2d(&c.x, &c.w, Some(&c.b), c.pad, Kernels::Fast)?;
+            let g = (&y * &c.r)?.sum_all()?.backward()?;
+            let mut out = vec![y.flatten_all()?.to_vec1::<f32>()?];
+            for v in [&c.x, &c.w, &c.b] {
+                out.push(
+                    g.get(v)
+                        .expect("gradient")
+                        .flatten_all()?
+                        .to_vec1::<f32>()?,
+                );
+            }
+            Ok(out)
+        })
+    };
+    let one = run(1)?;
+    assert_eq!(one, run(2)?);
+    assert_eq!(one, run(5)?);
+    Ok(())
+}
+
+#[test]
+fn reference_kernels_choice_runs_candle_ops() -> Result<()> {
+    let c = case(5, (2, 3, 5, 5, 2, 3, 1))?;
+    let a = conv2d(&c.x, &c.w, Some(&c.b), 1, Kernels::Reference)?;
+    let b = conv2d_reference(&c.x, &c.w, Some(&c.b), 1)?;
+    assert_eq!(
+        a.flatten_all()?.to_vec1::<f32>()?,
+        b.flatten_all()?.to_vec1::<f32>()?
+    );
+    Ok(())
+}
