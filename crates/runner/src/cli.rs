@@ -1,0 +1,192 @@
+//! The command line: every subcommand and option, with the help text users see.
+//!
+//! `main.rs` parses [`Cli`] and hands each subcommand to `commands::*`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Override;
+
+/// Exit codes, shown at the end of `ablate --help`.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success (for `sweep`: every trial completed)
+  1  error: bad experiment file or arguments' values, missing data, I/O, lock held
+  2  usage error: unknown option, missing argument (also clap's code for bad syntax)
+  3  `sweep`: it ran to the end but some trials failed or diverged
+     (`trial`: the loss diverged)
+  4  interrupted by Ctrl-C; run the same command again to resume";
+
+/// Exit code of a command that worked.
+pub const EXIT_OK: i32 = 0;
+/// Exit code of an error (printed as `error: ...`).
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code of a usage error (clap uses it for bad arguments).
+pub const EXIT_USAGE: i32 = 2;
+
+/// Ablation sweeps of channel-attention modules (SE, ECA, spatial, CBAM) on a small CIFAR-10 CNN.
+///
+/// An experiment file (TOML) names a base configuration and the keys to sweep;
+/// `ablate sweep` trains every (configuration, seed) in its own process, keeps
+/// each trial's records under `results/<name>/trials/<id>/`, rebuilds the
+/// Parquet files from them and writes a report. See docs/experiments.md.
+#[derive(Debug, Parser)]
+#[command(name = "ablate", version, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run (or resume) a sweep: every trial of an experiment file.
+    ///
+    /// Completed trials are skipped; unfinished ones continue from their last
+    /// checkpoint. Ctrl-C stops launching, lets running trials checkpoint and
+    /// leaves everything resumable.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Sweep(SweepArgs),
+    /// Run one trial from its folder (the sweep starts these as child processes).
+    ///
+    /// DIR holds the trial's `config.toml`; the trial writes its log,
+    /// checkpoints, metrics and status next to it.
+    Trial(TrialArgs),
+    /// Write the report (tables, charts) of a results folder.
+    Report(ReportArgs),
+    /// Evaluate saved weights on a dataset's test split.
+    ///
+    /// Prints the loss, the accuracy and the accuracy of each class. Weights are
+    /// safetensors with PyTorch state_dict names (ours, or a PyTorch
+    /// `state_dict` saved with `safetensors.torch.save_file`).
+    Eval(EvalArgs),
+    /// Inspect or convert datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+/// `ablate sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The experiment file, e.g. `experiments/se_ablation.toml`.
+    pub file: PathBuf,
+    /// Where trials run: `cpu`, or CUDA devices such as `cuda:0,cuda:1` (CUDA needs a
+    /// build with `--features cuda`).
+    #[arg(long, value_name = "LIST", default_value = "cpu")]
+    pub devices: String,
+    /// Trials run at the same time on each device (CPU trials share the cores).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs_per_device: u32,
+    /// Extra attempts for a trial that fails (a diverged trial is not retried).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+    /// Print the plan (trial ids, variants, seeds, what is already done) and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Override a key of the experiment file, e.g. `--set train.epochs=2 --set seeds=[0]`
+    /// (repeatable; the value is TOML, a bare word is a string; a swept key given here is
+    /// no longer swept).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<Override>,
+    /// The results root: the sweep writes `OUT/<name>/`.
+    #[arg(long, value_name = "DIR", default_value = "results")]
+    pub out: PathBuf,
+    /// Do not write the report at the end of the sweep.
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+/// `ablate trial`.
+#[derive(Debug, Args)]
+pub struct TrialArgs {
+    /// The trial's folder (holding its `config.toml`).
+    pub dir: PathBuf,
+}
+
+/// `ablate report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A sweep's results folder, e.g. `results/se_ablation`.
+    pub dir: PathBuf,
+    /// Feature-map figures for this many test images (default: the report's choice).
+    #[arg(long, value_name = "N")]
+    pub feature_maps: Option<usize>,
+}
+
+/// `ablate eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The weights: a `.safetensors` file (e.g. `results/<name>/trials/<id>/model.safetensors`).
+    #[arg(long, value_name = "FILE")]
+    pub weights: PathBuf,
+    /// The model: the `[model]` table's keys as `key=value` pairs, comma-separated, defaults
+    /// filled in: `attention=none` is the seed CNN, `attention=se,reduction=8` SE with r=8,
+    /// lists as `blocks=1+3`.
+    #[arg(long, value_name = "SPEC", default_value = "attention=none")]
+    pub model: String,
+    /// The dataset: `synthetic`, a CIFAR-10 binary folder or `cifar-10-binary.tar.gz`, or an
+    /// image folder (`train/<class>/*.png`, `test/<class>/...`) as a folder or `.tar.gz`.
+    #[arg(long, value_name = "SOURCE")]
+    pub data: String,
+    /// Images per forward pass.
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    /// Evaluate on at most this many test images (a stratified, seeded subset).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Print one JSON object (`accuracy`, `loss`, `per_class`, ...) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ablate data ...`.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Counts per split and class, image size, per-channel mean and std.
+    Info(DataInfoArgs),
+    /// Write a dataset in another layout (e.g. the official CIFAR-10 binary files).
+    Export(DataExportArgs),
+}
+
+/// `ablate data info`.
+#[derive(Debug, Args)]
+pub struct DataInfoArgs {
+    /// `synthetic`, a CIFAR-10 binary folder or archive, or an image folder (folder or `.tar.gz`).
+    pub source: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ablate data export`.
+#[derive(Debug, Args)]
+pub struct DataExportArgs {
+    /// `synthetic`, a CIFAR-10 binary folder or archive, or an image folder (folder or `.tar.gz`).
+    pub source: String,
+    /// The output layout.
+    #[arg(long, value_enum, default_value_t = ExportFormat::CifarBin)]
+    pub format: ExportFormat,
+    /// The output folder.
+    pub out: PathBuf,
+}
+
+/// Layouts `ablate data export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// The official CIFAR-10 binary layout: `data_batch_1..5.bin`, `test_batch.bin`,
+    /// `batches.meta.txt`.
+    CifarBin,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,27 @@
+//! One module per subcommand; each `run` returns the process exit code.
+
+pub mod data;
+pub mod eval;
+pub mod plan;
+pub mod report;
+pub mod sweep;
+pub mod trial;
+
+/// The result of a subcommand: the exit code, or an error to print.
+pub type CommandResult = anyhow::Result<i32>;
+
+/// `outer: cause: root cause`, the way errors are printed.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        // Skip a cause whose text the outer message already contains.
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,150 @@
+//! `ablate sweep --dry-run`: the plan of a sweep, and what is already done.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::cli::{SweepArgs, EXIT_OK};
+use crate::config::{load_experiment, Experiment, Trial};
+use crate::results::records::TrialState;
+use crate::results::scan::scan;
+
+use super::CommandResult;
+
+/// A trial of the plan and where it stands.
+#[derive(Debug, Clone)]
+pub struct PlannedTrial {
+    /// The trial.
+    pub trial: Trial,
+    /// Its state from `status.json` (`pending` when there is none).
+    pub state: TrialState,
+    /// Epochs done so far.
+    pub epochs_done: u32,
+}
+
+/// A sweep's plan: every trial and its state.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The results folder of the sweep (`OUT/<name>`).
+    pub dir: PathBuf,
+    /// The trials, in launch order.
+    pub trials: Vec<PlannedTrial>,
+}
+
+impl Plan {
+    /// Expands the experiment and reads `DIR/trials/<id>/status.json` of each trial.
+    pub fn new(experiment: &Experiment, out: &Path) -> anyhow::Result<Plan> {
+        let dir = out.join(experiment.name());
+        let trials = experiment.trials();
+        let ids: Vec<String> = trials.iter().map(|t| t.id.to_string()).collect();
+        let entries = scan(&dir, &ids)
+            .with_context(|| format!("cannot read the trial records in {}", dir.display()))?;
+        let trials = trials
+            .into_iter()
+            .zip(entries)
+            .map(|(trial, e)| PlannedTrial {
+                trial,
+                state: e.state(),
+                epochs_done: e.status.as_ref().map_or(0, |s| s.epochs_done),
+            })
+            .collect();
+        Ok(Plan { dir, trials })
+    }
+
+    /// How many trials are in each state.
+    pub fn count(&self, state: TrialState) -> usize {
+        self.trials.iter().filter(|t| t.state == state).count()
+    }
+
+    /// How many trials a sweep would (re)run: all but completed and diverged ones.
+    pub fn to_run(&self) -> usize {
+        self.trials.iter().filter(|t| !t.state.is_final()).count()
+    }
+}
+
+/// Writes the plan as text: a summary, then one line per trial.
+pub fn write_plan(experiment: &Experiment, plan: &Plan, w: &mut dyn Write) -> std::io::Result<()> {
+    let variants = experiment.variants().len();
+    let seeds = experiment.seeds();
+    writeln!(w, "experiment  {}", experiment.name())?;
+    if !experiment.description().is_empty() {
+        writeln!(w, "            {}", experiment.description())?;
+    }
+    writeln!(w, "file        {}", experiment.path().display())?;
+    writeln!(w, "results     {}", plan.dir.display())?;
+    let axes = experiment.axis_keys();
+    writeln!(
+        w,
+        "swept       {}",
+        if axes.is_empty() {
+            "nothing (the base configuration)".to_string()
+        } else {
+            axes.join(", ")
+        }
+    )?;
+    writeln!(
+        w,
+        "seeds       {}",
+        seeds
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    let mut states = Vec::new();
+    for s in [
+        TrialState::Completed,
+        TrialState::Diverged,
+        TrialState::Failed,
+        TrialState::Interrupted,
+        TrialState::Running,
+        TrialState::Pending,
+    ] {
+        let n = plan.count(s);
+        if n > 0 {
+            states.push(format!("{n} {s}"));
+        }
+    }
+    writeln!(
+        w,
+        "trials      {} ({} variant{} x {} seed{}): {}; {} to run",
+        plan.trials.len(),
+        variants,
+        if variants == 1 { "" } else { "s" },
+        seeds.len(),
+        if seeds.len() == 1 { "" } else { "s" },
+        states.join(", "),
+        plan.to_run()
+    )?;
+    writeln!(w)?;
+    writeln!(
+        w,
+        "{:<12}  {:>6}  {:<11}  {:>6}  variant",
+        "trial", "seed", "status", "epochs"
+    )?;
+    for t in &plan.trials {
+        writeln!(
+            w,
+            "{:<12}  {:>6}  {:<11}  {:>6}  {}",
+            t.trial.id,
+            t.trial.seed,
+            t.state.as_str(),
+            format!("{}/{}", t.epochs_done, t.trial.config.train.epochs),
+            t.trial.variant
+        )?;
+    }
+    Ok(())
+}
+
+/// `ablate sweep FILE --dry-run`: prints the plan, runs nothing.
+pub fn run(args: &SweepArgs) -> CommandResult {
+    let experiment = load_experiment(&args.file, &args.overrides)?;
+    let plan = Plan::new(&experiment, &args.out)?;
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    write_plan(&experiment, &plan, &mut w)
+        .and_then(|_| w.flush())
+        .context("cannot write the plan to stdout")?;
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,406 @@
+//! The validated experiment and its resolved trials.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use ablate_data::DataConfig;
+use ablate_model::train::TrainConfig;
+use ablate_model::ModelSpec;
+
+use super::errors::ConfigError;
+use super::expand::{self, Base, Grid, SECTIONS};
+use super::ids::{self, TrialId};
+use super::overrides::Override;
+use super::raw::RawDoc;
+use super::sections::{self, Locate};
+use super::suggest;
+
+/// The top-level keys of an experiment file.
+pub const TOP_KEYS: [&str; 7] = [
+    "name",
+    "description",
+    "seeds",
+    "data",
+    "model",
+    "train",
+    "grid",
+];
+
+/// One trial's full configuration: the three typed tables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolvedConfig {
+    /// The `[data]` table.
+    pub data: DataConfig,
+    /// The `[model]` table (canonical: keys without effect at their defaults).
+    pub model: ModelSpec,
+    /// The `[train]` table.
+    pub train: TrainConfig,
+}
+
+impl ResolvedConfig {
+    /// The configuration as a TOML table with `data`, `model` and `train`.
+    pub fn to_table(&self) -> toml::Table {
+        let mut t = toml::Table::new();
+        t.insert("data".into(), sections::to_value(&self.data));
+        t.insert("model".into(), sections::to_value(&self.model));
+        t.insert("train".into(), sections::to_value(&self.train));
+        t
+    }
+
+    /// The canonical text the ids hash (sorted keys, normalized numbers).
+    pub fn canonical(&self) -> String {
+        let mut s = sections::canonical_section(&self.data);
+        s.push_str(&sections::canonical_section(&self.model));
+        s.push_str(&sections::canonical_section(&self.train));
+        s
+    }
+
+    /// The id of this configuration without a seed.
+    pub fn variant_id(&self) -> String {
+        ids::variant_id(&self.canonical())
+    }
+
+    /// The id of this configuration with `seed`.
+    pub fn trial_id(&self, seed: u64) -> TrialId {
+        TrialId::new(&self.canonical(), seed)
+    }
+}
+
+/// One distinct configuration of an experiment (a trial without its seed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    /// 12 hex characters of the SHA-256 of the canonical configuration.
+    pub variant_id: String,
+    /// `attention=se reduction=16 placement=post_relu`, or `baseline`.
+    pub label: String,
+    /// The swept keys of its grid and their values (keys without effect left out).
+    pub axes: Vec<(String, toml::Value)>,
+    /// The configuration.
+    pub config: ResolvedConfig,
+    pub(crate) canonical: String,
+}
+
+/// One trial: a variant with a seed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trial {
+    /// 12 hex characters of the SHA-256 of the canonical configuration and seed.
+    pub id: TrialId,
+    /// The id of the configuration without the seed.
+    pub variant_id: String,
+    /// The variant's label (`baseline` for the base configuration).
+    pub variant: String,
+    /// The seed (weights, dropout, shuffling, augmentation).
+    pub seed: u64,
+    /// The swept keys and this trial's values.
+    pub axes: Vec<(String, toml::Value)>,
+    /// The configuration.
+    pub config: ResolvedConfig,
+}
+
+/// A validated experiment: header, base configuration and distinct variants.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    path: PathBuf,
+    name: String,
+    description: String,
+    seeds: Vec<u64>,
+    base: ResolvedConfig,
+    variants: Vec<Variant>,
+    axis_keys: Vec<String>,
+    grids: usize,
+    source: toml::Table,
+}
+
+/// Reads, validates and expands an experiment file, with `--set` overrides
+/// applied on top of it.
+pub fn load_experiment(path: &Path, overrides: &[Override]) -> Result<Experiment, ConfigError> {
+    let raw = RawDoc::read(path)?;
+    Experiment::from_raw(raw, overrides)
+}
+
+impl Experiment {
+    /// Parses an experiment from text (`path` names it in messages).
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        overrides: &[Override],
+    ) -> Result<Experiment, ConfigError> {
+        Experiment::from_raw(RawDoc::parse(path, text.to_string())?, overrides)
+    }
+
+    fn from_raw(raw: RawDoc, overrides: &[Override]) -> Result<Experiment, ConfigError> {
+        let at = expand::base_locator(&raw, overrides);
+
+        // Unknown top-level keys (in the file or in --set).
+        for key in raw.table.keys() {
+            check_top_key(key, raw.locate(&[key.as_str()], false))?;
+        }
+        let mut table = raw.table.clone();
+        for o in overrides {
+            if o.key[0] == "grid" {
+                return Err(ConfigError::Override {
+                    text: o.text.clone(),
+                    message: "grids cannot be set from the command line; edit the file (or pin a swept key with --set table.key=value)".into(),
+                });
+            }
+            check_top_key(
+                &o.key[0],
+                super::errors::Location::Override {
+                    text: o.text.clone(),
+                },
+            )?;
+            o.apply(&mut table)?;
+        }
+
+        let name = match table.get("name") {
+            None => raw
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            Some(toml::Value::String(s)) => s.clone(),
+            Some(other) => {
+                return Err(invalid(
+                    &at,
+                    "name",
+                    format!("expected a string, found {}", super::de::describe(other)),
+                ))
+            }
+        };
+        check_name(&name).map_err(|m| invalid(&at, "name", m))?;
+        let description = match table.get("description") {
+            None => String::new(),
+            Some(toml::Value::String(s)) => s.clone(),
+            Some(other) => {
+                return Err(invalid(
+                    &at,
+                    "description",
+                    format!("expected a string, found {}", super::de::describe(other)),
+                ))
+            }
+        };
+        let seeds = parse_seeds(table.get("seeds"), &at)?;
+
+        let tables = SECTIONS.map(|s| {
+            table
+                .get(s)
+                .cloned()
+                .unwrap_or_else(|| toml::Value::Table(toml::Table::new()))
+        });
+        let base = Base::new(tables, &at)?;
+        let grids = expand::parse_grids(raw.table.get("grid"), &raw, overrides)?;
+        let variants = expand::expand(&base, &grids, &raw, overrides)?;
+        let axis_keys = axis_keys(&grids);
+
+        // The experiment as run: the file with the overrides, pinned axes removed.
+        let mut source = table;
+        if !grids.is_empty() {
+            let entries = grids
+                .iter()
+                .map(|g| {
+                    let mut t = toml::Table::new();
+                    for a in &g.axes {
+                        t.insert(a.key.clone(), toml::Value::Array(a.values.clone()));
+                    }
+                    toml::Value::Table(t)
+                })
+                .collect();
+            source.insert("grid".into(), toml::Value::Array(entries));
+        }
+        source.insert("name".into(), toml::Value::String(name.clone()));
+        Ok(Experiment {
+            path: raw.path.clone(),
+            name,
+            description,
+            seeds,
+            base: base.config(),
+            variants,
+            axis_keys,
+            grids: grids.len(),
+            source,
+        })
+    }
+
+    /// The experiment's name (the results folder `<out>/<name>/`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The one-line description (empty if none).
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The file it was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The seeds every variant is run with.
+    pub fn seeds(&self) -> &[u64] {
+        &self.seeds
+    }
+
+    /// The base configuration (the file's tables with `--set` applied).
+    pub fn base(&self) -> &ResolvedConfig {
+        &self.base
+    }
+
+    /// The distinct configurations, in grid order.
+    pub fn variants(&self) -> &[Variant] {
+        &self.variants
+    }
+
+    /// The number of `[[grid]]` entries.
+    pub fn grid_count(&self) -> usize {
+        self.grids
+    }
+
+    /// Every swept key, in order of first appearance.
+    pub fn axis_keys(&self) -> Vec<String> {
+        self.axis_keys.clone()
+    }
+
+    /// The number of trials (variants x seeds).
+    pub fn trial_count(&self) -> usize {
+        self.variants.len() * self.seeds.len()
+    }
+
+    /// Every trial: seed-major (all variants with the first seed, then the
+    /// second seed...), so a partial sweep already compares every variant.
+    pub fn trials(&self) -> Vec<Trial> {
+        let mut out = Vec::with_capacity(self.trial_count());
+        let hashers: Vec<Sha256> = self
+            .variants
+            .iter()
+            .map(|v| {
+                let mut h = Sha256::new();
+                h.update(v.canonical.as_bytes());
+                h
+            })
+            .collect();
+        for &seed in &self.seeds {
+            for (v, h) in self.variants.iter().zip(&hashers) {
+                out.push(Trial {
+                    id: TrialId::from_hasher(h.clone(), seed),
+                    variant_id: v.variant_id.clone(),
+                    variant: v.label.clone(),
+                    seed,
+                    axes: v.axes.clone(),
+                    config: v.config.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// The experiment as run, as TOML: the file's keys with the `--set`
+    /// overrides applied (written to `<out>/<name>/experiment.toml`).
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string(&self.source).unwrap_or_default()
+    }
+}
+
+fn check_top_key(key: &str, location: super::errors::Location) -> Result<(), ConfigError> {
+    if TOP_KEYS.contains(&key) {
+        return Ok(());
+    }
+    Err(ConfigError::UnknownKey {
+        location,
+        key: key.to_string(),
+        suggestion: suggest::closest(key, TOP_KEYS).map(str::to_string),
+        expected: TOP_KEYS.iter().map(|s| s.to_string()).collect(),
+    })
+}
+
+fn invalid(at: &dyn Locate, key: &str, message: String) -> ConfigError {
+    ConfigError::InvalidValue {
+        location: at.locate(&[key.to_string()]),
+        key: key.to_string(),
+        message,
+    }
+}
+
+/// A name must work as a folder name everywhere.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a usable folder name: use 1 to 100 letters, digits, `_`, `-` or `.`, not starting with `.`"
+        ))
+    }
+}
+
+fn parse_seeds(value: Option<&toml::Value>, at: &dyn Locate) -> Result<Vec<u64>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(vec![0]);
+    };
+    let items = match value {
+        toml::Value::Array(items) => items.as_slice(),
+        toml::Value::Integer(_) => std::slice::from_ref(value),
+        other => {
+            return Err(invalid(
+                at,
+                "seeds",
+                format!(
+                    "expected a list of integers such as [0, 1, 2], found {}",
+                    super::de::describe(other)
+                ),
+            ))
+        }
+    };
+    if items.is_empty() {
+        return Err(invalid(
+            at,
+            "seeds",
+            "the list is empty: give at least one seed".into(),
+        ));
+    }
+    let mut seeds = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let seed = match item {
+            toml::Value::Integer(n) if *n >= 0 => *n as u64,
+            other => {
+                return Err(ConfigError::InvalidValue {
+                    location: at.locate(&["seeds".to_string(), i.to_string()]),
+                    key: format!("seeds[{i}]"),
+                    message: format!(
+                        "expected an integer >= 0, found {}",
+                        super::de::describe(other)
+                    ),
+                })
+            }
+        };
+        if seeds.contains(&seed) {
+            return Err(ConfigError::InvalidValue {
+                location: at.locate(&["seeds".to_string(), i.to_string()]),
+                key: format!("seeds[{i}]"),
+                message: format!("seed {seed} is listed twice"),
+            });
+        }
+        seeds.push(seed);
+    }
+    Ok(seeds)
+}
+
+fn axis_keys(grids: &[Grid]) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for g in grids {
+        for a in &g.axes {
+            if !keys.contains(&a.key) {
+                keys.push(a.key.clone());
+            }
+        }
+    }
+    keys
+}

@@ -1,0 +1,6 @@
+//! The `ablate` runner: experiment files, trials, device queues and results.
+
+pub mod exec;
+pub mod results;
+pub mod cli;
+pub mod config;
