@@ -228,3 +228,20 @@ fn results_do_not_depend_on_thread_count() -> Result<()> {
     assert_eq!(one, run(4)?);
     Ok(())
 }
+
+#[test]
+fn statistics_stay_accurate_with_a_large_mean() -> Result<()> {
+    // Mean 300 and standard deviation about 0.6: a naive one-pass E[x²] - E[x]² in f32 would
+    // lose the variance entirely. Reference: candle's two-pass mean and centered squares.
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let x = rand_tensor(&mut rng, &[8, 4, 6, 6], -1.0, 1.0)?.affine(1.0, 300.0)?;
+    let g = rand_tensor(&mut rng, &[4], 0.5, 1.5)?;
+    let b = rand_tensor(&mut rng, &[4], -0.5, 0.5)?;
+    let (yf, sf) = batch_norm_train(&x, &g, &b, EPS, false, Kernels::Fast)?;
+    let (yr, sr) = batch_norm_train_reference(&x, &g, &b, EPS, false)?;
+    let e = rel_err(&sf.var_unbiased, &sr.var_unbiased)?;
+    assert!(e < 1e-4, "variance rel err {e}");
+    let e = rel_err(&yf, &yr)?;
+    assert!(e < 1e-3, "output rel err {e}");
+    Ok(())
+}

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::kernels::{cpu_f32, sum_sumsq, Kernels};
+use super::kernels::{cpu_f32, shifted_sums, Kernels};
 
 /// The statistics of one training-mode batch, per channel, detached from autograd.
 #[derive(Debug, Clone)]
@@ -255,15 +255,20 @@ fn batch_stats(x: &[f32], n: usize, c: usize, hw: usize, eps: f64) -> Stats {
     let per: Vec<(f32, f32, f32)> = (0..c)
         .into_par_iter()
         .map(|ch| {
+            // Shifted sums: the shift (the first image's mean for this channel) is close to
+            // the batch mean, so `E[d²] - E[d]²` does not cancel catastrophically.
+            let first = &x[ch * hw..(ch + 1) * hw];
+            let shift = (first.iter().map(|&v| v as f64).sum::<f64>() / hw as f64) as f32;
             let (mut s, mut q) = (0f64, 0f64);
             for img in 0..n {
-                let (a, b) = sum_sumsq(&x[(img * c + ch) * hw..][..hw]);
+                let (a, b) = shifted_sums(&x[(img * c + ch) * hw..][..hw], shift);
                 s += a;
                 q += b;
             }
             let m = (n * hw) as f64;
-            let mean = s / m;
-            let var = (q / m - mean * mean).max(0.0);
+            let dmean = s / m;
+            let mean = shift as f64 + dmean;
+            let var = (q / m - dmean * dmean).max(0.0);
             let invstd = 1.0 / (var + eps).sqrt();
             let unbiased = if m > 1.0 { var * m / (m - 1.0) } else { 0.0 };
             (mean as f32, invstd as f32, unbiased as f32)
@@ -334,19 +339,33 @@ fn backward_cpu(
         .into_par_iter()
         .map(|ch| {
             let (m, is) = (s.mean[ch], s.invstd[ch]);
-            let mut a = [0f64; 8];
-            let mut b = [0f64; 8];
+            let (mut sa, mut sb) = (0f64, 0f64);
             for img in 0..n {
                 let off = (img * c + ch) * hw;
                 let (xc, yc, dc) = (&x[off..off + hw], &y[off..off + hw], &dy[off..off + hw]);
-                for (i, ((&xv, &yv), &dv)) in xc.iter().zip(yc).zip(dc).enumerate() {
-                    let dz = if !relu || yv > 0.0 { dv } else { 0.0 };
-                    let xh = (xv - m) * is;
-                    a[i % 8] += dz as f64;
-                    b[i % 8] += (dz * xh) as f64;
+                // f32 lanes within one image's plane (vectorizes), f64 across planes.
+                let mut a = [0f32; 8];
+                let mut b = [0f32; 8];
+                let mut i = 0;
+                while i + 8 <= hw {
+                    for l in 0..8 {
+                        let (xv, yv, dv) = (xc[i + l], yc[i + l], dc[i + l]);
+                        let dz = if !relu || yv > 0.0 { dv } else { 0.0 };
+                        a[l] += dz;
+                        b[l] += dz * ((xv - m) * is);
+                    }
+                    i += 8;
                 }
+                for l in 0..hw - i {
+                    let (xv, yv, dv) = (xc[i + l], yc[i + l], dc[i + l]);
+                    let dz = if !relu || yv > 0.0 { dv } else { 0.0 };
+                    a[l] += dz;
+                    b[l] += dz * ((xv - m) * is);
+                }
+                sa += a.iter().map(|&v| v as f64).sum::<f64>();
+                sb += b.iter().map(|&v| v as f64).sum::<f64>();
             }
-            (a.iter().sum(), b.iter().sum())
+            (sa, sb)
         })
         .collect();
     let dbeta: Vec<f32> = sums.iter().map(|p| p.0 as f32).collect();

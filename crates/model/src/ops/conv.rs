@@ -13,6 +13,7 @@
 //! candle's own `conv2d` (the reference path, [`conv2d_reference`]).
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use gemm::{gemm, Parallelism};
@@ -261,13 +262,17 @@ fn gemm_rm(
 /// Forward kernel: `y[n] = W x im2col(x[n]) + bias`, parallel over images.
 fn forward_cpu(g: &Geom, x: &[f32], wt: &[f32], bias: &[f32]) -> Vec<f32> {
     let (k, hw) = (g.k(), g.hw_out());
-    let mut y = vec![0f32; g.n * g.out_img()];
-    y.par_chunks_mut(g.out_img())
+    let total = g.n * g.out_img();
+    let mut y: Vec<f32> = Vec::with_capacity(total);
+    y.spare_capacity_mut()[..total]
+        .par_chunks_mut(g.out_img())
         .zip(x.par_chunks(g.in_img()))
         .for_each(|(yn, xn)| {
             for (row, &b) in yn.chunks_mut(hw).zip(bias) {
-                row.fill(b);
+                row.fill(MaybeUninit::new(b));
             }
+            // SAFETY: every element was just initialized (the rows cover `yn`).
+            let yn = unsafe { &mut *(yn as *mut [MaybeUninit<f32>] as *mut [f32]) };
             if g.kh == 1 && g.kw == 1 && g.pad == 0 {
                 gemm_rm(g.c_out, hw, k, yn, true, wt, k, 1, xn, hw, 1);
             } else {
@@ -277,6 +282,8 @@ fn forward_cpu(g: &Geom, x: &[f32], wt: &[f32], bias: &[f32]) -> Vec<f32> {
                 });
             }
         });
+    // SAFETY: the loop above initialized all `total` elements.
+    unsafe { y.set_len(total) };
     y
 }
 

@@ -78,25 +78,30 @@ pub(crate) fn cpu_f32<'a>(
     }
 }
 
-/// Sum and sum of squares of `xs` in f64, with eight independent lanes so that the loop
-/// vectorizes; the order of additions is fixed, so the result does not depend on threads.
+/// `(Σ (x - shift), Σ (x - shift)²)` over `xs`, in f32 with eight independent lanes so that
+/// the loop vectorizes (callers keep slices short, a few thousand elements at most, and add the
+/// results up in f64). Shifting by a value close to the mean keeps the variance computed from
+/// these sums accurate. The order of additions is fixed: the result does not depend on threads.
 #[inline]
-pub(crate) fn sum_sumsq(xs: &[f32]) -> (f64, f64) {
-    let mut s = [0f64; 8];
-    let mut q = [0f64; 8];
+pub(crate) fn shifted_sums(xs: &[f32], shift: f32) -> (f64, f64) {
+    let mut s = [0f32; 8];
+    let mut q = [0f32; 8];
     let chunks = xs.chunks_exact(8);
     let rest = chunks.remainder();
     for c in chunks {
         for l in 0..8 {
-            let v = c[l] as f64;
-            s[l] += v;
-            q[l] += v * v;
+            let d = c[l] - shift;
+            s[l] += d;
+            q[l] += d * d;
         }
     }
     for (l, &v) in rest.iter().enumerate() {
-        let v = v as f64;
-        s[l] += v;
-        q[l] += v * v;
+        let d = v - shift;
+        s[l] += d;
+        q[l] += d * d;
     }
-    (s.iter().sum(), q.iter().sum())
+    (
+        s.iter().map(|&v| v as f64).sum(),
+        q.iter().map(|&v| v as f64).sum(),
+    )
 }
