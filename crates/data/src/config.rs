@@ -1,0 +1,377 @@
+//! `DataConfig`: the `[data]` table of an experiment file.
+//!
+//! Every key has a default (the seed's pipeline on CIFAR-10), unknown keys are
+//! rejected, and [`DataConfig::validate`] checks ranges and names the key at
+//! fault, e.g. `data.flip_prob must be in [0, 1], got 1.5`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The official CIFAR-10 binary archive.
+pub const CIFAR10_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
+/// MD5 of [`CIFAR10_URL`]'s archive, as published on the CIFAR-10 page.
+pub const CIFAR10_MD5: &str = "c32a1d4ab5d03f1284b67883e8d87530";
+/// The seed's per-channel normalization mean (CIFAR-10 train set, RGB).
+pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
+/// The seed's per-channel normalization std.
+pub const CIFAR10_STD: [f32; 3] = [0.2023, 0.1994, 0.2010];
+/// Default folder of the CIFAR-10 binary dataset (relative to the working directory).
+pub const CIFAR10_DEFAULT_PATH: &str = "data/cifar10";
+
+/// Which source a dataset comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// CIFAR-10 in the official binary layout (folder or `cifar-10-binary.tar.gz`),
+    /// downloaded when missing.
+    #[default]
+    Cifar10,
+    /// `train/<class>/*.{png,jpg,jpeg}` and `test/<class>/...`, as a folder or a `.tar.gz`.
+    ImageFolder,
+    /// A generated, seeded 10-class 32x32 dataset (offline default for smoke runs and CI).
+    Synthetic,
+}
+
+impl DatasetKind {
+    /// The TOML spelling of this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::ImageFolder => "image-folder",
+            DatasetKind::Synthetic => "synthetic",
+        }
+    }
+}
+
+impl std::fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One train-time augmentation; applied in the order listed in `data.augment`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AugmentKind {
+    /// torchvision `RandomCrop(size, padding=crop_padding)`, zero fill.
+    Crop,
+    /// torchvision `RandomHorizontalFlip(p=flip_prob)`.
+    Flip,
+    /// torchvision `ColorJitter(brightness, contrast, saturation, hue)`.
+    ColorJitter,
+    /// torchvision `RandomRotation(rotate_degrees)`, nearest, zero fill.
+    Rotate,
+}
+
+impl AugmentKind {
+    /// The TOML spelling of this augmentation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AugmentKind::Crop => "crop",
+            AugmentKind::Flip => "flip",
+            AugmentKind::ColorJitter => "color_jitter",
+            AugmentKind::Rotate => "rotate",
+        }
+    }
+}
+
+/// The `[data]` table of an experiment TOML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// The source: `cifar10` (default), `image-folder` or `synthetic`.
+    pub dataset: DatasetKind,
+    /// cifar10: the folder (default `data/cifar10`) or the `.tar.gz` archive;
+    /// image-folder: the folder or `.tar.gz` (required); synthetic: unused.
+    pub path: Option<PathBuf>,
+    /// cifar10: download the archive when the folder is missing.
+    pub download: bool,
+    /// cifar10: where to download from (`http(s)://` or `file://`).
+    pub url: String,
+    /// image-folder: resize every image to `resize x resize` (bilinear); without it
+    /// images of different sizes are an error.
+    pub resize: Option<u32>,
+    /// Train-time augmentations, applied in this order (default: the seed's four).
+    pub augment: Vec<AugmentKind>,
+    /// Zero padding on each side before the random crop back to the image size.
+    pub crop_padding: u32,
+    /// Probability of a horizontal flip.
+    pub flip_prob: f32,
+    /// Color jitter strengths: brightness, contrast, saturation (each in [0, 1]), hue (in [0, 0.5]).
+    pub color_jitter: [f32; 4],
+    /// Rotation range: an angle uniform in `[-rotate_degrees, rotate_degrees]`.
+    pub rotate_degrees: f32,
+    /// Normalize with `mean`/`std` after scaling pixels to [0, 1].
+    pub normalize: bool,
+    /// Per-channel mean (RGB), in [0, 1] units.
+    pub mean: [f32; 3],
+    /// Per-channel std (RGB), in [0, 1] units, each > 0.
+    pub std: [f32; 3],
+    /// Keep a stratified, seeded subset of at most this many train images.
+    pub train_limit: Option<usize>,
+    /// Keep a stratified, seeded subset of at most this many test images.
+    pub test_limit: Option<usize>,
+    /// synthetic: number of train images.
+    pub synthetic_train: usize,
+    /// synthetic: number of test images.
+    pub synthetic_test: usize,
+    /// synthetic: generator seed (the data does not depend on the trial seed).
+    pub synthetic_seed: u64,
+    /// image-folder: keep decoded arrays in the cache folder.
+    pub cache: bool,
+    /// image-folder: cache folder; default `$ABLATE_CACHE`, else
+    /// `$XDG_CACHE_HOME/ablate`, else `~/.cache/ablate`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dataset: DatasetKind::Cifar10,
+            path: None,
+            download: true,
+            url: CIFAR10_URL.to_string(),
+            resize: None,
+            augment: vec![
+                AugmentKind::Crop,
+                AugmentKind::Flip,
+                AugmentKind::ColorJitter,
+                AugmentKind::Rotate,
+            ],
+            crop_padding: 4,
+            flip_prob: 0.5,
+            color_jitter: [0.2, 0.2, 0.2, 0.1],
+            rotate_degrees: 15.0,
+            normalize: true,
+            mean: CIFAR10_MEAN,
+            std: CIFAR10_STD,
+            train_limit: None,
+            test_limit: None,
+            synthetic_train: 5000,
+            synthetic_test: 1000,
+            synthetic_seed: 0,
+            cache: true,
+            cache_dir: None,
+        }
+    }
+}
+
+/// A `[data]` value out of range; the message names the key.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[error("data.{key} {problem}")]
+pub struct DataConfigError {
+    /// The key at fault, without the `data.` prefix (e.g. `flip_prob`, `color_jitter[3]`).
+    pub key: String,
+    /// What is wrong, with the value (e.g. `must be in [0, 1], got 1.5`).
+    pub problem: String,
+}
+
+fn bad(key: impl Into<String>, problem: impl Into<String>) -> DataConfigError {
+    DataConfigError {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+impl DataConfig {
+    /// A synthetic configuration of the given sizes (the rest default), handy in tests.
+    pub fn synthetic(train: usize, test: usize) -> DataConfig {
+        DataConfig {
+            dataset: DatasetKind::Synthetic,
+            synthetic_train: train,
+            synthetic_test: test,
+            ..DataConfig::default()
+        }
+    }
+
+    /// The dataset location: `path`, or the default for CIFAR-10.
+    pub fn resolved_path(&self) -> Option<PathBuf> {
+        match (&self.path, self.dataset) {
+            (Some(p), _) => Some(p.clone()),
+            (None, DatasetKind::Cifar10) => Some(PathBuf::from(CIFAR10_DEFAULT_PATH)),
+            (None, _) => None,
+        }
+    }
+
+    /// Checks every value; the error names the first key at fault.
+    pub fn validate(&self) -> Result<(), DataConfigError> {
+        if self.dataset == DatasetKind::ImageFolder && self.path.is_none() {
+            return Err(bad(
+                "path",
+                "is required for dataset = \"image-folder\" (a folder or a .tar.gz)",
+            ));
+        }
+        if self.dataset == DatasetKind::Cifar10
+            && !(self.url.starts_with("http://")
+                || self.url.starts_with("https://")
+                || self.url.starts_with("file://"))
+        {
+            return Err(bad(
+                "url",
+                format!(
+                    "must start with http://, https:// or file://, got {:?}",
+                    self.url
+                ),
+            ));
+        }
+        if let Some(r) = self.resize {
+            if r == 0 || r > 4096 {
+                return Err(bad("resize", format!("must be in [1, 4096], got {r}")));
+            }
+        }
+        for (i, a) in self.augment.iter().enumerate() {
+            if self.augment[..i].contains(a) {
+                return Err(bad("augment", format!("lists {:?} twice", a.as_str())));
+            }
+        }
+        if self.crop_padding > 64 {
+            return Err(bad(
+                "crop_padding",
+                format!("must be in [0, 64], got {}", self.crop_padding),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.flip_prob) {
+            return Err(bad(
+                "flip_prob",
+                format!("must be in [0, 1], got {}", self.flip_prob),
+            ));
+        }
+        let names = ["brightness", "contrast", "saturation", "hue"];
+        for (i, (&v, name)) in self.color_jitter.iter().zip(names).enumerate() {
+            let max = if i == 3 { 0.5 } else { 1.0 };
+            if !(0.0..=max).contains(&v) {
+                return Err(bad(
+                    format!("color_jitter[{i}]"),
+                    format!("({name}) must be in [0, {max}], got {v}"),
+                ));
+            }
+        }
+        if !(0.0..=180.0).contains(&self.rotate_degrees) {
+            return Err(bad(
+                "rotate_degrees",
+                format!("must be in [0, 180], got {}", self.rotate_degrees),
+            ));
+        }
+        for c in 0..3 {
+            if !self.mean[c].is_finite() {
+                return Err(bad(
+                    format!("mean[{c}]"),
+                    format!("must be finite, got {}", self.mean[c]),
+                ));
+            }
+            if !(self.std[c].is_finite() && self.std[c] > 0.0) {
+                return Err(bad(
+                    format!("std[{c}]"),
+                    format!("must be finite and > 0, got {}", self.std[c]),
+                ));
+            }
+        }
+        if self.train_limit == Some(0) {
+            return Err(bad("train_limit", "must be at least 1, got 0"));
+        }
+        if self.test_limit == Some(0) {
+            return Err(bad("test_limit", "must be at least 1, got 0"));
+        }
+        if self.dataset == DatasetKind::Synthetic {
+            if self.synthetic_train == 0 {
+                return Err(bad("synthetic_train", "must be at least 1, got 0"));
+            }
+            if self.synthetic_test == 0 {
+                return Err(bad("synthetic_test", "must be at least 1, got 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_seed_pipeline() {
+        let c = DataConfig::default();
+        assert_eq!(c.dataset, DatasetKind::Cifar10);
+        assert_eq!(c.augment.len(), 4);
+        assert_eq!(c.color_jitter, [0.2, 0.2, 0.2, 0.1]);
+        assert_eq!(c.mean, [0.4914, 0.4822, 0.4465]);
+        assert_eq!(c.std, [0.2023, 0.1994, 0.2010]);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn toml_round_trip_and_unknown_keys() {
+        let c: DataConfig = toml::from_str(
+            "dataset = \"image-folder\"\npath = \"x.tar.gz\"\naugment = [\"flip\", \"color_jitter\"]\nflip_prob = 0.25\n",
+        )
+        .unwrap();
+        assert_eq!(c.dataset, DatasetKind::ImageFolder);
+        assert_eq!(c.augment, vec![AugmentKind::Flip, AugmentKind::ColorJitter]);
+        assert_eq!(c.flip_prob, 0.25);
+        assert_eq!(c.crop_padding, 4);
+        let s = toml::to_string(&c).unwrap();
+        let back: DataConfig = toml::from_str(&s).unwrap();
+        assert_eq!(back, c);
+        let err = toml::from_str::<DataConfig>("flip_probability = 0.5\n").unwrap_err();
+        assert!(err.to_string().contains("flip_probability"), "{err}");
+        let err = toml::from_str::<DataConfig>("dataset = \"mnist\"\n").unwrap_err();
+        assert!(err.to_string().contains("mnist"), "{err}");
+    }
+
+    #[test]
+    fn validate_names_the_key() {
+        let c = DataConfig {
+            flip_prob: 1.5,
+            ..DataConfig::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "data.flip_prob must be in [0, 1], got 1.5"
+        );
+        let c = DataConfig {
+            color_jitter: [0.2, 0.2, 0.2, 0.7],
+            ..DataConfig::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "data.color_jitter[3] (hue) must be in [0, 0.5], got 0.7"
+        );
+        let c = DataConfig {
+            std: [0.2, 0.0, 0.2],
+            ..DataConfig::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("data.std[1]"));
+        let c = DataConfig {
+            dataset: DatasetKind::ImageFolder,
+            ..DataConfig::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("data.path is required"));
+        let c = DataConfig {
+            augment: vec![AugmentKind::Flip, AugmentKind::Flip],
+            ..DataConfig::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "data.augment lists \"flip\" twice"
+        );
+        let c = DataConfig {
+            url: "ftp://x".into(),
+            ..DataConfig::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("data.url"));
+    }
+}
