@@ -1,0 +1,65 @@
+//! CBAM: S. Woo, J. Park, J.-Y. Lee, I. S. Kweon, "CBAM: Convolutional Block Attention Module",
+//! ECCV 2018.
+//!
+//! Channel attention (average- and max-pooled descriptors through one shared MLP, summed, gated)
+//! followed by spatial attention on the re-weighted map. Parameters: the channel MLP as SE's,
+//! `ca{i}.fc.0.weight` `[hidden, C]`, `ca{i}.fc.2.weight` `[C, hidden]`; the spatial convolution
+//! `sa{i}.conv.weight` `[1, 2, k, k]` (biases with `attention_bias`).
+
+use candle_core::{Device, Result, Tensor};
+
+use super::{scale_channels, Gates, Se, SeConfig, SpatialAttention, SpatialConfig};
+use crate::layers::{Mode, Param};
+
+/// The CBAM module.
+#[derive(Clone, Debug)]
+pub struct Cbam {
+    /// Channel attention (`ca{i}`, squeeze `avg_max`).
+    pub channel: Se,
+    /// Spatial attention (`sa{i}`).
+    pub spatial: SpatialAttention,
+}
+
+impl Cbam {
+    /// A freshly initialized module for block `block` (`ca{block}`, `sa{block}`).
+    pub fn new(
+        channel: SeConfig,
+        spatial: SpatialConfig,
+        block: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Cbam> {
+        Ok(Cbam {
+            channel: Se::new(channel, &format!("ca{block}"), seed, device)?,
+            spatial: SpatialAttention::new(spatial, &format!("sa{block}"), seed, device)?,
+        })
+    }
+
+    /// The parameters in `state_dict` order (`ca` before `sa`).
+    pub fn params(&self) -> Vec<&Param> {
+        let mut p = self.channel.params();
+        p.extend(self.spatial.params());
+        p
+    }
+
+    /// Multiply-accumulates per image of `h x w`.
+    pub fn macs(&self, h: usize, w: usize) -> u64 {
+        self.channel.config.macs() + self.spatial.config.macs(h, w)
+    }
+
+    /// # Shapes
+    /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, channel gate `[B, C]` and spatial gate `[B, 1, H, W]`).
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, Gates)> {
+        let cg = self.channel.channel_gate(x, mode)?;
+        let xc = scale_channels(x, &cg)?;
+        let sg = self.spatial.spatial_gate(&xc, mode)?;
+        let y = xc.broadcast_mul(&sg)?;
+        Ok((
+            y,
+            Gates {
+                channel: Some(cg.detach()),
+                spatial: Some(sg.detach()),
+            },
+        ))
+    }
+}

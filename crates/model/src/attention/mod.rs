@@ -1,0 +1,151 @@
+//! Attention modules inserted into the seed CNN's blocks, one file per paper.
+//!
+//! Each module maps a feature map `[B, C, H, W]` to a re-weighted map of the same shape and
+//! returns its gates for inspection (`block{i}.gate` `[B, C]`, `block{i}.spatial_gate`
+//! `[B, 1, H, W]`).
+
+pub mod cbam;
+pub mod eca;
+pub mod se;
+pub mod spatial;
+
+use candle_core::{Device, Result, Tensor};
+
+pub use cbam::Cbam;
+pub use eca::{Eca, EcaConfig};
+pub use se::{Se, SeConfig};
+pub use spatial::{SpatialAttention, SpatialConfig};
+
+use crate::layers::{Mode, Param};
+use crate::spec::{AttentionKind, ModelSpec, Squeeze, BLOCK_CHANNELS};
+
+/// Gate values produced by one attention forward (detached from the graph).
+#[derive(Clone, Debug, Default)]
+pub struct Gates {
+    /// Channel gate `[B, C]`.
+    pub channel: Option<Tensor>,
+    /// Spatial gate `[B, 1, H, W]`.
+    pub spatial: Option<Tensor>,
+}
+
+/// One attention module of any kind.
+#[derive(Clone, Debug)]
+pub enum Attention {
+    /// Squeeze-and-excitation.
+    Se(Se),
+    /// Efficient channel attention.
+    Eca(Eca),
+    /// Spatial attention (CBAM's spatial branch).
+    Spatial(SpatialAttention),
+    /// CBAM: channel then spatial attention.
+    Cbam(Cbam),
+}
+
+impl Attention {
+    /// The module of `spec.attention` for block `block` (1-based), or `None` for no attention.
+    pub fn for_block(
+        spec: &ModelSpec,
+        block: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Option<Attention>> {
+        let channels = BLOCK_CHANNELS[block - 1];
+        let se_config = SeConfig {
+            channels,
+            hidden: spec.hidden_for(block),
+            squeeze: spec.squeeze,
+            gate: spec.gate,
+            bias: spec.attention_bias,
+        };
+        let spatial_config = SpatialConfig {
+            kernel: spec.spatial_kernel as usize,
+            gate: spec.gate,
+            bias: spec.attention_bias,
+        };
+        let ca = format!("ca{block}");
+        let sa = format!("sa{block}");
+        Ok(Some(match spec.attention {
+            AttentionKind::None => return Ok(None),
+            AttentionKind::Se => Attention::Se(Se::new(se_config, &ca, seed, device)?),
+            AttentionKind::Eca => Attention::Eca(Eca::new(
+                EcaConfig {
+                    channels,
+                    kernel: spec.eca_kernel_for(block),
+                    squeeze: spec.squeeze,
+                    gate: spec.gate,
+                    bias: spec.attention_bias,
+                },
+                &ca,
+                seed,
+                device,
+            )?),
+            AttentionKind::Spatial => {
+                Attention::Spatial(SpatialAttention::new(spatial_config, &sa, seed, device)?)
+            }
+            AttentionKind::Cbam => Attention::Cbam(Cbam::new(
+                SeConfig {
+                    squeeze: Squeeze::AvgMax,
+                    ..se_config
+                },
+                spatial_config,
+                block,
+                seed,
+                device,
+            )?),
+        }))
+    }
+
+    /// The parameters in `state_dict` order.
+    pub fn params(&self) -> Vec<&Param> {
+        match self {
+            Attention::Se(m) => m.params(),
+            Attention::Eca(m) => m.params(),
+            Attention::Spatial(m) => m.params(),
+            Attention::Cbam(m) => m.params(),
+        }
+    }
+
+    /// Multiply-accumulates for one `C x h x w` input (FCs and convolutions; pooling, gates and
+    /// the final re-weighting not counted).
+    pub fn macs(&self, h: usize, w: usize) -> u64 {
+        match self {
+            Attention::Se(m) => m.config.macs(),
+            Attention::Eca(m) => m.config.macs(),
+            Attention::Spatial(m) => m.config.macs(h, w),
+            Attention::Cbam(m) => m.macs(h, w),
+        }
+    }
+
+    /// # Shapes
+    /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, gates).
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, Gates)> {
+        match self {
+            Attention::Se(m) => m.forward(x, mode),
+            Attention::Eca(m) => m.forward(x, mode),
+            Attention::Spatial(m) => m.forward(x, mode),
+            Attention::Cbam(m) => m.forward(x, mode),
+        }
+    }
+}
+
+/// Global pooling of each channel.
+///
+/// # Shapes
+/// x: `[B, C, H, W]` -> `[B, C]`.
+pub fn squeeze_channels(x: &Tensor, how: Squeeze) -> Result<(Tensor, Option<Tensor>)> {
+    let flat = x.flatten_from(2)?;
+    Ok(match how {
+        Squeeze::Avg => (flat.mean(2)?, None),
+        Squeeze::Max => (flat.max(2)?, None),
+        Squeeze::AvgMax => (flat.mean(2)?, Some(flat.max(2)?)),
+    })
+}
+
+/// Multiplies `x` by a channel gate.
+///
+/// # Shapes
+/// x: `[B, C, H, W]`, gate `[B, C]` -> `[B, C, H, W]`.
+pub fn scale_channels(x: &Tensor, gate: &Tensor) -> Result<Tensor> {
+    let (b, c) = gate.dims2()?;
+    x.broadcast_mul(&gate.reshape((b, c, 1, 1))?)
+}

@@ -1,0 +1,98 @@
+//! Spatial attention, the spatial branch of S. Woo, J. Park, J.-Y. Lee, I. S. Kweon, "CBAM:
+//! Convolutional Block Attention Module", ECCV 2018.
+//!
+//! `x * gate(conv_kxk([mean_c(x), max_c(x)]))`: the channel-wise mean and max maps, stacked in
+//! that order as 2 channels, through one `k x k` convolution (zero padding `k / 2`, no bias) to
+//! one map. Parameter `sa{i}.conv.weight` `[1, 2, k, k]` (as `nn.Conv2d(2, 1, k, padding=k//2,
+//! bias=False)` named `conv`; `sa{i}.conv.bias` `[1]` with `attention_bias`). No BatchNorm after
+//! the convolution (the paper's reference code has one; the common re-implementations and this
+//! project's issue do not).
+
+use candle_core::{Device, Result, Tensor};
+
+use super::Gates;
+use crate::layers::{apply_gate, Conv2d, Conv2dConfig, Mode, Param};
+use crate::spec::Gate;
+
+/// Configuration of a [`SpatialAttention`] module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpatialConfig {
+    /// Odd kernel side k (7 in the paper).
+    pub kernel: usize,
+    /// Gate function.
+    pub gate: Gate,
+    /// Whether the convolution has a bias.
+    pub bias: bool,
+}
+
+impl SpatialConfig {
+    fn conv(&self) -> Conv2dConfig {
+        Conv2dConfig {
+            in_channels: 2,
+            out_channels: 1,
+            kernel: self.kernel,
+            padding: self.kernel / 2,
+            bias: self.bias,
+        }
+    }
+
+    /// Multiply-accumulates per image of `h x w` (the convolution: `h * w * 2 * k^2`).
+    pub fn macs(&self, h: usize, w: usize) -> u64 {
+        self.conv().macs(h, w)
+    }
+}
+
+/// The spatial-attention module.
+#[derive(Clone, Debug)]
+pub struct SpatialAttention {
+    /// The configuration.
+    pub config: SpatialConfig,
+    /// `{prefix}.conv`: 2 -> 1 channels, `k x k`.
+    pub conv: Conv2d,
+}
+
+impl SpatialAttention {
+    /// A freshly initialized module named `prefix` (e.g. `sa1`).
+    pub fn new(
+        config: SpatialConfig,
+        prefix: &str,
+        seed: u64,
+        device: &Device,
+    ) -> Result<SpatialAttention> {
+        if config.kernel % 2 == 0 {
+            candle_core::bail!("spatial attention {prefix}: kernel size must be odd, got {}", config.kernel);
+        }
+        let conv = Conv2d::new(config.conv(), &format!("{prefix}.conv"), seed, device)?;
+        Ok(SpatialAttention { config, conv })
+    }
+
+    /// The parameters in `state_dict` order.
+    pub fn params(&self) -> Vec<&Param> {
+        self.conv.params()
+    }
+
+    /// The spatial gate.
+    ///
+    /// # Shapes
+    /// x: `[B, C, H, W]` -> `[B, 1, H, W]`.
+    pub fn spatial_gate(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let avg = x.mean_keepdim(1)?;
+        let max = x.max_keepdim(1)?;
+        let pooled = Tensor::cat(&[&avg, &max], 1)?;
+        apply_gate(&self.conv.forward(&pooled, mode)?, self.config.gate)
+    }
+
+    /// # Shapes
+    /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, spatial gate `[B, 1, H, W]`).
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, Gates)> {
+        let g = self.spatial_gate(x, mode)?;
+        let y = x.broadcast_mul(&g)?;
+        Ok((
+            y,
+            Gates {
+                channel: None,
+                spatial: Some(g.detach()),
+            },
+        ))
+    }
+}

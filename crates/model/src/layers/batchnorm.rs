@@ -1,0 +1,133 @@
+//! Batch normalization over `[B, C, H, W]` (Ioffe & Szegedy, 2015), as `torch.nn.BatchNorm2d`.
+//!
+//! Training mode normalizes with the batch statistics (biased variance) and updates the running
+//! statistics as PyTorch does: `running = (1 - momentum) * running + momentum * batch`, with the
+//! unbiased batch variance (`n / (n - 1)`, n = B * H * W). Eval mode uses the running statistics.
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+
+use super::{Mode, Param};
+
+/// Configuration of a [`BatchNorm2d`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNorm2dConfig {
+    /// Channels C.
+    pub channels: usize,
+    /// Added to the variance (PyTorch's default 1e-5).
+    pub eps: f64,
+    /// Running-statistics momentum (PyTorch's default 0.1).
+    pub momentum: f64,
+}
+
+impl BatchNorm2dConfig {
+    /// PyTorch's defaults for `channels`.
+    pub fn new(channels: usize) -> Self {
+        BatchNorm2dConfig {
+            channels,
+            eps: 1e-5,
+            momentum: 0.1,
+        }
+    }
+}
+
+/// `torch.nn.BatchNorm2d` (affine, tracking running statistics): parameters `{prefix}.weight`,
+/// `{prefix}.bias`, buffers `{prefix}.running_mean`, `{prefix}.running_var` (all `[C]`).
+#[derive(Clone, Debug)]
+pub struct BatchNorm2d {
+    /// The configuration.
+    pub config: BatchNorm2dConfig,
+    /// Scale gamma, initialized to 1.
+    pub weight: Param,
+    /// Shift beta, initialized to 0.
+    pub bias: Param,
+    /// Running mean (a buffer, not trainable), initialized to 0.
+    pub running_mean: Var,
+    /// Running variance (a buffer, not trainable), initialized to 1.
+    pub running_var: Var,
+    prefix: String,
+}
+
+impl BatchNorm2d {
+    /// A freshly initialized layer named `prefix`.
+    pub fn new(config: BatchNorm2dConfig, prefix: &str, device: &Device) -> Result<BatchNorm2d> {
+        let c = config.channels;
+        Ok(BatchNorm2d {
+            config,
+            weight: Param::new(
+                format!("{prefix}.weight"),
+                Tensor::ones(c, DType::F32, device)?,
+            )?,
+            bias: Param::new(
+                format!("{prefix}.bias"),
+                Tensor::zeros(c, DType::F32, device)?,
+            )?,
+            running_mean: Var::zeros(c, DType::F32, device)?,
+            running_var: Var::ones(c, DType::F32, device)?,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    /// The parameters in `state_dict` order.
+    pub fn params(&self) -> Vec<&Param> {
+        vec![&self.weight, &self.bias]
+    }
+
+    /// The buffers in `state_dict` order, with their names.
+    pub fn buffers(&self) -> Vec<(String, &Var)> {
+        vec![
+            (format!("{}.running_mean", self.prefix), &self.running_mean),
+            (format!("{}.running_var", self.prefix), &self.running_var),
+        ]
+    }
+
+    /// # Shapes
+    /// x: `[B, C, H, W]` -> same. In training mode also updates the running statistics
+    /// (errors if `B * H * W < 2`, as PyTorch).
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let c = self.config.channels;
+        let (b, xc, h, w) = x.dims4()?;
+        if xc != c {
+            candle_core::bail!("batch norm {}: expected {c} channels, got {xc}", self.prefix);
+        }
+        let gamma = self.weight.get(mode).reshape((1, c, 1, 1))?;
+        let beta = self.bias.get(mode).reshape((1, c, 1, 1))?;
+        match mode {
+            Mode::Eval => {
+                // y = x * scale + shift, scale = gamma / sqrt(var + eps), shift = beta - mean * scale
+                let rm = self.running_mean.as_tensor().detach().reshape((1, c, 1, 1))?;
+                let rv = self.running_var.as_tensor().detach().reshape((1, c, 1, 1))?;
+                let scale = (gamma / (rv + self.config.eps)?.sqrt()?)?;
+                let shift = (beta - (rm * &scale)?)?;
+                x.broadcast_mul(&scale)?.broadcast_add(&shift)
+            }
+            Mode::Train { .. } => {
+                let n = b * h * w;
+                if n < 2 {
+                    candle_core::bail!(
+                        "batch norm {}: expected more than 1 value per channel when training, got input [{b}, {c}, {h}, {w}]",
+                        self.prefix
+                    );
+                }
+                let mean = x.mean_keepdim((0, 2, 3))?;
+                let centered = x.broadcast_sub(&mean)?;
+                let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
+                let inv_std = (var.clone() + self.config.eps)?.sqrt()?.recip()?;
+                let y = centered
+                    .broadcast_mul(&(inv_std * gamma)?)?
+                    .broadcast_add(&beta)?;
+                self.update_running(&mean.detach(), &var.detach(), n)?;
+                Ok(y)
+            }
+        }
+    }
+
+    fn update_running(&self, mean: &Tensor, var: &Tensor, n: usize) -> Result<()> {
+        let m = self.config.momentum;
+        let c = self.config.channels;
+        let unbiased = (var.reshape(c)? * (n as f64 / (n as f64 - 1.0)))?;
+        let new_mean = ((self.running_mean.as_tensor().detach() * (1.0 - m))? + (mean.reshape(c)? * m)?)?;
+        let new_var = ((self.running_var.as_tensor().detach() * (1.0 - m))? + (unbiased * m)?)?;
+        self.running_mean.set(&new_mean)?;
+        self.running_var.set(&new_var)
+    }
+}

@@ -1,0 +1,24 @@
+//! `ablate-model`: the seed CIFAR-10 CNN and its attention variants (SE, ECA, spatial, CBAM) on
+//! candle, numerically the same models as PyTorch's, and the trainer.
+//!
+//! - [`ModelSpec`]: the `[model]` table of an experiment (also parsed from `key=value,...`).
+//! - [`Net`]: the network; PyTorch `state_dict` names, safetensors in and out, inspection of
+//!   intermediate activations and gates, parameter and MAC counts.
+//! - [`ops`]: custom candle ops (max-pool 2x2 with argmax backward).
+//! - [`train`]: optimizers, schedulers, the training loop.
+//!
+//! See `docs/models.md`.
+
+pub mod attention;
+pub mod init;
+pub mod layers;
+pub mod net;
+pub mod ops;
+pub mod spec;
+pub mod train;
+pub mod weights;
+
+pub use layers::Mode;
+pub use net::Net;
+pub use spec::{Arch, AttentionKind, BlockSet, Gate, ModelSpec, Placement, SpecError, Squeeze};
+pub use weights::WeightsError;

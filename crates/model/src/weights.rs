@@ -1,0 +1,136 @@
+//! Reading and writing weights as safetensors with PyTorch `state_dict` names.
+//!
+//! A PyTorch `state_dict` saved with `safetensors.torch.save_file` loads directly (its
+//! `*.num_batches_tracked` counters are ignored); ours loads in PyTorch with
+//! `model.load_state_dict(safetensors.torch.load_file(path))` (PyTorch fills the missing
+//! `num_batches_tracked` with 0).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+
+/// An error reading, writing or matching weights; names the file or tensor at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    /// A tensor the model needs is absent.
+    #[error("missing tensor `{key}` for model `{model}`")]
+    Missing {
+        /// The state_dict name.
+        key: String,
+        /// The model's SPEC string.
+        model: String,
+    },
+    /// A tensor the model does not have (other than `num_batches_tracked`).
+    #[error("unexpected tensor `{key}` for model `{model}` (weights of another model spec?)")]
+    Unexpected {
+        /// The state_dict name.
+        key: String,
+        /// The model's SPEC string.
+        model: String,
+    },
+    /// A tensor with the wrong shape.
+    #[error("tensor `{key}` has shape {got:?}, the model expects {expected:?}")]
+    Shape {
+        /// The state_dict name.
+        key: String,
+        /// The model's shape.
+        expected: Vec<usize>,
+        /// The file's shape.
+        got: Vec<usize>,
+    },
+    /// A tensor whose values cannot be converted or copied.
+    #[error("cannot load tensor `{key}`")]
+    Tensor {
+        /// The state_dict name.
+        key: String,
+        /// The cause.
+        #[source]
+        source: candle_core::Error,
+    },
+    /// The file cannot be read or parsed as safetensors.
+    #[error("cannot read weights from {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: candle_core::Error,
+    },
+    /// The file cannot be written.
+    #[error("cannot write weights to {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The tensors cannot be serialized.
+    #[error("cannot serialize weights for {}", path.display())]
+    Serialize {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: candle_core::Error,
+    },
+}
+
+/// Whether `key` is a PyTorch buffer we deliberately ignore when loading.
+pub fn is_ignored_key(key: &str) -> bool {
+    key.ends_with("num_batches_tracked")
+}
+
+/// Reads every tensor of a safetensors file onto `device`.
+pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, WeightsError> {
+    candle_core::safetensors::load(path, device).map_err(|source| WeightsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `tensors` to `path` atomically (a temporary file in the same folder, then renamed).
+pub fn write_safetensors(tensors: &[(String, Tensor)], path: &Path) -> Result<(), WeightsError> {
+    let map: HashMap<&str, Tensor> = tensors
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let data = safetensors_bytes(&map).map_err(|source| WeightsError::Serialize {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "weights".into());
+    let tmp = match dir {
+        Some(d) => d.join(format!(".{file_name}.tmp")),
+        None => PathBuf::from(format!(".{file_name}.tmp")),
+    };
+    let write_err = |source| WeightsError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::write(&tmp, data).map_err(write_err)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        write_err(e)
+    })
+}
+
+fn safetensors_bytes(map: &HashMap<&str, Tensor>) -> candle_core::Result<Vec<u8>> {
+    // candle's `save` writes straight to the final path; serialize in memory instead
+    let mut cpu = Vec::with_capacity(map.len());
+    for (k, t) in map {
+        cpu.push((k.to_string(), t.to_device(&Device::Cpu)?.contiguous()?));
+    }
+    safetensors::serialize(cpu.iter().map(|(k, t)| (k.as_str(), t)), None)
+        .map_err(candle_core::Error::wrap)
+}
+
+/// Converts a loaded tensor to the model's dtype (f32) and device.
+pub(crate) fn to_model(t: &Tensor, device: &Device) -> candle_core::Result<Tensor> {
+    t.to_dtype(DType::F32)?.to_device(device)
+}
