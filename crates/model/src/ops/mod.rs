@@ -1,0 +1,11 @@
+//! Custom candle ops for layers whose stock kernels are wrong or slow.
+//!
+//! Each op has a CPU forward and backward and falls back to candle's own ops on other devices,
+//! so the `cuda` build still works.
+
+pub mod bn_relu;
+pub mod conv;
+pub mod kernels;
+pub mod maxpool;
+
+pub use maxpool::max_pool2x2;
