@@ -1,0 +1,445 @@
+//! Charts 3 to 5: final accuracy per variant, accuracy against swept numeric
+//! axes, and the cost-benefit scatter.
+
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::{
+    category_tick, font, padded_range, shorten, text_width, Chart, AXIS_SIZE, LEGEND_SIZE,
+    TICK_SIZE, TITLE_SIZE,
+};
+use crate::error::DrawError;
+
+/// One variant's final accuracy (fractions are converted to percent here).
+#[derive(Debug, Clone)]
+pub struct AccPoint {
+    /// Variant label.
+    pub label: String,
+    /// Variant colour.
+    pub colour: RGBColor,
+    /// Mean final test accuracy (fraction), `None` without a completed seed.
+    pub mean: Option<f64>,
+    /// 95% confidence interval (fractions).
+    pub ci: Option<(f64, f64)>,
+    /// Each seed's final test accuracy (fractions).
+    pub seeds: Vec<f64>,
+    /// Baseline variant.
+    pub is_baseline: bool,
+}
+
+fn dashed<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    points: Vec<(f64, f64)>,
+    colour: RGBColor,
+) -> Result<(), DrawError>
+where
+    DB::ErrorType: 'static,
+{
+    chart.draw_series(DashedLineSeries::new(points, 8, 6, colour.stroke_width(2)))?;
+    Ok(())
+}
+
+/// Chart 3: mean final test accuracy per variant with its 95% CI and the
+/// individual seeds; the baseline's mean as a dashed reference line.
+pub struct FinalAccChart {
+    /// Rows from top to bottom (best first).
+    pub rows: Vec<AccPoint>,
+}
+
+impl FinalAccChart {
+    fn labels(&self) -> Vec<String> {
+        self.rows
+            .iter()
+            .map(|r| {
+                let mut l = shorten(&r.label, 60);
+                if r.is_baseline {
+                    l.push_str(" (baseline)");
+                }
+                if r.mean.is_none() {
+                    l.push_str(" (no completed seed)");
+                }
+                l
+            })
+            .collect()
+    }
+}
+
+impl Chart for FinalAccChart {
+    fn size(&self) -> (u32, u32) {
+        (1200, 160 + 44 * self.rows.len().max(2) as u32)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), DrawError>
+    where
+        DB::ErrorType: 'static,
+    {
+        let n = self.rows.len();
+        let labels = self.labels();
+        // Row i (from the top) sits at y = n - 1 - i.
+        let by_y: Vec<String> = labels.iter().rev().cloned().collect();
+        let label_w = labels
+            .iter()
+            .map(|l| text_width(root, l, TICK_SIZE))
+            .max()
+            .unwrap_or(50)
+            + 20;
+        let base = self
+            .rows
+            .iter()
+            .find(|r| r.is_baseline)
+            .and_then(|r| r.mean);
+        let (x0, x1) = padded_range(
+            self.rows.iter().flat_map(|r| {
+                let ci = r.ci.map(|c| [c.0, c.1]).unwrap_or([f64::NAN; 2]);
+                r.seeds
+                    .iter()
+                    .copied()
+                    .chain(ci)
+                    .chain(r.mean)
+                    .map(|v| v * 100.0)
+            }),
+            0.08,
+            (0.0, 100.0),
+        );
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                "Final test accuracy per variant: mean, 95% CI (t), and each seed",
+                font(TITLE_SIZE),
+            )
+            .margin(20)
+            .x_label_area_size(55)
+            .y_label_area_size(label_w.min(700))
+            .build_cartesian_2d(x0..x1, -0.5..(n as f64 - 0.5))?;
+        chart
+            .configure_mesh()
+            .x_desc("Final test accuracy (%)")
+            .label_style(font(TICK_SIZE))
+            .axis_desc_style(font(AXIS_SIZE))
+            .light_line_style(RGBColor(235, 235, 235))
+            .y_labels(n.max(1))
+            .y_label_formatter(&|v| category_tick(&by_y, *v))
+            .x_label_formatter(&|v| format!("{v:.1}"))
+            .disable_y_mesh()
+            .draw()?;
+        if let Some(b) = base {
+            let b = b * 100.0;
+            dashed(
+                &mut chart,
+                vec![(b, -0.5), (b, n as f64 - 0.5)],
+                RGBColor(90, 90, 90),
+            )?;
+        }
+        for (i, r) in self.rows.iter().enumerate() {
+            let y = (n - 1 - i) as f64;
+            let c = r.colour;
+            if let Some((lo, hi)) = r.ci {
+                chart.draw_series(std::iter::once(PathElement::new(
+                    vec![(lo * 100.0, y), (hi * 100.0, y)],
+                    c.stroke_width(3),
+                )))?;
+                for x in [lo, hi] {
+                    chart.draw_series(std::iter::once(PathElement::new(
+                        vec![(x * 100.0, y - 0.18), (x * 100.0, y + 0.18)],
+                        c.stroke_width(3),
+                    )))?;
+                }
+            }
+            chart.draw_series(
+                r.seeds
+                    .iter()
+                    .map(|s| Circle::new((s * 100.0, y + 0.22), 4, c.stroke_width(1))),
+            )?;
+            if let Some(m) = r.mean {
+                chart.draw_series(std::iter::once(Circle::new((m * 100.0, y), 7, c.filled())))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One line of an axis chart: the variants that share every other swept value.
+#[derive(Debug, Clone)]
+pub struct AxisGroup {
+    /// The other axes' values (`k=v ...`), or the axis name when there are none.
+    pub label: String,
+    /// Line colour.
+    pub colour: RGBColor,
+    /// `(axis value, mean accuracy, 95% CI)` sorted by axis value; fractions.
+    pub points: Vec<(f64, f64, Option<(f64, f64)>)>,
+}
+
+/// Chart 4: final test accuracy against one swept numeric axis.
+pub struct AxisChart {
+    /// The swept key (e.g. `model.reduction`).
+    pub key: String,
+    /// Plot the axis on a log2 scale (positive values spanning 8x or more).
+    pub log2: bool,
+    /// Lines.
+    pub groups: Vec<AxisGroup>,
+    /// The baseline's mean final accuracy (fraction), as a reference line.
+    pub baseline: Option<f64>,
+}
+
+impl Chart for AxisChart {
+    fn size(&self) -> (u32, u32) {
+        (1100, 700)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), DrawError>
+    where
+        DB::ErrorType: 'static,
+    {
+        let tx = |x: f64| if self.log2 { x.log2() } else { x };
+        let (x0, x1) = padded_range(
+            self.groups
+                .iter()
+                .flat_map(|g| g.points.iter().map(|p| tx(p.0))),
+            0.08,
+            (0.0, 1.0),
+        );
+        let (y0, y1) = padded_range(
+            self.groups
+                .iter()
+                .flat_map(|g| {
+                    g.points.iter().flat_map(|p| {
+                        let (lo, hi) = p.2.unwrap_or((p.1, p.1));
+                        [lo, hi]
+                    })
+                })
+                .chain(self.baseline)
+                .map(|v| v * 100.0),
+            0.1,
+            (0.0, 100.0),
+        );
+        let log2 = self.log2;
+        let x_fmt = move |v: &f64| {
+            if log2 {
+                let x = 2f64.powf(*v);
+                if (x - x.round()).abs() < 1e-6 {
+                    format!("{}", x.round())
+                } else {
+                    format!("{x:.2}")
+                }
+            } else {
+                let s = format!("{v:.4}");
+                s.trim_end_matches('0').trim_end_matches('.').to_string()
+            }
+        };
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                format!("Final test accuracy against {}", self.key),
+                font(TITLE_SIZE),
+            )
+            .margin(20)
+            .x_label_area_size(55)
+            .y_label_area_size(75)
+            .build_cartesian_2d(x0..x1, y0..y1)?;
+        chart
+            .configure_mesh()
+            .x_desc(if log2 {
+                format!("{} (log2 scale)", self.key)
+            } else {
+                self.key.clone()
+            })
+            .y_desc("Final test accuracy (%), mean and 95% CI")
+            .label_style(font(TICK_SIZE))
+            .axis_desc_style(font(AXIS_SIZE))
+            .light_line_style(RGBColor(235, 235, 235))
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&|v| format!("{v:.1}"))
+            .draw()?;
+        if let Some(b) = self.baseline {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(x0, b * 100.0), (x1, b * 100.0)],
+                    8,
+                    6,
+                    RGBColor(40, 40, 40).stroke_width(2),
+                ))?
+                .label("baseline (mean)")
+                .legend(|(x, y)| {
+                    PathElement::new(
+                        vec![(x, y), (x + 24, y)],
+                        RGBColor(40, 40, 40).stroke_width(2),
+                    )
+                });
+        }
+        let span = (x1 - x0) * 0.006;
+        let ng = self.groups.len() as f64;
+        for (gi, g) in self.groups.iter().enumerate() {
+            let c = g.colour;
+            for p in &g.points {
+                if let Some((lo, hi)) = p.2 {
+                    // Small horizontal offset per group so error bars do not hide each other.
+                    let x = tx(p.0) + span * (gi as f64 - (ng - 1.0) / 2.0);
+                    chart.draw_series(std::iter::once(PathElement::new(
+                        vec![(x, lo * 100.0), (x, hi * 100.0)],
+                        c.stroke_width(2),
+                    )))?;
+                }
+            }
+            chart
+                .draw_series(
+                    LineSeries::new(
+                        g.points.iter().map(|p| (tx(p.0), p.1 * 100.0)),
+                        c.stroke_width(2),
+                    )
+                    .point_size(5),
+                )?
+                .label(g.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK.mix(0.4))
+            .label_font(font(LEGEND_SIZE))
+            .draw()?;
+        Ok(())
+    }
+}
+
+/// One variant in the cost-benefit scatter.
+#[derive(Debug, Clone)]
+pub struct CostPoint {
+    /// Variant label.
+    pub label: String,
+    /// Variant colour.
+    pub colour: RGBColor,
+    /// Trainable parameters.
+    pub params: Option<u64>,
+    /// MACs per image.
+    pub macs: Option<u64>,
+    /// Mean final test accuracy (fraction).
+    pub mean: f64,
+    /// 95% CI (fractions).
+    pub ci: Option<(f64, f64)>,
+}
+
+/// Chart 5: accuracy against parameters and against MACs.
+pub struct CostChart {
+    /// Variants with a completed seed.
+    pub points: Vec<CostPoint>,
+    /// The baseline's mean final accuracy (fraction).
+    pub baseline: Option<f64>,
+}
+
+impl CostChart {
+    fn panel<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        macs: bool,
+        legend: bool,
+    ) -> Result<(), DrawError>
+    where
+        DB::ErrorType: 'static,
+    {
+        let cost = |p: &CostPoint| {
+            if macs {
+                p.macs.map(|v| v as f64 / 1e6)
+            } else {
+                p.params.map(|v| v as f64 / 1e6)
+            }
+        };
+        let (x0, x1) = padded_range(self.points.iter().filter_map(cost), 0.1, (0.0, 1.0));
+        let (y0, y1) = padded_range(
+            self.points
+                .iter()
+                .flat_map(|p| {
+                    let (lo, hi) = p.ci.unwrap_or((p.mean, p.mean));
+                    [lo, hi]
+                })
+                .chain(self.baseline)
+                .map(|v| v * 100.0),
+            0.1,
+            (0.0, 100.0),
+        );
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                if macs {
+                    "Accuracy against compute"
+                } else {
+                    "Accuracy against model size"
+                },
+                font(TITLE_SIZE - 4),
+            )
+            .margin(15)
+            .x_label_area_size(55)
+            .y_label_area_size(75)
+            .build_cartesian_2d(x0..x1, y0..y1)?;
+        chart
+            .configure_mesh()
+            .x_desc(if macs {
+                "Multiply-accumulates per image (millions)"
+            } else {
+                "Trainable parameters (millions)"
+            })
+            .y_desc("Final test accuracy (%), mean and 95% CI")
+            .label_style(font(TICK_SIZE))
+            .axis_desc_style(font(AXIS_SIZE - 2))
+            .light_line_style(RGBColor(235, 235, 235))
+            .x_label_formatter(&|v| format!("{v:.3}"))
+            .y_label_formatter(&|v| format!("{v:.1}"))
+            .draw()?;
+        if let Some(b) = self.baseline {
+            dashed(
+                &mut chart,
+                vec![(x0, b * 100.0), (x1, b * 100.0)],
+                RGBColor(90, 90, 90),
+            )?;
+        }
+        for p in &self.points {
+            let Some(x) = cost(p) else { continue };
+            let c = p.colour;
+            if let Some((lo, hi)) = p.ci {
+                chart.draw_series(std::iter::once(PathElement::new(
+                    vec![(x, lo * 100.0), (x, hi * 100.0)],
+                    c.stroke_width(2),
+                )))?;
+            }
+            let s = chart.draw_series(std::iter::once(Circle::new(
+                (x, p.mean * 100.0),
+                7,
+                c.filled(),
+            )))?;
+            if legend {
+                s.label(shorten(&p.label, 50))
+                    .legend(move |(x, y)| Circle::new((x + 8, y), 6, c.filled()));
+            }
+        }
+        if legend {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK.mix(0.4))
+                .label_font(font(LEGEND_SIZE - 2))
+                .draw()?;
+        }
+        Ok(())
+    }
+}
+
+impl Chart for CostChart {
+    fn size(&self) -> (u32, u32) {
+        (1500, 700)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), DrawError>
+    where
+        DB::ErrorType: 'static,
+    {
+        let root = root.titled(
+            "Cost and benefit: final test accuracy against parameters and MACs (dashed: baseline mean)",
+            font(TITLE_SIZE),
+        )?;
+        let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
+        self.panel(&left, false, false)?;
+        self.panel(&right, true, true)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,334 @@
+//! report.md and the self-contained index.html.
+
+use crate::tables::{
+    baseline_sentence, html_escape, md_table, one_line, p_value, problem_rows, variant_rows,
+    PROBLEM_HEADERS, VARIANT_HEADERS,
+};
+use crate::Report;
+
+/// Explanation printed under the variant table.
+const TABLE_NOTES: &str = "Seeds: completed trials / all trials of the variant; † marks fewer than two completed seeds (no interval, no test). \
+Accuracies are in percent, mean ± sample standard deviation over completed seeds; 95% CI: confidence interval of the mean from the t distribution. \
+Δ vs baseline: difference of mean final test accuracy in percentage points; p (Welch): two-sided Welch's t-test against the baseline (n/a: fewer than two seeds on a side, or no variance). \
+Paired Δ: mean per-seed difference when the variant and the baseline completed the same seeds, with the paired t-test's p. \
+s/epoch: training seconds per epoch (evaluation excluded); images/s: training throughput. Sorted by mean final test accuracy.";
+
+fn summary_line(r: &Report) -> String {
+    let c = r.counts;
+    format!(
+        "{} variants, {} trials: {} completed, {} failed, {} diverged, {} unfinished (running, pending or interrupted).",
+        r.analysis.variants.len(),
+        r.trials.len(),
+        c.completed,
+        c.failed,
+        c.diverged,
+        c.unfinished
+    )
+}
+
+fn best_sentence(r: &Report) -> Option<String> {
+    let best = r.analysis.best()?;
+    let mut s = format!(
+        "`{}`: final test accuracy {:.2}%",
+        best.label,
+        best.final_acc.mean * 100.0
+    );
+    if best.final_acc.n >= 2 {
+        s.push_str(&format!(" ± {:.2}", best.final_acc.std * 100.0));
+    }
+    s.push_str(&format!(
+        " over {} seed{}",
+        best.final_acc.n,
+        if best.final_acc.n == 1 { "" } else { "s" }
+    ));
+    if best.is_baseline {
+        s.push_str(" (the baseline itself: no variant beats it on average)");
+    } else if let Some(d) = best.diff_points {
+        s.push_str(&format!(", {d:+.2} points against the baseline"));
+        if let Some(t) = best.welch {
+            s.push_str(&format!(" (Welch p = {})", p_value(t.p)));
+        }
+    }
+    s.push('.');
+    Some(s)
+}
+
+/// report.md: readable in a terminal and on GitHub.
+pub fn markdown(r: &Report) -> String {
+    let mut md = String::new();
+    let title = if r.experiment.is_empty() {
+        "Ablation report".to_string()
+    } else {
+        format!("Ablation report: {}", r.experiment)
+    };
+    md.push_str(&format!("# {title}\n\n"));
+    md.push_str(&summary_line(r));
+    md.push_str("\n\n");
+    md.push_str(&format!("- Baseline: {}\n", baseline_sentence(r.analysis)));
+    match best_sentence(r) {
+        Some(b) => md.push_str(&format!("- Best: {b}\n")),
+        None => md.push_str("- Best: none yet (no completed trial)\n"),
+    }
+    md.push_str("\n## Variants\n\n");
+    if r.analysis.variants.is_empty() {
+        md.push_str("No trials.\n");
+    } else {
+        md.push_str(&crate::tables::variant_table_md(&variant_rows(r.analysis)));
+        md.push('\n');
+        md.push_str(TABLE_NOTES);
+        md.push('\n');
+    }
+    md.push_str("\n## Failed, diverged and unfinished trials\n\n");
+    let problems = problem_rows(r.trials);
+    if problems.is_empty() {
+        md.push_str("None: every trial completed.\n");
+    } else {
+        let rows: Vec<Vec<String>> = problems
+            .into_iter()
+            .map(|mut row| {
+                let e = row.pop().unwrap_or_default();
+                row.push(one_line(&e, 160));
+                row
+            })
+            .collect();
+        md.push_str(&md_table(&PROBLEM_HEADERS, &rows));
+        md.push_str("\nThe full error text is in index.html and in each trial's `status.json` and `log.txt`.\n");
+    }
+    md.push_str("\n## Charts\n");
+    for c in &r.charts {
+        let file = if c
+            .files
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "png"))
+        {
+            format!("{}.png", c.stem)
+        } else {
+            format!("{}.svg", c.stem)
+        };
+        md.push_str(&format!(
+            "\n### {}\n\n{}\n\n![{}]({})\n",
+            c.title, c.caption, c.title, file
+        ));
+    }
+    if !r.skipped.is_empty() {
+        md.push_str("\n### Charts not drawn\n\n");
+        for (name, why) in &r.skipped {
+            md.push_str(&format!("- {name}: {why}\n"));
+        }
+    }
+    md
+}
+
+const CSS: &str = "body{font-family:'DejaVu Sans',Verdana,sans-serif;margin:2em auto;max-width:1500px;padding:0 1em;color:#222}\
+table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}\
+th{background:#f2f2f2}td.l,th.l{text-align:left}tr.best td{background:#fff4c2;font-weight:bold}tr.baseline td{background:#eef3fb}\
+.tag{font-size:11px;border-radius:3px;padding:1px 4px;margin-left:4px;font-weight:normal}.tag.base{background:#d5e2f5}.tag.best{background:#f5d76e}\
+.few{color:#a33}.notes{font-size:13px;color:#444;max-width:1100px}figure{margin:1.5em 0}figure svg,figure img{max-width:100%;height:auto;border:1px solid #eee}\
+figcaption{font-size:14px;color:#444;max-width:1100px;margin-bottom:.5em}pre{white-space:pre-wrap;font-size:12px;margin:0;text-align:left;max-width:700px}";
+
+/// Standard base64 (RFC 4648) for inlining PNG charts.
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        out.push(A[(n >> 18) as usize & 63] as char);
+        out.push(A[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            A[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            A[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+/// Strips an XML declaration so an SVG document can be inlined in HTML.
+fn inline_svg(svg: &str) -> &str {
+    let s = svg.trim_start();
+    if s.starts_with("<?xml") {
+        if let Some(i) = s.find("?>") {
+            return s[i + 2..].trim_start();
+        }
+    }
+    s
+}
+
+/// index.html: one page, no external resources.
+pub fn html(r: &Report) -> String {
+    let e = html_escape;
+    let mut h = String::new();
+    let title = if r.experiment.is_empty() {
+        "Ablation report".to_string()
+    } else {
+        format!("Ablation report: {}", r.experiment)
+    };
+    h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
+    h.push_str(&format!(
+        "<title>{}</title><style>{CSS}</style></head><body>\n",
+        e(&title)
+    ));
+    h.push_str(&format!(
+        "<h1>{}</h1>\n<p>{}</p>\n<ul>",
+        e(&title),
+        e(&summary_line(r))
+    ));
+    let code = |s: String| {
+        // Render `x` spans as <code>.
+        let mut out = String::new();
+        for (i, part) in e(&s).split('`').enumerate() {
+            if i % 2 == 1 {
+                out.push_str(&format!("<code>{part}</code>"));
+            } else {
+                out.push_str(part);
+            }
+        }
+        out
+    };
+    h.push_str(&format!(
+        "<li>Baseline: {}</li>",
+        code(baseline_sentence(r.analysis))
+    ));
+    h.push_str(&format!(
+        "<li>Best: {}</li></ul>\n",
+        code(best_sentence(r).unwrap_or_else(|| "none yet (no completed trial)".into()))
+    ));
+
+    h.push_str("<h2>Variants</h2>\n");
+    if r.analysis.variants.is_empty() {
+        h.push_str("<p>No trials.</p>\n");
+    } else {
+        h.push_str("<table><thead><tr>");
+        for (i, head) in VARIANT_HEADERS.iter().enumerate() {
+            let cls = if i < 2 { " class=\"l\"" } else { "" };
+            h.push_str(&format!("<th{cls}>{}</th>", e(head)));
+        }
+        h.push_str("</tr></thead><tbody>\n");
+        for row in variant_rows(r.analysis) {
+            let cls = match (row.best, row.baseline) {
+                (true, _) => " class=\"best\"",
+                (false, true) => " class=\"baseline\"",
+                _ => "",
+            };
+            h.push_str(&format!("<tr{cls}>"));
+            for (i, cell) in row.cells.iter().enumerate() {
+                let mut content = e(cell);
+                if i == 0 {
+                    if row.baseline {
+                        content.push_str("<span class=\"tag base\">baseline</span>");
+                    }
+                    if row.best {
+                        content.push_str("<span class=\"tag best\">best</span>");
+                    }
+                }
+                if i == 2 && row.too_few {
+                    content = format!("<span class=\"few\" title=\"fewer than two completed seeds: no interval or test\">{content} †</span>");
+                }
+                let cls = if i < 2 { " class=\"l\"" } else { "" };
+                h.push_str(&format!("<td{cls}>{content}</td>"));
+            }
+            h.push_str("</tr>\n");
+        }
+        h.push_str("</tbody></table>\n");
+        h.push_str(&format!("<p class=\"notes\">{}</p>\n", e(TABLE_NOTES)));
+    }
+
+    h.push_str("<h2>Failed, diverged and unfinished trials</h2>\n");
+    let problems = problem_rows(r.trials);
+    if problems.is_empty() {
+        h.push_str("<p>None: every trial completed.</p>\n");
+    } else {
+        h.push_str("<table><thead><tr>");
+        for head in PROBLEM_HEADERS {
+            h.push_str(&format!("<th class=\"l\">{}</th>", e(head)));
+        }
+        h.push_str("</tr></thead><tbody>\n");
+        for row in problems {
+            h.push_str("<tr>");
+            let last = row.len() - 1;
+            for (i, cell) in row.iter().enumerate() {
+                if i == last {
+                    if cell.trim().is_empty() {
+                        h.push_str("<td class=\"l\">—</td>");
+                    } else {
+                        h.push_str(&format!(
+                            "<td class=\"l\"><details><summary>{}</summary><pre>{}</pre></details></td>",
+                            e(&one_line(cell, 100)),
+                            e(cell)
+                        ));
+                    }
+                } else {
+                    h.push_str(&format!("<td class=\"l\">{}</td>", e(cell)));
+                }
+            }
+            h.push_str("</tr>\n");
+        }
+        h.push_str("</tbody></table>\n");
+    }
+
+    h.push_str("<h2>Charts</h2>\n");
+    for c in &r.charts {
+        h.push_str(&format!(
+            "<figure id=\"{}\"><h3>{}</h3><figcaption>{}</figcaption>\n",
+            e(&c.stem),
+            e(&c.title),
+            e(&c.caption)
+        ));
+        if let Some(svg) = &c.svg {
+            h.push_str(inline_svg(svg));
+        } else if let Some(png) = &c.png {
+            h.push_str(&format!(
+                "<img alt=\"{}\" src=\"data:image/png;base64,{}\">",
+                e(&c.title),
+                base64(png)
+            ));
+        }
+        h.push_str("\n</figure>\n");
+    }
+    if !r.skipped.is_empty() {
+        h.push_str("<h3>Charts not drawn</h3><ul>");
+        for (name, why) in &r.skipped {
+            h.push_str(&format!("<li>{}: {}</li>", e(name), e(why)));
+        }
+        h.push_str("</ul>\n");
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 4648 section 10 test vectors.
+    #[test]
+    fn base64_rfc4648_vectors() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+    }
+
+    #[test]
+    fn xml_declaration_is_stripped() {
+        assert_eq!(inline_svg("<?xml version=\"1.0\"?>\n<svg/>"), "<svg/>");
+        assert_eq!(inline_svg("<svg/>"), "<svg/>");
+    }
+}

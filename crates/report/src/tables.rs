@@ -1,0 +1,445 @@
+//! The variant and problem tables, formatted once and written as Markdown,
+//! HTML and CSV.
+
+use crate::analysis::{Analysis, BaselineReason, Variant};
+use crate::load::Trial;
+
+/// Column headers of the variant table.
+pub const VARIANT_HEADERS: [&str; 13] = [
+    "Variant",
+    "Attention",
+    "Seeds",
+    "Params",
+    "MACs/image",
+    "Final test acc (%)",
+    "95% CI (%)",
+    "Best test acc (%)",
+    "Δ vs baseline (pts)",
+    "p (Welch)",
+    "Paired Δ (pts)",
+    "s/epoch",
+    "images/s",
+];
+
+/// One formatted row of the variant table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariantRow {
+    /// Cells in the order of [`VARIANT_HEADERS`] (the variant cell without markers).
+    pub cells: Vec<String>,
+    /// Baseline row.
+    pub baseline: bool,
+    /// Best row.
+    pub best: bool,
+    /// Fewer than two completed seeds.
+    pub too_few: bool,
+}
+
+impl VariantRow {
+    /// The cells with the text markers used in Markdown and CSV-free views:
+    /// `(baseline)`, `best` and `†`.
+    pub fn marked_cells(&self) -> Vec<String> {
+        let mut cells = self.cells.clone();
+        if self.baseline {
+            cells[0].push_str(" (baseline)");
+        }
+        if self.best {
+            cells[0].push_str(" ★ best");
+        }
+        if self.too_few {
+            cells[2].push_str(" †");
+        }
+        cells
+    }
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.2}", v * 100.0)
+}
+
+fn mean_std(s: &crate::stats::Sample) -> String {
+    match s.n {
+        0 => "—".into(),
+        1 => pct(s.mean),
+        _ => format!("{} ± {}", pct(s.mean), pct(s.std)),
+    }
+}
+
+/// A p-value to three decimals, `<0.001` below that.
+pub fn p_value(p: f64) -> String {
+    if p < 0.001 {
+        "<0.001".into()
+    } else {
+        format!("{p:.3}")
+    }
+}
+
+fn signed(v: f64) -> String {
+    format!("{v:+.2}")
+}
+
+/// Formats one variant.
+pub fn variant_row(v: &Variant, have_baseline_results: bool) -> VariantRow {
+    let diff = if v.is_baseline {
+        "reference".to_string()
+    } else {
+        v.diff_points.map(signed).unwrap_or_else(|| "—".into())
+    };
+    let p = if v.is_baseline {
+        "—".to_string()
+    } else if let Some(t) = v.welch {
+        p_value(t.p)
+    } else if v.completed() > 0 && have_baseline_results {
+        // Too few seeds on one side, or no variance at all.
+        "n/a".into()
+    } else {
+        "—".into()
+    };
+    let paired = match v.paired {
+        Some(pr) => match pr.test {
+            Some(t) => format!(
+                "{} (p={}, n={})",
+                signed(pr.mean_points),
+                p_value(t.p),
+                pr.n
+            ),
+            None => format!("{} (n={})", signed(pr.mean_points), pr.n),
+        },
+        None => "—".into(),
+    };
+    VariantRow {
+        cells: vec![
+            v.label.clone(),
+            v.attention.clone(),
+            format!("{}/{}", v.completed(), v.trials),
+            v.params.map(thousands).unwrap_or_else(|| "—".into()),
+            v.macs
+                .map(|m| format!("{:.2} M", m as f64 / 1e6))
+                .unwrap_or_else(|| "—".into()),
+            mean_std(&v.final_acc),
+            v.final_ci
+                .map(|(lo, hi)| format!("[{}, {}]", pct(lo), pct(hi)))
+                .unwrap_or_else(|| "—".into()),
+            mean_std(&v.best_acc),
+            diff,
+            p,
+            paired,
+            v.seconds_per_epoch
+                .map(|s| format!("{s:.1}"))
+                .unwrap_or_else(|| "—".into()),
+            v.images_per_sec
+                .map(|s| thousands(s.round().max(0.0) as u64))
+                .unwrap_or_else(|| "—".into()),
+        ],
+        baseline: v.is_baseline,
+        best: v.is_best,
+        too_few: v.too_few_seeds(),
+    }
+}
+
+/// All rows of the variant table, in the analysis' order.
+pub fn variant_rows(a: &Analysis) -> Vec<VariantRow> {
+    let have_base = a.baseline().is_some_and(|b| b.completed() > 0);
+    a.variants
+        .iter()
+        .map(|v| variant_row(v, have_base))
+        .collect()
+}
+
+/// Column headers of the problem table.
+pub const PROBLEM_HEADERS: [&str; 8] = [
+    "Trial",
+    "Variant",
+    "Seed",
+    "Status",
+    "Attempts",
+    "Epochs",
+    "Exit code",
+    "Error",
+];
+
+/// Statuses listed as problems (everything but `completed`).
+pub fn is_problem(status: &str) -> bool {
+    status != "completed"
+}
+
+/// Failed, diverged and unfinished trials, failures first, as cells; the
+/// last cell holds the full error text.
+pub fn problem_rows(trials: &[Trial]) -> Vec<Vec<String>> {
+    let rank = |s: &str| match s {
+        "failed" => 0,
+        "diverged" => 1,
+        "interrupted" => 2,
+        "running" => 3,
+        "pending" => 4,
+        _ => 5,
+    };
+    let mut ts: Vec<&Trial> = trials.iter().filter(|t| is_problem(&t.status)).collect();
+    ts.sort_by(|a, b| {
+        rank(&a.status)
+            .cmp(&rank(&b.status))
+            .then_with(|| a.variant.cmp(&b.variant))
+            .then(a.seed.cmp(&b.seed))
+    });
+    ts.iter()
+        .map(|t| {
+            vec![
+                t.trial_id.clone(),
+                t.variant.clone(),
+                t.seed.to_string(),
+                t.status.clone(),
+                t.attempts.to_string(),
+                format!(
+                    "{}/{}",
+                    t.epochs_done.map_or("?".into(), |e| e.to_string()),
+                    t.epochs_planned.map_or("?".into(), |e| e.to_string())
+                ),
+                t.exit_code.map_or("—".into(), |c| c.to_string()),
+                t.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect()
+}
+
+/// One line of an error for a table cell: whitespace collapsed, cut at `max` characters.
+pub fn one_line(s: &str, max: usize) -> String {
+    let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.is_empty() {
+        return "—".into();
+    }
+    crate::charts::shorten(&s, max)
+}
+
+/// Escapes a Markdown table cell.
+pub fn md_cell(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace('\n', " ")
+}
+
+/// A Markdown table.
+pub fn md_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    out.push_str("| ");
+    out.push_str(&headers.join(" | "));
+    out.push_str(" |\n|");
+    for _ in headers {
+        out.push_str(" --- |");
+    }
+    out.push('\n');
+    for r in rows {
+        out.push_str("| ");
+        out.push_str(&r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | "));
+        out.push_str(" |\n");
+    }
+    out
+}
+
+/// The variant table in Markdown: baseline marked, best in bold.
+pub fn variant_table_md(rows: &[VariantRow]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut c: Vec<String> = r.marked_cells().iter().map(|s| md_cell(s)).collect();
+            if r.best {
+                for x in c.iter_mut() {
+                    *x = format!("**{x}**");
+                }
+            }
+            c
+        })
+        .collect();
+    // Cells are already escaped: build the table by hand.
+    let mut out = String::new();
+    out.push_str("| ");
+    out.push_str(&VARIANT_HEADERS.join(" | "));
+    out.push_str(" |\n|");
+    for (i, _) in VARIANT_HEADERS.iter().enumerate() {
+        out.push_str(if i < 2 { " --- |" } else { " ---: |" });
+    }
+    out.push('\n');
+    for r in cells {
+        out.push_str("| ");
+        out.push_str(&r.join(" | "));
+        out.push_str(" |\n");
+    }
+    out
+}
+
+/// Sentence explaining the baseline choice.
+pub fn baseline_sentence(a: &Analysis) -> String {
+    match (a.baseline(), &a.baseline_reason) {
+        (Some(b), Some(BaselineReason::OnlyNone)) => {
+            format!("`{}` (the variant with `attention = none`)", b.label)
+        }
+        (Some(b), Some(BaselineReason::FewestSweptKeys { candidates })) => format!(
+            "`{}` ({candidates} variants have `attention = none`; this one sets the fewest swept keys away from the base configuration)",
+            b.label
+        ),
+        (Some(b), Some(BaselineReason::NoNoneVariant)) => format!(
+            "`{}` (no variant has `attention = none`, so the first variant of the sweep is the reference)",
+            b.label
+        ),
+        _ => "none (no trials)".into(),
+    }
+}
+
+/// Quotes a CSV field when needed (RFC 4180).
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn num(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.is_finite() => format!("{x}"),
+        _ => String::new(),
+    }
+}
+
+/// summary.csv: one row per variant, numbers unformatted (fractions for
+/// accuracies, points for differences), empty cells for missing values.
+pub fn summary_csv(a: &Analysis) -> String {
+    let mut axis_keys: Vec<String> = Vec::new();
+    for v in &a.variants {
+        for (k, _) in &v.axes {
+            if !axis_keys.contains(k) {
+                axis_keys.push(k.clone());
+            }
+        }
+    }
+    let mut headers: Vec<String> = [
+        "variant_id",
+        "variant",
+        "attention",
+        "is_baseline",
+        "is_best",
+        "trials",
+        "seeds_completed",
+        "params",
+        "macs",
+        "final_test_acc_mean",
+        "final_test_acc_std",
+        "final_test_acc_ci95_low",
+        "final_test_acc_ci95_high",
+        "best_test_acc_mean",
+        "best_test_acc_std",
+        "diff_vs_baseline_points",
+        "welch_t",
+        "welch_df",
+        "welch_p",
+        "paired_n",
+        "paired_diff_points",
+        "paired_p",
+        "seconds_per_epoch",
+        "images_per_sec",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    headers.extend(axis_keys.iter().map(|k| format!("axis.{k}")));
+    let mut out = headers
+        .iter()
+        .map(|h| csv_field(h))
+        .collect::<Vec<_>>()
+        .join(",");
+    out.push('\n');
+    for v in &a.variants {
+        let nonempty = |s: &crate::stats::Sample, x: f64| (s.n > 0).then_some(x);
+        let mut row = vec![
+            v.id.clone(),
+            v.label.clone(),
+            v.attention.clone(),
+            v.is_baseline.to_string(),
+            v.is_best.to_string(),
+            v.trials.to_string(),
+            v.completed().to_string(),
+            v.params.map(|p| p.to_string()).unwrap_or_default(),
+            v.macs.map(|p| p.to_string()).unwrap_or_default(),
+            num(nonempty(&v.final_acc, v.final_acc.mean)),
+            num(Some(v.final_acc.std)),
+            num(v.final_ci.map(|c| c.0)),
+            num(v.final_ci.map(|c| c.1)),
+            num(nonempty(&v.best_acc, v.best_acc.mean)),
+            num(Some(v.best_acc.std)),
+            num(v.diff_points),
+            num(v.welch.map(|t| t.t)),
+            num(v.welch.map(|t| t.df)),
+            num(v.welch.map(|t| t.p)),
+            v.paired.map(|p| p.n.to_string()).unwrap_or_default(),
+            num(v.paired.map(|p| p.mean_points)),
+            num(v.paired.and_then(|p| p.test).map(|t| t.p)),
+            num(v.seconds_per_epoch),
+            num(v.images_per_sec),
+        ];
+        for k in &axis_keys {
+            row.push(
+                v.axes
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, val)| val.to_string())
+                    .unwrap_or_default(),
+            );
+        }
+        out.push_str(
+            &row.iter()
+                .map(|c| csv_field(c))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        out.push('\n');
+    }
+    out
+}
+
+/// Escapes text for HTML.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formatting_helpers() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(p_value(0.0004), "<0.001");
+        assert_eq!(p_value(0.01434), "0.014");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(md_cell("a|b"), "a\\|b");
+        assert_eq!(one_line("  x \n  y ", 10), "x y");
+        assert_eq!(one_line("abcdefghijkl", 5), "abcd…");
+        assert_eq!(html_escape("<a & 'b'>"), "&lt;a &amp; &#39;b&#39;&gt;");
+    }
+}
