@@ -3,4 +3,5 @@
 pub mod exec;
 pub mod results;
 pub mod cli;
+pub mod commands;
 pub mod config;

@@ -96,7 +96,12 @@ fn sweep_writes_all_parquet_files_with_the_documented_schema_and_resume_runs_not
         ("seconds", Float64),
         ("images_per_sec", Float64),
     ];
-    assert_eq!(schema_of(&e), want.iter().map(|(n, d)| (n.to_string(), d.clone())).collect());
+    assert_eq!(
+        schema_of(&e),
+        want.iter()
+            .map(|(n, d)| (n.to_string(), d.clone()))
+            .collect()
+    );
 
     let i = read_parquet(&dir.join("iterations.parquet"));
     assert_eq!(i.height(), 4 * (EPOCHS * STEPS) as usize);
@@ -108,7 +113,12 @@ fn sweep_writes_all_parquet_files_with_the_documented_schema_and_resume_runs_not
         ("iteration", UInt64),
         ("loss", Float32),
     ];
-    assert_eq!(schema_of(&i), want.iter().map(|(n, d)| (n.to_string(), d.clone())).collect());
+    assert_eq!(
+        schema_of(&i),
+        want.iter()
+            .map(|(n, d)| (n.to_string(), d.clone()))
+            .collect()
+    );
 
     let c = read_parquet(&dir.join("classes.parquet"));
     assert_eq!(c.height(), 4 * 10);
@@ -122,8 +132,20 @@ fn sweep_writes_all_parquet_files_with_the_documented_schema_and_resume_runs_not
         ("total", UInt64),
         ("confusion", list(UInt64)),
     ];
-    assert_eq!(schema_of(&c), want.iter().map(|(n, d)| (n.to_string(), d.clone())).collect());
-    let total: u64 = c.column("total").unwrap().u64().unwrap().into_iter().flatten().sum();
+    assert_eq!(
+        schema_of(&c),
+        want.iter()
+            .map(|(n, d)| (n.to_string(), d.clone()))
+            .collect()
+    );
+    let total: u64 = c
+        .column("total")
+        .unwrap()
+        .u64()
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .sum();
     assert_eq!(total, 4 * 20, "every test image counted once per trial");
 
     let g = read_parquet(&dir.join("gates.parquet"));
@@ -137,7 +159,12 @@ fn sweep_writes_all_parquet_files_with_the_documented_schema_and_resume_runs_not
         ("channel", UInt32),
         ("mean_gate", Float32),
     ];
-    assert_eq!(schema_of(&g), want.iter().map(|(n, d)| (n.to_string(), d.clone())).collect());
+    assert_eq!(
+        schema_of(&g),
+        want.iter()
+            .map(|(n, d)| (n.to_string(), d.clone()))
+            .collect()
+    );
 
     let sm = read_parquet(&dir.join("samples.parquet"));
     assert_eq!(sm.height(), 4 * 4);
@@ -152,7 +179,12 @@ fn sweep_writes_all_parquet_files_with_the_documented_schema_and_resume_runs_not
         ("width", UInt32),
         ("pixels", list(UInt8)),
     ];
-    assert_eq!(schema_of(&sm), want.iter().map(|(n, d)| (n.to_string(), d.clone())).collect());
+    assert_eq!(
+        schema_of(&sm),
+        want.iter()
+            .map(|(n, d)| (n.to_string(), d.clone()))
+            .collect()
+    );
     let px = sm.column("pixels").unwrap().list().unwrap();
     assert!(px.into_iter().all(|p| p.unwrap().len() == 3 * 32 * 32));
     // the same images for every trial
@@ -163,7 +195,13 @@ fn sweep_writes_all_parquet_files_with_the_documented_schema_and_resume_runs_not
         .agg([col("class_index").n_unique().alias("n")])
         .collect()
         .unwrap();
-    assert!(idx.column("n").unwrap().u32().unwrap().into_iter().all(|n| n == Some(1)));
+    assert!(idx
+        .column("n")
+        .unwrap()
+        .u32()
+        .unwrap()
+        .into_iter()
+        .all(|n| n == Some(1)));
 
     let f = read_parquet(&dir.join("feature_maps.parquet"));
     assert_eq!(f.height(), 4 * 4 * 3 * 9);
@@ -177,7 +215,12 @@ fn sweep_writes_all_parquet_files_with_the_documented_schema_and_resume_runs_not
         ("width", UInt32),
         ("values", list(Float32)),
     ];
-    assert_eq!(schema_of(&f), want.iter().map(|(n, d)| (n.to_string(), d.clone())).collect());
+    assert_eq!(
+        schema_of(&f),
+        want.iter()
+            .map(|(n, d)| (n.to_string(), d.clone()))
+            .collect()
+    );
 
     // Resume after a completed sweep: nothing runs, nothing changes.
     let before: Vec<_> = trials
@@ -190,6 +233,9 @@ fn sweep_writes_all_parquet_files_with_the_documented_schema_and_resume_runs_not
     assert!(stdout.contains("4 already done, 0 to run"), "{stdout}");
     for (t, b) in trials.iter().zip(before) {
         assert_eq!(t.status()["attempts"], 1);
-        assert_eq!(std::fs::read_to_string(t.dir.join("epochs.jsonl")).unwrap(), b);
+        assert_eq!(
+            std::fs::read_to_string(t.dir.join("epochs.jsonl")).unwrap(),
+            b
+        );
     }
 }

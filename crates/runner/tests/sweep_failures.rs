@@ -30,7 +30,10 @@ fn a_panicking_and_a_diverging_trial_are_recorded_while_the_others_complete() {
     assert_eq!(panicked["attempts"], 2, "retried once");
     let err = panicked["error"].as_str().unwrap();
     assert!(err.contains("panic"), "{err}");
-    assert!(err.contains("ABLATE_TEST_PANIC_AT_STEP"), "log tail in the error: {err}");
+    assert!(
+        err.contains("ABLATE_TEST_PANIC_AT_STEP"),
+        "log tail in the error: {err}"
+    );
 
     let diverged = t[2].status();
     assert_eq!(diverged["status"], "diverged", "{diverged}");

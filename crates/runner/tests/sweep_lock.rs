@@ -14,9 +14,15 @@ fn the_lock_refuses_a_second_sweep() {
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("locked by another sweep"), "{stderr}");
-    assert!(stderr.contains(&format!("pid {}", std::process::id())), "{stderr}");
     assert!(
-        !sb.results().join("trials").read_dir().map_or(false, |mut d| d.next().is_some()),
+        stderr.contains(&format!("pid {}", std::process::id())),
+        "{stderr}"
+    );
+    assert!(
+        !sb.results()
+            .join("trials")
+            .read_dir()
+            .map_or(false, |mut d| d.next().is_some()),
         "nothing ran"
     );
     drop(held);

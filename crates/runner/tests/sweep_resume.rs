@@ -22,7 +22,11 @@ fn resume_after_a_killed_trial_has_no_duplicated_or_missing_epochs() {
     assert_eq!(killed["status"], "failed", "{killed}");
     assert_eq!(killed["signal"], 9);
     assert_eq!(killed["epochs_done"], 1);
-    assert_eq!(t[0].jsonl("iterations.jsonl").len(), 4, "steps 0..=3 recorded");
+    assert_eq!(
+        t[0].jsonl("iterations.jsonl").len(),
+        4,
+        "steps 0..=3 recorded"
+    );
     assert_eq!(t[1].status()["status"], "completed");
 
     let out = sb.sweep(&[], &[]);
@@ -43,7 +47,13 @@ fn resume_after_a_killed_trial_has_no_duplicated_or_missing_epochs() {
 fn ctrl_c_leaves_a_resumable_sweep() {
     const EPOCHS: u64 = 4;
     const STEPS: u64 = 4;
-    let sb = Sandbox::new("interrupted", &[0, 1, 2], false, EPOCHS as u32, STEPS as usize);
+    let sb = Sandbox::new(
+        "interrupted",
+        &[0, 1, 2],
+        false,
+        EPOCHS as u32,
+        STEPS as usize,
+    );
     let mut child = sb
         .sweep_command(&[], &[])
         .stdout(std::process::Stdio::piped())
@@ -54,7 +64,10 @@ fn ctrl_c_leaves_a_resumable_sweep() {
     let start = Instant::now();
     let trials = sb.results().join("trials");
     'wait: loop {
-        assert!(start.elapsed() < Duration::from_secs(60), "no trial started");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no trial started"
+        );
         if let Ok(rd) = std::fs::read_dir(&trials) {
             for e in rd.flatten() {
                 if std::fs::metadata(e.path().join("iterations.jsonl")).is_ok_and(|m| m.len() > 0) {
@@ -76,11 +89,19 @@ fn ctrl_c_leaves_a_resumable_sweep() {
         .map(|t| t.status()["status"].as_str().unwrap().to_string())
         .collect();
     assert!(
-        states.iter().any(|s| s == "interrupted" || s == "completed"),
+        states
+            .iter()
+            .any(|s| s == "interrupted" || s == "completed"),
         "{states:?}"
     );
-    assert!(states.iter().any(|s| s == "pending"), "nothing launched after Ctrl-C: {states:?}");
-    assert!(sb.results().join("trials.parquet").is_file(), "tables rebuilt after Ctrl-C");
+    assert!(
+        states.iter().any(|s| s == "pending"),
+        "nothing launched after Ctrl-C: {states:?}"
+    );
+    assert!(
+        sb.results().join("trials.parquet").is_file(),
+        "tables rebuilt after Ctrl-C"
+    );
 
     let out = sb.sweep(&[], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));

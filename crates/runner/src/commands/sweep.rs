@@ -177,10 +177,11 @@ fn print_summary(plan: &Plan, rows: &parquet::RebuildSummary) {
     println!("trials: {}", parts.join(", "));
     for t in &plan.trials {
         if matches!(t.state, TrialState::Failed | TrialState::Diverged) {
-            let status: Option<TrialStatus> =
-                crate::results::records::read_json_opt(&trial_dir(&plan.dir, t).join(files::STATUS))
-                    .ok()
-                    .flatten();
+            let status: Option<TrialStatus> = crate::results::records::read_json_opt(
+                &trial_dir(&plan.dir, t).join(files::STATUS),
+            )
+            .ok()
+            .flatten();
             let first = status
                 .and_then(|s| s.error)
                 .and_then(|e| e.lines().next().map(str::to_string))

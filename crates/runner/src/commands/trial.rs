@@ -39,9 +39,9 @@ use crate::exec::child::DEVICE_ENV;
 use crate::exec::exit_codes::{TRIAL_COMPLETED, TRIAL_DIVERGED, TRIAL_ERROR, TRIAL_INTERRUPTED};
 use crate::exec::signals::StopFlag;
 use crate::results::records::{
-    files, now_rfc3339, read_json_opt, write_json_atomic, ClassLine, EpochLine, FeatureMap as
-    MapLine, FinalJson, GateBlock, InsideJson, IterationLine, RecordError, SampleImage,
-    TrialState, TrialStatus,
+    files, now_rfc3339, read_json_opt, write_json_atomic, ClassLine, EpochLine,
+    FeatureMap as MapLine, FinalJson, GateBlock, InsideJson, IterationLine, RecordError,
+    SampleImage, TrialState, TrialStatus,
 };
 use crate::results::sink::TrialWriter;
 
@@ -123,7 +123,9 @@ fn device(name: &str) -> anyhow::Result<Device> {
     let ordinal: usize = name
         .strip_prefix("cuda:")
         .and_then(|n| n.parse().ok())
-        .ok_or_else(|| anyhow!("unknown device `{name}` in {DEVICE_ENV}; expected `cpu` or `cuda:N`"))?;
+        .ok_or_else(|| {
+            anyhow!("unknown device `{name}` in {DEVICE_ENV}; expected `cpu` or `cuda:N`")
+        })?;
     if !cfg!(feature = "cuda") {
         anyhow::bail!(
             "device `{name}` needs CUDA, but this `ablate` was built without the `cuda` feature"
@@ -197,7 +199,8 @@ fn train(
     let outcome = outcome.context("training failed")?;
     match outcome {
         TrainOutcome::Completed { epochs } => {
-            let fin = finished.ok_or_else(|| anyhow!("the trainer completed without a final record"))?;
+            let fin =
+                finished.ok_or_else(|| anyhow!("the trainer completed without a final record"))?;
             let records = writer.flush_all(epochs, fin.iterations)?.to_vec();
             let final_json = final_json(&fin, &records, &data, params, macs);
             write_json_atomic(&dir.join(files::FINAL), &final_json)?;
@@ -355,7 +358,11 @@ pub fn sample_indices(test_len: usize) -> Vec<usize> {
 }
 
 /// Gates per class (channel-attention models), the sample images and their feature maps.
-fn inside(net: &Net, data: &Dataset, data_cfg: &ablate_data::DataConfig) -> anyhow::Result<InsideJson> {
+fn inside(
+    net: &Net,
+    data: &Dataset,
+    data_cfg: &ablate_data::DataConfig,
+) -> anyhow::Result<InsideJson> {
     let normalize = Normalize::from_config(data_cfg);
     let stats = class_gates(net, &data.test, &normalize, data.num_classes())
         .context("cannot compute the gates per class")?;

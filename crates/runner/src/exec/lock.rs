@@ -102,7 +102,9 @@ mod tests {
             LockError::Held { pid, .. } => assert_eq!(*pid, Some(std::process::id())),
             other => panic!("unexpected {other:?}"),
         }
-        assert!(err.to_string().contains(&format!("pid {}", std::process::id())));
+        assert!(err
+            .to_string()
+            .contains(&format!("pid {}", std::process::id())));
         drop(held);
         SweepLock::acquire(&p).expect("free again after drop");
     }

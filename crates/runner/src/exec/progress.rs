@@ -199,7 +199,14 @@ impl Progress {
     }
 
     /// The trial on `slot` ended with `state` (`retrying` when it goes back to the queue).
-    pub fn finished(&mut self, slot: usize, job: usize, state: TrialState, retrying: bool, detail: &str) {
+    pub fn finished(
+        &mut self,
+        slot: usize,
+        job: usize,
+        state: TrialState,
+        retrying: bool,
+        detail: &str,
+    ) {
         self.counts.running = self.counts.running.saturating_sub(1);
         if !retrying {
             match state {

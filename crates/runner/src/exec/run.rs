@@ -6,13 +6,13 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use super::child::{send_signal, signal_name, ChildCommand, ChildExit};
+use super::exit_codes;
 use super::progress::{Progress, TrialProgress};
 use super::scheduler::{Decision, Scheduler, Slot};
 use super::signals::StopFlag;
-use super::exit_codes;
 use crate::results::records::{
-    files, now_rfc3339, read_json_opt, read_last_jsonl, tail_lines, write_json_atomic,
-    RecordError, TrialState, TrialStatus,
+    files, now_rfc3339, read_json_opt, read_last_jsonl, tail_lines, write_json_atomic, RecordError,
+    TrialState, TrialStatus,
 };
 
 /// Lines of the trial log kept in the error of a failed trial.
@@ -251,7 +251,10 @@ pub fn record_exit(
         // the child died before recording its start
         status.attempts += 1;
     }
-    let child_error = status.error.take().filter(|_| status.status != TrialState::Running);
+    let child_error = status
+        .error
+        .take()
+        .filter(|_| status.status != TrialState::Running);
     let (state, headline) = match exit {
         ChildExit::Code(exit_codes::TRIAL_COMPLETED) => {
             if status.status == TrialState::Completed {
@@ -358,7 +361,9 @@ mod tests {
         let (state, detail) = record_exit(dir.path(), ChildExit::Code(101), 0, false).unwrap();
         assert_eq!(state, TrialState::Failed);
         assert!(detail.contains("panic"), "{detail}");
-        let st: TrialStatus = read_json_opt(&dir.path().join(files::STATUS)).unwrap().unwrap();
+        let st: TrialStatus = read_json_opt(&dir.path().join(files::STATUS))
+            .unwrap()
+            .unwrap();
         assert_eq!(st.exit_code, Some(101));
         assert_eq!(st.attempts, 1, "the child counted its attempt");
         let err = st.error.unwrap();
@@ -375,7 +380,9 @@ mod tests {
             record_exit(dir.path(), ChildExit::Signal(libc::SIGKILL), 0, false).unwrap();
         assert_eq!(state, TrialState::Failed);
         assert!(detail.contains("SIGKILL"));
-        let st: TrialStatus = read_json_opt(&dir.path().join(files::STATUS)).unwrap().unwrap();
+        let st: TrialStatus = read_json_opt(&dir.path().join(files::STATUS))
+            .unwrap()
+            .unwrap();
         assert_eq!((st.signal, st.exit_code, st.attempts), (Some(9), None, 1));
 
         let dir = with_status(s);

@@ -33,7 +33,9 @@ pub enum DeviceError {
     #[error("--devices is empty; use `cpu` or `cuda:0,cuda:1,...`")]
     Empty,
     /// An entry is not `cpu` or `cuda:N`.
-    #[error("unknown device `{0}` in --devices; expected `cpu` or `cuda:N` (e.g. `cuda:0,cuda:1`)")]
+    #[error(
+        "unknown device `{0}` in --devices; expected `cpu` or `cuda:N` (e.g. `cuda:0,cuda:1`)"
+    )]
     Unknown(String),
     /// A device is listed twice.
     #[error("device `{0}` is listed twice in --devices")]
@@ -148,7 +150,12 @@ pub struct Scheduler {
 impl Scheduler {
     /// A scheduler over `slots` slots for the trials `jobs` (indices below `n_jobs`), in order,
     /// retrying each failed trial up to `retries` times.
-    pub fn new(slots: usize, n_jobs: usize, jobs: impl IntoIterator<Item = usize>, retries: u32) -> Self {
+    pub fn new(
+        slots: usize,
+        n_jobs: usize,
+        jobs: impl IntoIterator<Item = usize>,
+        retries: u32,
+    ) -> Self {
         Self {
             queue: jobs.into_iter().collect(),
             busy: vec![None; slots],
@@ -267,11 +274,20 @@ mod tests {
         assert_eq!(s.next_launch(), Some((0, 0)));
         assert_eq!(s.next_launch(), Some((1, 1)));
         assert_eq!(s.next_launch(), None, "both slots busy");
-        assert_eq!(s.finished(1, TrialState::Completed), Decision::Done(TrialState::Completed));
+        assert_eq!(
+            s.finished(1, TrialState::Completed),
+            Decision::Done(TrialState::Completed)
+        );
         assert_eq!(s.next_launch(), Some((1, 2)));
-        assert_eq!(s.finished(0, TrialState::Completed), Decision::Done(TrialState::Completed));
+        assert_eq!(
+            s.finished(0, TrialState::Completed),
+            Decision::Done(TrialState::Completed)
+        );
         assert!(!s.is_done());
-        assert_eq!(s.finished(1, TrialState::Completed), Decision::Done(TrialState::Completed));
+        assert_eq!(
+            s.finished(1, TrialState::Completed),
+            Decision::Done(TrialState::Completed)
+        );
         assert!(s.is_done());
     }
 
@@ -281,10 +297,16 @@ mod tests {
         assert_eq!(s.next_launch(), Some((0, 0)));
         assert_eq!(s.finished(0, TrialState::Failed), Decision::Retry(1));
         assert_eq!(s.next_launch(), Some((0, 1)), "retry goes to the back");
-        assert_eq!(s.finished(0, TrialState::Diverged), Decision::Done(TrialState::Diverged));
+        assert_eq!(
+            s.finished(0, TrialState::Diverged),
+            Decision::Done(TrialState::Diverged)
+        );
         assert_eq!(s.next_launch(), Some((0, 0)));
         assert_eq!(s.attempts(0), 2);
-        assert_eq!(s.finished(0, TrialState::Failed), Decision::Done(TrialState::Failed));
+        assert_eq!(
+            s.finished(0, TrialState::Failed),
+            Decision::Done(TrialState::Failed)
+        );
         assert!(s.is_done());
     }
 
@@ -296,8 +318,15 @@ mod tests {
         s.stop();
         assert_eq!(s.next_launch(), None);
         assert!(!s.is_done());
-        assert_eq!(s.finished(0, TrialState::Failed), Decision::Done(TrialState::Failed), "no retry while stopping");
-        assert_eq!(s.finished(1, TrialState::Interrupted), Decision::Done(TrialState::Interrupted));
+        assert_eq!(
+            s.finished(0, TrialState::Failed),
+            Decision::Done(TrialState::Failed),
+            "no retry while stopping"
+        );
+        assert_eq!(
+            s.finished(1, TrialState::Interrupted),
+            Decision::Done(TrialState::Interrupted)
+        );
         assert!(s.is_done());
         assert_eq!(s.queued().collect::<Vec<_>>(), vec![2, 3]);
     }

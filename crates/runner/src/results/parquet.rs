@@ -12,8 +12,8 @@ use polars::prelude::*;
 use rayon::prelude::*;
 
 use super::records::{
-    files, read_json_opt, read_jsonl, AxisValue, EpochLine, FinalJson, InsideJson,
-    IterationLine, RecordError, TrialMeta, TrialState, TrialStatus, SCHEMA_VERSION,
+    files, read_json_opt, read_jsonl, AxisValue, EpochLine, FinalJson, InsideJson, IterationLine,
+    RecordError, TrialMeta, TrialState, TrialStatus, SCHEMA_VERSION,
 };
 
 /// Errors rebuilding the Parquet files.
@@ -187,7 +187,10 @@ pub fn rebuild(sweep_dir: &Path) -> Result<RebuildSummary, ParquetError> {
 }
 
 /// Writes the seven Parquet files of `records` into `sweep_dir`.
-pub fn write_all(sweep_dir: &Path, records: &[TrialRecords]) -> Result<RebuildSummary, ParquetError> {
+pub fn write_all(
+    sweep_dir: &Path,
+    records: &[TrialRecords],
+) -> Result<RebuildSummary, ParquetError> {
     let frames: [(&str, fn(&[TrialRecords]) -> PolarsResult<DataFrame>); 7] = [
         ("trials.parquet", trials_frame),
         ("epochs.parquet", epochs_frame),
@@ -373,11 +376,7 @@ fn derive(r: &TrialRecords) -> Derived {
         final_test_loss: last.map(|e| e.test_loss),
         train_seconds,
         images_per_sec: (secs > 0.0).then(|| images / secs),
-        params: r
-            .final_json
-            .as_ref()
-            .map(|f| f.params)
-            .or(r.status.params),
+        params: r.final_json.as_ref().map(|f| f.params).or(r.status.params),
         macs: r.final_json.as_ref().map(|f| f.macs).or(r.status.macs),
     }
 }
@@ -392,7 +391,10 @@ fn trials_frame(records: &[TrialRecords]) -> PolarsResult<DataFrame> {
         col("trial_id", s(|r| r.meta.trial_id.clone())),
         col("variant_id", s(|r| r.meta.variant_id.clone())),
         col("variant", s(|r| r.meta.variant.clone())),
-        col("seed", records.iter().map(|r| r.meta.seed).collect::<Vec<u64>>()),
+        col(
+            "seed",
+            records.iter().map(|r| r.meta.seed).collect::<Vec<u64>>(),
+        ),
         col("attention", s(|r| r.meta.attention.clone())),
     ];
     let axis_keys: BTreeSet<&String> = records.iter().flat_map(|r| r.meta.axes.keys()).collect();
@@ -404,9 +406,15 @@ fn trials_frame(records: &[TrialRecords]) -> PolarsResult<DataFrame> {
         col("status", s(|r| effective_state(r).as_str().to_string())),
         col(
             "attempts",
-            records.iter().map(|r| r.status.attempts).collect::<Vec<u32>>(),
+            records
+                .iter()
+                .map(|r| r.status.attempts)
+                .collect::<Vec<u32>>(),
         ),
-        col("params", derived.iter().map(|d| d.params).collect::<Vec<_>>()),
+        col(
+            "params",
+            derived.iter().map(|d| d.params).collect::<Vec<_>>(),
+        ),
         col("macs", derived.iter().map(|d| d.macs).collect::<Vec<_>>()),
         col(
             "epochs_planned",
@@ -429,11 +437,17 @@ fn trials_frame(records: &[TrialRecords]) -> PolarsResult<DataFrame> {
         ),
         col(
             "final_test_loss",
-            derived.iter().map(|d| d.final_test_loss).collect::<Vec<_>>(),
+            derived
+                .iter()
+                .map(|d| d.final_test_loss)
+                .collect::<Vec<_>>(),
         ),
         col(
             "train_seconds",
-            derived.iter().map(|d| d.train_seconds).collect::<Vec<f64>>(),
+            derived
+                .iter()
+                .map(|d| d.train_seconds)
+                .collect::<Vec<f64>>(),
         ),
         col(
             "images_per_sec",
@@ -502,8 +516,14 @@ fn epochs_frame(records: &[TrialRecords]) -> PolarsResult<DataFrame> {
         n,
         vec![
             version_col(n),
-            col("trial_id", rows.iter().map(|(t, _)| *t).collect::<Vec<&str>>()),
-            col("epoch", rows.iter().map(|(_, e)| e.epoch).collect::<Vec<u32>>()),
+            col(
+                "trial_id",
+                rows.iter().map(|(t, _)| *t).collect::<Vec<&str>>(),
+            ),
+            col(
+                "epoch",
+                rows.iter().map(|(_, e)| e.epoch).collect::<Vec<u32>>(),
+            ),
             col("train_loss", f(|e| e.train_loss)),
             col("train_acc", f(|e| e.train_acc)),
             col("test_loss", f(|e| e.test_loss)),
@@ -560,14 +580,21 @@ fn classes_frame(records: &[TrialRecords]) -> PolarsResult<DataFrame> {
         n,
         vec![
             version_col(n),
-            col("trial_id", rows.iter().map(|(t, _)| *t).collect::<Vec<&str>>()),
+            col(
+                "trial_id",
+                rows.iter().map(|(t, _)| *t).collect::<Vec<&str>>(),
+            ),
             col(
                 "class_index",
-                rows.iter().map(|(_, c)| c.class_index).collect::<Vec<u32>>(),
+                rows.iter()
+                    .map(|(_, c)| c.class_index)
+                    .collect::<Vec<u32>>(),
             ),
             col(
                 "class",
-                rows.iter().map(|(_, c)| c.class.as_str()).collect::<Vec<&str>>(),
+                rows.iter()
+                    .map(|(_, c)| c.class.as_str())
+                    .collect::<Vec<&str>>(),
             ),
             col(
                 "accuracy",
@@ -581,8 +608,14 @@ fn classes_frame(records: &[TrialRecords]) -> PolarsResult<DataFrame> {
                     })
                     .collect::<Vec<f64>>(),
             ),
-            col("correct", rows.iter().map(|(_, c)| c.correct).collect::<Vec<u64>>()),
-            col("total", rows.iter().map(|(_, c)| c.total).collect::<Vec<u64>>()),
+            col(
+                "correct",
+                rows.iter().map(|(_, c)| c.correct).collect::<Vec<u64>>(),
+            ),
+            col(
+                "total",
+                rows.iter().map(|(_, c)| c.total).collect::<Vec<u64>>(),
+            ),
             list_col::<UInt64Type>("confusion", DataType::UInt64, &confusion),
         ],
     )
@@ -641,12 +674,17 @@ fn samples_frame(records: &[TrialRecords]) -> PolarsResult<DataFrame> {
         n,
         vec![
             version_col(n),
-            col("trial_id", rows.iter().map(|(t, _)| *t).collect::<Vec<&str>>()),
+            col(
+                "trial_id",
+                rows.iter().map(|(t, _)| *t).collect::<Vec<&str>>(),
+            ),
             col("sample", u(|s| s.sample)),
             col("class_index", u(|s| s.class_index)),
             col(
                 "class",
-                rows.iter().map(|(_, s)| s.class.as_str()).collect::<Vec<&str>>(),
+                rows.iter()
+                    .map(|(_, s)| s.class.as_str())
+                    .collect::<Vec<&str>>(),
             ),
             col("predicted", u(|s| s.predicted)),
             col("height", u(|s| s.height)),
@@ -675,7 +713,10 @@ fn feature_maps_frame(records: &[TrialRecords]) -> PolarsResult<DataFrame> {
         n,
         vec![
             version_col(n),
-            col("trial_id", rows.iter().map(|(t, _)| *t).collect::<Vec<&str>>()),
+            col(
+                "trial_id",
+                rows.iter().map(|(t, _)| *t).collect::<Vec<&str>>(),
+            ),
             col("sample", u(|m| m.sample)),
             col("block", u(|m| m.block)),
             col("channel", u(|m| m.channel)),
@@ -742,10 +783,26 @@ mod tests {
     fn rebuild_writes_the_documented_schema() {
         let dir = tempfile::tempdir().unwrap();
         let sweep = dir.path();
-        let a = write_trial(sweep, "aaa", 0, "\"model.reduction\" = 16\n\"model.placement\" = \"post_bn\"", TrialState::Completed);
-        let b = write_trial(sweep, "bbb", 1, "\"model.reduction\" = 0.5", TrialState::Failed);
+        let a = write_trial(
+            sweep,
+            "aaa",
+            0,
+            "\"model.reduction\" = 16\n\"model.placement\" = \"post_bn\"",
+            TrialState::Completed,
+        );
+        let b = write_trial(
+            sweep,
+            "bbb",
+            1,
+            "\"model.reduction\" = 0.5",
+            TrialState::Failed,
+        );
         fs::create_dir_all(sweep.join("trials").join("not-a-trial")).unwrap();
-        lines(&a.join(files::EPOCHS), &[epoch(1, 0.3), epoch(2, 0.6)], false);
+        lines(
+            &a.join(files::EPOCHS),
+            &[epoch(1, 0.3), epoch(2, 0.6)],
+            false,
+        );
         lines(&b.join(files::EPOCHS), &[epoch(1, 0.2)], true);
         let its: Vec<IterationLine> = (0..4)
             .map(|i| IterationLine {
@@ -820,7 +877,11 @@ mod tests {
         };
         let t = read("trials.parquet");
         let dtype = |df: &DataFrame, c: &str| df.column(c).unwrap().dtype().clone();
-        assert_eq!(dtype(&t, "axis.model.reduction"), DataType::Float64, "int and float mix");
+        assert_eq!(
+            dtype(&t, "axis.model.reduction"),
+            DataType::Float64,
+            "int and float mix"
+        );
         assert_eq!(dtype(&t, "axis.model.placement"), DataType::String);
         assert_eq!(dtype(&t, "seed"), DataType::UInt64);
         assert_eq!(dtype(&t, "exit_code"), DataType::Int32);
@@ -832,10 +893,19 @@ mod tests {
         let done = t.column("epochs_done").unwrap().u32().unwrap();
         assert_eq!((done.get(0), done.get(1)), (Some(2), Some(1)));
         assert_eq!(t.column("params").unwrap().u64().unwrap().get(1), None);
-        assert_eq!(t.column("epochs_planned").unwrap().u32().unwrap().get(0), Some(2));
-        assert_eq!(t.column("attention").unwrap().str().unwrap().get(0), Some("se"));
+        assert_eq!(
+            t.column("epochs_planned").unwrap().u32().unwrap().get(0),
+            Some(2)
+        );
+        assert_eq!(
+            t.column("attention").unwrap().str().unwrap().get(0),
+            Some("se")
+        );
         let status = t.column("status").unwrap().str().unwrap();
-        assert_eq!((status.get(0), status.get(1)), (Some("completed"), Some("failed")));
+        assert_eq!(
+            (status.get(0), status.get(1)),
+            (Some("completed"), Some("failed"))
+        );
         let ips = t.column("images_per_sec").unwrap().f64().unwrap();
         assert!((ips.get(0).unwrap() - 200.0).abs() < 1e-9);
 
@@ -844,11 +914,20 @@ mod tests {
             dtype(&c, "confusion"),
             DataType::List(Box::new(DataType::UInt64))
         );
-        assert_eq!(c.column("accuracy").unwrap().f64().unwrap().get(0), Some(0.5));
+        assert_eq!(
+            c.column("accuracy").unwrap().f64().unwrap().get(0),
+            Some(0.5)
+        );
         let s = read("samples.parquet");
-        assert_eq!(dtype(&s, "pixels"), DataType::List(Box::new(DataType::UInt8)));
+        assert_eq!(
+            dtype(&s, "pixels"),
+            DataType::List(Box::new(DataType::UInt8))
+        );
         let f = read("feature_maps.parquet");
-        assert_eq!(dtype(&f, "values"), DataType::List(Box::new(DataType::Float32)));
+        assert_eq!(
+            dtype(&f, "values"),
+            DataType::List(Box::new(DataType::Float32))
+        );
         let g = read("gates.parquet");
         assert_eq!(dtype(&g, "mean_gate"), DataType::Float32);
         let i = read("iterations.parquet");

@@ -689,7 +689,10 @@ mod tests {
         let p = dir.path().join("epochs.jsonl");
         std::fs::write(&p, "not json\n{}\n").unwrap();
         let err = read_jsonl::<EpochLine>(&p).unwrap_err();
-        assert!(matches!(err, RecordError::JsonLine { line: 1, .. }), "{err}");
+        assert!(
+            matches!(err, RecordError::JsonLine { line: 1, .. }),
+            "{err}"
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::records::{
-    files, now_rfc3339, read_jsonl, truncate_jsonl, write_json_atomic, EpochLine,
-    IterationLine, RecordError, TrialState, TrialStatus,
+    files, now_rfc3339, read_jsonl, truncate_jsonl, write_json_atomic, EpochLine, IterationLine,
+    RecordError, TrialState, TrialStatus,
 };
 
 /// How often buffered iteration records are flushed, so that progress displays stay current.

@@ -139,9 +139,17 @@ impl TrialDir {
             .iter()
             .map(|v| v["epoch"].as_u64().unwrap())
             .collect();
-        assert_eq!(e, (1..=epochs).collect::<Vec<_>>(), "epochs of {:?}", self.dir);
+        assert_eq!(
+            e,
+            (1..=epochs).collect::<Vec<_>>(),
+            "epochs of {:?}",
+            self.dir
+        );
         let its = self.jsonl("iterations.jsonl");
-        let idx: Vec<u64> = its.iter().map(|v| v["iteration"].as_u64().unwrap()).collect();
+        let idx: Vec<u64> = its
+            .iter()
+            .map(|v| v["iteration"].as_u64().unwrap())
+            .collect();
         assert_eq!(
             idx,
             (0..epochs * steps).collect::<Vec<_>>(),
