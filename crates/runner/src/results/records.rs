@@ -341,7 +341,8 @@ pub struct IterationLine {
     pub step: u32,
     /// 0-based step over the whole trial.
     pub iteration: u64,
-    /// Training loss of the batch.
+    /// Training loss of the batch (non-finite losses are written as `null`, read back as NaN).
+    #[serde(deserialize_with = "f32_or_nan")]
     pub loss: f32,
 }
 
@@ -351,19 +352,36 @@ pub struct EpochLine {
     /// 1-based epoch.
     pub epoch: u32,
     /// Mean training loss.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub train_loss: f64,
     /// Training accuracy (fraction).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub train_acc: f64,
     /// Test loss.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub test_loss: f64,
     /// Test accuracy (fraction).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub test_acc: f64,
     /// Learning rate used during the epoch.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub lr: f64,
     /// Training time of the epoch (evaluation excluded).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub seconds: f64,
     /// Training throughput.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub images_per_sec: f64,
+}
+
+/// serde_json writes non-finite floats as `null`; a diverged trial's records hold them.
+fn f32_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    Ok(Option::<f32>::deserialize(d)?.unwrap_or(f32::NAN))
+}
+
+/// See [`f32_or_nan`].
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Per-class result of the final model on the test split.
@@ -681,6 +699,20 @@ mod tests {
         assert_eq!(after.len(), 4);
         assert!(after.iter().all(|l| l.epoch < 3));
         assert!(std::fs::read_to_string(&p).unwrap().ends_with('\n'));
+    }
+
+    #[test]
+    fn non_finite_values_round_trip_as_nan() {
+        let l = IterationLine {
+            epoch: 1,
+            step: 0,
+            iteration: 0,
+            loss: f32::NAN,
+        };
+        let text = serde_json::to_string(&l).unwrap();
+        assert!(text.contains("null"), "{text}");
+        let back: IterationLine = serde_json::from_str(&text).unwrap();
+        assert!(back.loss.is_nan());
     }
 
     #[test]
