@@ -189,11 +189,11 @@ impl Net {
         };
         let y = block.conv.forward(x, mode)?;
         record(rec, || format!("block{i}.conv"), &y);
-        let y = attend(y, Placement::PostConv, rec)?;
+        let y = attend(y, Placement::PostConv, &mut *rec)?;
         let y = block.bn.forward(&y, mode)?;
-        let y = attend(y, Placement::PostBn, rec)?;
+        let y = attend(y, Placement::PostBn, &mut *rec)?;
         let y = y.relu()?;
-        let y = attend(y, Placement::PostRelu, rec)?;
+        let y = attend(y, Placement::PostRelu, &mut *rec)?;
         let y = max_pool2x2(&y)?;
         attend(y, Placement::PostPool, rec)
     }

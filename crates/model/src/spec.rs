@@ -426,25 +426,24 @@ impl ModelSpec {
     pub fn spec_pairs(&self) -> Vec<(&'static str, String)> {
         let d = ModelSpec::default();
         let mut v = Vec::new();
-        let name = |x: &dyn erased::AsToml| x.as_toml();
         if self.arch != d.arch {
-            v.push(("arch", name(&self.arch)));
+            v.push(("arch", toml_name(&self.arch)));
         }
         v.push(("attention", self.attention.as_str().to_string()));
         if self.reduction != d.reduction {
             v.push(("reduction", self.reduction.to_string()));
         }
         if self.placement != d.placement {
-            v.push(("placement", name(&self.placement)));
+            v.push(("placement", toml_name(&self.placement)));
         }
         if self.blocks != d.blocks {
             v.push(("blocks", self.blocks.to_string()));
         }
         if self.squeeze != d.squeeze {
-            v.push(("squeeze", name(&self.squeeze)));
+            v.push(("squeeze", toml_name(&self.squeeze)));
         }
         if self.gate != d.gate {
-            v.push(("gate", name(&self.gate)));
+            v.push(("gate", toml_name(&self.gate)));
         }
         if self.attention_bias != d.attention_bias {
             v.push(("attention_bias", self.attention_bias.to_string()));
@@ -462,19 +461,12 @@ impl ModelSpec {
     }
 }
 
-mod erased {
-    /// serde-serializes a unit enum to its TOML string.
-    pub trait AsToml {
-        fn as_toml(&self) -> String;
-    }
-    impl<T: serde::Serialize> AsToml for T {
-        fn as_toml(&self) -> String {
-            match toml::Value::try_from(self) {
-                Ok(toml::Value::String(s)) => s,
-                Ok(other) => other.to_string(),
-                Err(_) => String::from("?"),
-            }
-        }
+/// The TOML spelling of a unit enum value (`post_relu`, ...).
+fn toml_name<T: Serialize>(value: &T) -> String {
+    match toml::Value::try_from(value) {
+        Ok(toml::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::from("?"),
     }
 }
 
