@@ -184,7 +184,7 @@ fn train(
         &config.data,
         &config.train,
         trial.seed,
-        Some(&checkpoint_dir),
+        Some(checkpoint_dir.as_path()),
         &mut sink,
     );
     let FileSink {
