@@ -190,11 +190,12 @@ impl Chart for AxisChart {
     where
         DB::ErrorType: 'static,
     {
-        let tx = |x: f64| if self.log2 { x.log2() } else { x };
+        let log2 = self.log2;
+        let tx = move |x: f64| if log2 { x.log2() } else { x };
         let (x0, x1) = padded_range(
             self.groups
                 .iter()
-                .flat_map(|g| g.points.iter().map(|p| tx(p.0))),
+                .flat_map(|g| g.points.iter().map(move |p| tx(p.0))),
             0.08,
             (0.0, 1.0),
         );
@@ -212,7 +213,6 @@ impl Chart for AxisChart {
             0.1,
             (0.0, 100.0),
         );
-        let log2 = self.log2;
         let x_fmt = move |v: &f64| {
             if log2 {
                 let x = 2f64.powf(*v);

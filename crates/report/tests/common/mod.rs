@@ -351,6 +351,10 @@ pub fn write_sweep(dir: &Path, spec: &Spec) {
         return;
     }
     let completed: Vec<&TrialRow> = rows.iter().filter(|r| done(r)).collect();
+    if completed.is_empty() {
+        // The runner writes these files from completed trials only.
+        return;
+    }
 
     // classes.
     let (mut c_tid, mut c_idx, mut c_name, mut c_acc, mut c_cor, mut c_tot, mut c_conf) =
