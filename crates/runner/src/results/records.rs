@@ -228,8 +228,7 @@ impl TrialMeta {
 }
 
 /// A swept value, typed as in the TOML file.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum AxisValue {
     /// An integer.
     Int(i64),
