@@ -337,7 +337,7 @@ fn check_gradients(s: &str, names: &[&str]) {
             .collect();
         let dt = Tensor::from_vec(d.clone(), p0.shape(), &dev).unwrap();
         let analytic: f64 = gv.iter().zip(&d).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
-        let h = 1e-2;
+        let h = 3e-3;
         var.set(&(&p0 + (&dt * h).unwrap()).unwrap()).unwrap();
         let lp = loss_of(&net);
         var.set(&(&p0 - (&dt * h).unwrap()).unwrap()).unwrap();
