@@ -381,6 +381,48 @@ impl<'de> de::VariantAccess<'de> for VariantDe<'de> {
     }
 }
 
+/// The keys a serde struct accepts (its `deserialize_struct` field list),
+/// e.g. to check that documentation lists every key of a config table.
+pub fn struct_fields<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
+    struct Probe;
+    #[derive(Debug)]
+    struct Found(&'static [&'static str]);
+    impl fmt::Display for Found {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("probe")
+        }
+    }
+    impl std::error::Error for Found {}
+    impl de::Error for Found {
+        fn custom<M: fmt::Display>(_: M) -> Self {
+            Found(&[])
+        }
+    }
+    impl<'de> de::Deserializer<'de> for Probe {
+        type Error = Found;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Found> {
+            Err(Found(&[]))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Found> {
+            Err(Found(fields))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    match T::deserialize(Probe) {
+        Err(Found(fields)) => fields,
+        Ok(_) => &[],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,6 +456,15 @@ mod tests {
 
     fn parse(s: &str) -> toml::Value {
         toml::Value::Table(toml::from_str(s).unwrap())
+    }
+
+    #[test]
+    fn struct_fields_lists_the_keys() {
+        assert_eq!(struct_fields::<Inner>(), &["n", "x"]);
+        assert_eq!(
+            struct_fields::<Outer>(),
+            &["kind", "list", "inner", "maybe"]
+        );
     }
 
     #[test]

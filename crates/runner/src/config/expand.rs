@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
+
 use ablate_data::DataConfig;
 use ablate_model::train::TrainConfig;
 use ablate_model::ModelSpec;
@@ -270,43 +272,61 @@ pub fn expand(
         )]);
     }
     let label_keys = short_keys(grids);
+    // Every combination, in order; resolved in parallel (each is validated,
+    // serialized and hashed), then merged in order.
+    let mut combos: Vec<(&Grid, Vec<usize>)> = Vec::new();
+    for grid in grids {
+        let mut choice = vec![0usize; grid.axes.len()];
+        loop {
+            combos.push((grid, choice.clone()));
+            if !advance(&mut choice, grid) {
+                break;
+            }
+        }
+    }
+    let resolved: Vec<Result<Resolved, ConfigError>> = combos
+        .par_iter()
+        .map(|(grid, choice)| {
+            let at = ComboLocator {
+                raw,
+                overrides,
+                grid: Some((*grid, choice.as_slice())),
+            };
+            resolve(base, grid, choice, &at, &label_keys)
+        })
+        .collect();
     // variant id -> index in `variants`; equal ids are compared by their
     // canonical text, so a (never seen) 48-bit collision is an error, not a merge.
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut variants: Vec<Variant> = Vec::new();
-    for grid in grids {
-        let mut choice = vec![0usize; grid.axes.len()];
-        loop {
-            let at = ComboLocator {
-                raw,
-                overrides,
-                grid: Some((grid, &choice)),
-            };
-            let (config, canonical, requested_model) = resolve(base, grid, &choice, &at)?;
-            let id = ids::variant_id(&canonical);
-            match seen.get(&id) {
-                Some(&i) if variants[i].canonical == canonical => {} // a duplicate
-                Some(&i) => {
-                    return Err(ConfigError::InvalidValue {
-                        location: at.locate(&[]),
-                        key: "grid".to_string(),
-                        message: format!(
-                            "two different variants have the same id {id} (`{}`); change a value slightly",
-                            variants[i].label
-                        ),
-                    })
-                }
-                None => {
-                    let axes = axes_of(grid, &config, requested_model.as_ref());
-                    let label = label(&axes, &label_keys);
-                    let mut v = variant_of(config, canonical, &base_canonical, label);
-                    v.axes = axes;
-                    seen.insert(id, variants.len());
-                    variants.push(v);
-                }
+    for (r, (grid, _)) in resolved.into_iter().zip(&combos) {
+        let r = r?;
+        match seen.get(&r.variant_id) {
+            Some(&i) if variants[i].canonical == r.canonical => {} // a duplicate
+            Some(&i) => {
+                return Err(ConfigError::InvalidValue {
+                    location: raw.locate(&["grid".to_string(), grid.index.to_string()], false),
+                    key: "grid".to_string(),
+                    message: format!(
+                        "two different variants have the same id {} (`{}` and `{}`); change a value slightly",
+                        r.variant_id, variants[i].label, r.label
+                    ),
+                })
             }
-            if !advance(&mut choice, grid) {
-                break;
+            None => {
+                seen.insert(r.variant_id.clone(), variants.len());
+                let label = if r.canonical == base_canonical || r.label.is_empty() {
+                    "baseline".to_string()
+                } else {
+                    r.label
+                };
+                variants.push(Variant {
+                    variant_id: r.variant_id,
+                    label,
+                    axes: r.axes,
+                    config: r.config,
+                    canonical: r.canonical,
+                });
             }
         }
     }
@@ -325,34 +345,28 @@ fn advance(choice: &mut [usize], grid: &Grid) -> bool {
     false
 }
 
-/// The configuration of one combination, its canonical text, and (when the
-/// grid sweeps `model`) the model as requested before canonicalization.
+/// One combination, resolved.
+struct Resolved {
+    config: ResolvedConfig,
+    canonical: String,
+    variant_id: String,
+    axes: Vec<(String, toml::Value)>,
+    label: String,
+}
+
+/// The configuration of one combination with its canonical text, id, swept
+/// values and label.
 fn resolve(
     base: &Base,
     grid: &Grid,
     choice: &[usize],
     at: &dyn Locate,
-) -> Result<(ResolvedConfig, String, Option<ModelSpec>), ConfigError> {
-    let mut touched = [false; 3];
-    for axis in &grid.axes {
-        let s = SECTIONS
-            .iter()
-            .position(|s| *s == axis.path[0])
-            .expect("grid keys are checked");
-        touched[s] = true;
-    }
+    label_keys: &HashMap<String, String>,
+) -> Result<Resolved, ConfigError> {
     let mut tables: [Option<toml::Value>; 3] = [None, None, None];
-    for (s, t) in touched.iter().enumerate() {
-        if *t {
-            tables[s] = Some(base.tables[s].clone());
-        }
-    }
     for (axis, &i) in grid.axes.iter().zip(choice) {
-        let s = SECTIONS
-            .iter()
-            .position(|s| *s == axis.path[0])
-            .expect("checked");
-        let table = tables[s].as_mut().expect("touched");
+        let s = section_index(&axis.path[0]);
+        let table = tables[s].get_or_insert_with(|| base.tables[s].clone());
         set_path(
             table,
             &axis.path[1..],
@@ -361,22 +375,28 @@ fn resolve(
             at,
         )?;
     }
+    // The typed tables as TOML again (defaults filled in, model canonical).
+    let mut values: [Option<toml::Value>; 3] = [None, None, None];
     let mut canonical = base.canonical.clone();
     let data = match &tables[0] {
         Some(t) => {
             let d: DataConfig = sections::typed(t, at)?;
-            canonical[0] = canonical_section(&d);
+            let v = sections::to_value(&d);
+            canonical[0] = ids::canonical_under(SECTIONS[0], &v);
+            values[0] = Some(v);
             d
         }
         None => base.data.clone(),
     };
-    let mut requested = None;
+    let mut requested_model = None;
     let model = match &tables[1] {
         Some(t) => {
             let m: ModelSpec = sections::typed(t, at)?;
-            let c = m.clone().canonicalize();
-            canonical[1] = canonical_section(&c);
-            requested = Some(m);
+            requested_model = Some(sections::to_value(&m));
+            let c = m.canonicalize();
+            let v = sections::to_value(&c);
+            canonical[1] = ids::canonical_under(SECTIONS[1], &v);
+            values[1] = Some(v);
             c
         }
         None => base.model.clone(),
@@ -384,16 +404,30 @@ fn resolve(
     let train = match &tables[2] {
         Some(t) => {
             let tr: TrainConfig = sections::typed(t, at)?;
-            canonical[2] = canonical_section(&tr);
+            let v = sections::to_value(&tr);
+            canonical[2] = ids::canonical_under(SECTIONS[2], &v);
+            values[2] = Some(v);
             tr
         }
         None => base.train.clone(),
     };
-    Ok((
-        ResolvedConfig { data, model, train },
-        canonical.concat(),
-        requested,
-    ))
+    let axes = axes_of(grid, &values, requested_model.as_ref());
+    let label = label(&axes, label_keys);
+    let canonical = canonical.concat();
+    Ok(Resolved {
+        config: ResolvedConfig { data, model, train },
+        variant_id: ids::variant_id(&canonical),
+        canonical,
+        axes,
+        label,
+    })
+}
+
+fn section_index(name: &str) -> usize {
+    SECTIONS
+        .iter()
+        .position(|s| *s == name)
+        .expect("grid keys are checked to start with a table name")
 }
 
 fn set_path(
@@ -431,20 +465,21 @@ fn not_a_table(key: &str, at: &dyn Locate) -> ConfigError {
 /// "none"`) are left out.
 fn axes_of(
     grid: &Grid,
-    config: &ResolvedConfig,
-    requested_model: Option<&ModelSpec>,
+    values: &[Option<toml::Value>; 3],
+    requested_model: Option<&toml::Value>,
 ) -> Vec<(String, toml::Value)> {
-    let resolved = config.to_table();
-    let requested_model = requested_model.map(sections::to_value);
     let mut out = Vec::with_capacity(grid.axes.len());
     for axis in &grid.axes {
-        let Some(value) = lookup(&resolved, &axis.path) else {
+        let s = section_index(&axis.path[0]);
+        let Some(value) = values[s]
+            .as_ref()
+            .and_then(|v| lookup_value(v, &axis.path[1..]))
+        else {
             continue;
         };
-        if axis.path[0] == "model" {
-            if let Some(req) = &requested_model {
-                let asked = lookup_value(req, &axis.path[1..]);
-                if asked != Some(value) {
+        if s == 1 {
+            if let Some(req) = requested_model {
+                if lookup_value(req, &axis.path[1..]) != Some(value) {
                     continue; // reset by canonicalization: no effect
                 }
             }
@@ -452,11 +487,6 @@ fn axes_of(
         out.push((axis.key.clone(), value.clone()));
     }
     out
-}
-
-fn lookup<'a>(table: &'a toml::Table, path: &[String]) -> Option<&'a toml::Value> {
-    let (first, rest) = path.split_first()?;
-    lookup_value(table.get(first)?, rest)
 }
 
 fn lookup_value<'a>(mut v: &'a toml::Value, path: &[String]) -> Option<&'a toml::Value> {

@@ -108,32 +108,48 @@ fn hex_prefix(digest: &[u8]) -> String {
 
 /// The canonical text of a TOML table (see the module docs).
 pub fn canonical(table: &toml::Table) -> String {
-    let mut lines = Vec::new();
+    let mut out = String::with_capacity(64 * table.len());
     let mut prefix = String::new();
-    leaf_lines(table, &mut prefix, &mut lines);
-    lines.sort_unstable();
-    let mut out = String::new();
-    for l in lines {
-        out.push_str(&l);
-        out.push('\n');
+    write_table_lines(table, &mut prefix, &mut out);
+    out
+}
+
+/// The canonical lines of `value` under the top-level key `name` (the same
+/// text as [`canonical`] of a table holding only that key).
+pub fn canonical_under(name: &str, value: &toml::Value) -> String {
+    let mut out = String::with_capacity(1024);
+    let mut prefix = String::new();
+    push_json_str(name, &mut prefix);
+    match value {
+        toml::Value::Table(t) if !t.is_empty() => write_table_lines(t, &mut prefix, &mut out),
+        other => {
+            out.push_str(&prefix);
+            out.push('=');
+            write_value(other, &mut out);
+            out.push('\n');
+        }
     }
     out
 }
 
-fn leaf_lines(table: &toml::Table, prefix: &mut String, out: &mut Vec<String>) {
-    for (k, v) in table {
+/// One line per leaf, keys sorted at every level: the same order as sorting
+/// the lines, since a quoted key segment sorts before any longer key.
+fn write_table_lines(table: &toml::Table, prefix: &mut String, out: &mut String) {
+    let mut keys: Vec<&String> = table.keys().collect();
+    keys.sort_unstable();
+    for k in keys {
         let len = prefix.len();
         if !prefix.is_empty() {
             prefix.push('.');
         }
-        prefix.push_str(&json_str(k));
-        match v {
-            toml::Value::Table(t) if !t.is_empty() => leaf_lines(t, prefix, out),
+        push_json_str(k, prefix);
+        match &table[k] {
+            toml::Value::Table(t) if !t.is_empty() => write_table_lines(t, prefix, out),
             other => {
-                let mut line = prefix.clone();
-                line.push('=');
-                write_value(other, &mut line);
-                out.push(line);
+                out.push_str(prefix);
+                out.push('=');
+                write_value(other, out);
+                out.push('\n');
             }
         }
         prefix.truncate(len);
@@ -143,7 +159,7 @@ fn leaf_lines(table: &toml::Table, prefix: &mut String, out: &mut Vec<String>) {
 /// Writes a value in canonical notation (tables with sorted keys).
 pub fn write_value(v: &toml::Value, out: &mut String) {
     match v {
-        toml::Value::String(s) => out.push_str(&json_str(s)),
+        toml::Value::String(s) => push_json_str(s, out),
         toml::Value::Integer(i) => out.push_str(&i.to_string()),
         toml::Value::Float(x) => out.push_str(&float(*x)),
         toml::Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -166,7 +182,7 @@ pub fn write_value(v: &toml::Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&json_str(k));
+                push_json_str(k, out);
                 out.push('=');
                 write_value(&t[k], out);
             }
@@ -188,8 +204,18 @@ pub fn float(x: f64) -> String {
     }
 }
 
-fn json_str(s: &str) -> String {
-    serde_json::to_string(s).expect("a string always serializes")
+/// Appends `s` as a JSON string literal.
+fn push_json_str(s: &str, out: &mut String) {
+    if s.bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        || s.is_empty()
+    {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).expect("a string always serializes"));
+    }
 }
 
 #[cfg(test)]

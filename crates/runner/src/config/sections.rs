@@ -161,9 +161,7 @@ pub fn segments_to_strings(segs: &[PathSegment]) -> Vec<String> {
 /// The canonical lines of one table (see [`ids::canonical`]), prefixed with
 /// the table's name.
 pub fn canonical_section<T: Section>(value: &T) -> String {
-    let mut t = toml::Table::new();
-    t.insert(T::NAME.to_string(), to_value(value));
-    ids::canonical(&t)
+    ids::canonical_under(T::NAME, &to_value(value))
 }
 
 /// A typed table as a TOML value.
