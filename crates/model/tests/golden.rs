@@ -24,19 +24,6 @@ fn golden_dir() -> PathBuf {
 }
 
 /// `max|a - b| / max|b|` over all elements (`max|a - b|` when the reference is all zero).
-fn max_abs(t: &Tensor) -> f64 {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-}
-
 fn rel_err(ours: &Tensor, reference: &Tensor) -> f64 {
     let a = ours
         .to_dtype(DType::F64)
