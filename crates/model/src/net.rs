@@ -16,6 +16,7 @@ use crate::layers::{
     dropout, BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Linear, LinearConfig, Mode,
     Param,
 };
+use crate::ops::kernels::Kernels;
 use crate::ops::max_pool2x2;
 use crate::spec::{ModelSpec, Placement, BLOCK_CHANNELS, BLOCK_INPUT_SIDE};
 use crate::weights::{self, WeightsError};
@@ -114,14 +115,26 @@ impl Net {
             seed,
             device,
         )?;
-        Ok(Net {
+        let mut net = Net {
             spec: spec.clone(),
             num_classes,
             device: device.clone(),
             blocks,
             fc1,
             fc2,
-        })
+        };
+        net.set_kernels(Kernels::from_env().map_err(candle_core::Error::wrap)?);
+        Ok(net)
+    }
+
+    /// Selects the implementation of the blocks' convolutions and BatchNorm+ReLU: our fast CPU
+    /// kernels or plain candle ops (`crate::ops::kernels`). [`Net::new`] takes it from the
+    /// `ABLATE_KERNELS` environment variable (`fast`, the default, or `reference`).
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        for b in &mut self.blocks {
+            b.conv.kernels = kernels;
+            b.bn.kernels = kernels;
+        }
     }
 
     /// Logits.
@@ -190,9 +203,13 @@ impl Net {
         let y = block.conv.forward(x, mode)?;
         record(rec, || format!("block{i}.conv"), &y);
         let y = attend(y, Placement::PostConv, &mut *rec)?;
-        let y = block.bn.forward(&y, mode)?;
-        let y = attend(y, Placement::PostBn, &mut *rec)?;
-        let y = y.relu()?;
+        // BN and ReLU fused into one op, unless an attention module sits between them.
+        let y = if block.attention.is_some() && self.spec.placement == Placement::PostBn {
+            let y = block.bn.forward(&y, mode)?;
+            attend(y, Placement::PostBn, &mut *rec)?.relu()?
+        } else {
+            block.bn.forward_relu(&y, mode)?
+        };
         let y = attend(y, Placement::PostRelu, &mut *rec)?;
         let y = max_pool2x2(&y)?;
         attend(y, Placement::PostPool, rec)

@@ -7,6 +7,8 @@
 use candle_core::{DType, Device, Result, Tensor, Var};
 
 use super::{Mode, Param};
+use crate::ops::bn_relu;
+use crate::ops::kernels::Kernels;
 
 /// Configuration of a [`BatchNorm2d`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -44,6 +46,9 @@ pub struct BatchNorm2d {
     pub running_mean: Var,
     /// Running variance (a buffer, not trainable), initialized to 1.
     pub running_var: Var,
+    /// Fused fast CPU kernel (`crate::ops::bn_relu`) or plain candle ops; [`Kernels::Fast`] by
+    /// default.
+    pub kernels: Kernels,
     prefix: String,
 }
 
@@ -63,6 +68,7 @@ impl BatchNorm2d {
             )?,
             running_mean: Var::zeros(c, DType::F32, device)?,
             running_var: Var::ones(c, DType::F32, device)?,
+            kernels: Kernels::default(),
             prefix: prefix.to_string(),
         })
     }
@@ -84,6 +90,60 @@ impl BatchNorm2d {
     /// x: `[B, C, H, W]` -> same. In training mode also updates the running statistics
     /// (errors if `B * H * W < 2`, as PyTorch).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_act(x, mode, false)
+    }
+
+    /// BatchNorm followed by ReLU, fused into one op on the fast path.
+    ///
+    /// # Shapes
+    /// As [`BatchNorm2d::forward`].
+    pub fn forward_relu(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_act(x, mode, true)
+    }
+
+    fn forward_act(&self, x: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
+        if self.kernels.use_fast(x.device(), x.dtype()) {
+            return self.forward_fast(x, mode, relu);
+        }
+        let y = self.forward_reference(x, mode)?;
+        if relu {
+            y.relu()
+        } else {
+            Ok(y)
+        }
+    }
+
+    /// The fast path: `crate::ops::bn_relu`'s fused kernels.
+    fn forward_fast(&self, x: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
+        let c = self.config.channels;
+        let xc = x.dims4()?.1;
+        if xc != c {
+            candle_core::bail!("batch norm {}: expected {c} channels, got {xc}", self.prefix);
+        }
+        let (gamma, beta, eps) = (self.weight.get(mode), self.bias.get(mode), self.config.eps);
+        match mode {
+            Mode::Eval => {
+                let rm = self.running_mean.as_tensor().detach();
+                let rv = self.running_var.as_tensor().detach();
+                bn_relu::batch_norm_eval(x, &gamma, &beta, &rm, &rv, eps, relu, Kernels::Fast)
+            }
+            Mode::Train { .. } => {
+                let (y, stats) =
+                    bn_relu::batch_norm_train(x, &gamma, &beta, eps, relu, Kernels::Fast)
+                        .map_err(|e| e.context(format!("batch norm {}", self.prefix)))?;
+                let m = self.config.momentum;
+                let rm = bn_relu::update_running(self.running_mean.as_tensor(), &stats.mean, m)?;
+                let rv =
+                    bn_relu::update_running(self.running_var.as_tensor(), &stats.var_unbiased, m)?;
+                self.running_mean.set(&rm)?;
+                self.running_var.set(&rv)?;
+                Ok(y)
+            }
+        }
+    }
+
+    /// The reference path: plain candle ops.
+    fn forward_reference(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let c = self.config.channels;
         let (b, xc, h, w) = x.dims4()?;
         if xc != c {

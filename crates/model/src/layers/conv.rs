@@ -4,6 +4,7 @@ use candle_core::{Device, Result, Tensor};
 
 use super::{Mode, Param};
 use crate::init;
+use crate::ops::kernels::Kernels;
 
 /// Configuration of a [`Conv2d`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +48,8 @@ pub struct Conv2d {
     pub weight: Param,
     /// `[out]`, when `config.bias`.
     pub bias: Option<Param>,
+    /// Fast CPU kernel (`crate::ops::conv`) or plain candle ops; [`Kernels::Fast`] by default.
+    pub kernels: Kernels,
 }
 
 impl Conv2d {
@@ -67,6 +70,7 @@ impl Conv2d {
             config,
             weight,
             bias,
+            kernels: Kernels::default(),
         })
     }
 
@@ -78,10 +82,13 @@ impl Conv2d {
     /// # Shapes
     /// x: `[B, in, H, W]` -> `[B, out, H + 2p - k + 1, W + 2p - k + 1]`.
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight.get(mode), self.config.padding, 1, 1, 1)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(&b.get(mode).reshape((1, self.config.out_channels, 1, 1))?),
-            None => Ok(y),
-        }
+        let bias = self.bias.as_ref().map(|b| b.get(mode));
+        crate::ops::conv::conv2d(
+            x,
+            &self.weight.get(mode),
+            bias.as_ref(),
+            self.config.padding,
+            self.kernels,
+        )
     }
 }
