@@ -152,7 +152,11 @@ impl Net {
     ///
     /// # Shapes
     /// As [`Net::forward`].
-    pub fn forward_inspect(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, Vec<(String, Tensor)>)> {
+    pub fn forward_inspect(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+    ) -> Result<(Tensor, Vec<(String, Tensor)>)> {
         let mut rec = Vec::new();
         let logits = self.forward_impl(x, mode, Some(&mut rec))?;
         Ok((logits, rec))
@@ -183,7 +187,13 @@ impl Net {
         self.fc2.forward(&y, mode)
     }
 
-    fn block_forward(&self, block: &Block, x: &Tensor, mode: Mode, rec: &mut Record<'_>) -> Result<Tensor> {
+    fn block_forward(
+        &self,
+        block: &Block,
+        x: &Tensor,
+        mode: Mode,
+        rec: &mut Record<'_>,
+    ) -> Result<Tensor> {
         let i = block.index;
         let attend = |y: Tensor, at: Placement, rec: &mut Record<'_>| -> Result<Tensor> {
             match &block.attention {
@@ -286,7 +296,10 @@ impl Net {
     /// Loads parameters and buffers by name. Every tensor of the model must be present with
     /// its shape; other keys are an error too, except `*.num_batches_tracked`. Values are
     /// converted to f32 and moved to the model's device. Nothing is changed on error.
-    pub fn load_state_dict(&mut self, tensors: &HashMap<String, Tensor>) -> std::result::Result<(), WeightsError> {
+    pub fn load_state_dict(
+        &mut self,
+        tensors: &HashMap<String, Tensor>,
+    ) -> std::result::Result<(), WeightsError> {
         let model = self.spec.to_string();
         let targets = self.named_storage();
         let known: HashSet<&str> = targets.iter().map(|(k, _)| k.as_str()).collect();
@@ -331,10 +344,12 @@ impl Net {
 
     /// Writes [`Net::state_dict`] to a safetensors file (atomically).
     pub fn save_safetensors(&self, path: &Path) -> std::result::Result<(), WeightsError> {
-        let sd = self.state_dict().map_err(|source| WeightsError::Serialize {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let sd = self
+            .state_dict()
+            .map_err(|source| WeightsError::Serialize {
+                path: path.to_path_buf(),
+                source,
+            })?;
         weights::write_safetensors(&sd, path)
     }
 

@@ -207,7 +207,9 @@ impl<'de> Deserialize<'de> for BlockSet {
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<BlockSet, E> {
                 match u32::try_from(v).ok().and_then(|n| BlockSet::new(&[n])) {
                     Some(b) => Ok(b),
-                    None => Err(E::custom(format!("invalid block {v}: blocks are 1, 2 or 3"))),
+                    None => Err(E::custom(format!(
+                        "invalid block {v}: blocks are 1, 2 or 3"
+                    ))),
                 }
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<BlockSet, E> {
@@ -230,8 +232,9 @@ impl<'de> Deserialize<'de> for BlockSet {
                         }
                     }
                 }
-                BlockSet::new(&nums)
-                    .ok_or_else(|| de::Error::custom("the block list is empty: give at least one of 1, 2, 3"))
+                BlockSet::new(&nums).ok_or_else(|| {
+                    de::Error::custom("the block list is empty: give at least one of 1, 2, 3")
+                })
             }
         }
         d.deserialize_any(V)
@@ -299,7 +302,9 @@ pub enum SpecError {
         got: String,
     },
     /// A SPEC-string item that is not `key=value`.
-    #[error("invalid model spec item `{item}`: expected key=value (e.g. attention=se,reduction=8)")]
+    #[error(
+        "invalid model spec item `{item}`: expected key=value (e.g. attention=se,reduction=8)"
+    )]
     Syntax {
         /// The offending item.
         item: String,
@@ -376,7 +381,8 @@ impl ModelSpec {
             }
         }
         if self.attention.has_spatial_gate()
-            && (self.spatial_kernel % 2 == 0 || !(1..=MAX_SPATIAL_KERNEL).contains(&self.spatial_kernel))
+            && (self.spatial_kernel % 2 == 0
+                || !(1..=MAX_SPATIAL_KERNEL).contains(&self.spatial_kernel))
         {
             return Err(SpecError::Invalid {
                 key: "spatial_kernel",
@@ -575,15 +581,25 @@ mod tests {
 
     #[test]
     fn toml_rejects_unknown_keys_and_bad_blocks() {
-        let e = toml::from_str::<ModelSpec>("reductoin = 4").unwrap_err().to_string();
+        let e = toml::from_str::<ModelSpec>("reductoin = 4")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("reductoin"), "{e}");
-        let e = toml::from_str::<ModelSpec>("blocks = []").unwrap_err().to_string();
+        let e = toml::from_str::<ModelSpec>("blocks = []")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("empty"), "{e}");
-        let e = toml::from_str::<ModelSpec>("blocks = [1, 4]").unwrap_err().to_string();
+        let e = toml::from_str::<ModelSpec>("blocks = [1, 4]")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("invalid block 4"), "{e}");
-        let e = toml::from_str::<ModelSpec>("blocks = [2, 2]").unwrap_err().to_string();
+        let e = toml::from_str::<ModelSpec>("blocks = [2, 2]")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("twice"), "{e}");
-        let e = toml::from_str::<ModelSpec>("attention = \"sse\"").unwrap_err().to_string();
+        let e = toml::from_str::<ModelSpec>("attention = \"sse\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sse") && e.contains("cbam"), "{e}");
     }
 
@@ -604,13 +620,16 @@ mod tests {
             ModelSpec::default()
         );
         assert_eq!("".parse::<ModelSpec>().unwrap(), ModelSpec::default());
-        let s: ModelSpec = " attention = eca , eca_kernel = auto , dropout = 0 , attention_bias=true"
-            .parse()
-            .unwrap();
+        let s: ModelSpec =
+            " attention = eca , eca_kernel = auto , dropout = 0 , attention_bias=true"
+                .parse()
+                .unwrap();
         assert_eq!(s.eca_kernel, None);
         assert_eq!(s.dropout, 0.0);
         assert!(s.attention_bias);
-        let s: ModelSpec = "attention=eca,eca_kernel=5,squeeze=avg_max".parse().unwrap();
+        let s: ModelSpec = "attention=eca,eca_kernel=5,squeeze=avg_max"
+            .parse()
+            .unwrap();
         assert_eq!(s.eca_kernel, Some(5));
         assert_eq!(s.squeeze, Squeeze::AvgMax);
     }
@@ -626,8 +645,14 @@ mod tests {
             .parse::<ModelSpec>()
             .unwrap_err();
         assert!(e.to_string().contains("between 1 and 128"), "{e}");
-        let e = "attention=foo".parse::<ModelSpec>().unwrap_err().to_string();
-        assert!(e.contains("unknown variant `foo`") && e.contains("se"), "{e}");
+        let e = "attention=foo"
+            .parse::<ModelSpec>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown variant `foo`") && e.contains("se"),
+            "{e}"
+        );
         let e = "colour=red".parse::<ModelSpec>().unwrap_err().to_string();
         assert!(e.contains("unknown field `colour`"), "{e}");
         let e = "attention".parse::<ModelSpec>().unwrap_err();
@@ -636,7 +661,10 @@ mod tests {
         assert_eq!(e.to_string(), "model spec key `reduction` given twice");
         let e = "blocks=1+5".parse::<ModelSpec>().unwrap_err().to_string();
         assert!(e.contains("invalid block `5`"), "{e}");
-        let e = "reduction=abc".parse::<ModelSpec>().unwrap_err().to_string();
+        let e = "reduction=abc"
+            .parse::<ModelSpec>()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("reduction") || e.contains("integer"), "{e}");
         let e = "dropout=1".parse::<ModelSpec>().unwrap_err().to_string();
         assert_eq!(e, "model.dropout must be at least 0 and below 1, got 1");

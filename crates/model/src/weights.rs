@@ -83,7 +83,10 @@ pub fn is_ignored_key(key: &str) -> bool {
 }
 
 /// Reads every tensor of a safetensors file onto `device`.
-pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, WeightsError> {
+pub fn read_safetensors(
+    path: &Path,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>, WeightsError> {
     candle_core::safetensors::load(path, device).map_err(|source| WeightsError::Read {
         path: path.to_path_buf(),
         source,

@@ -210,5 +210,8 @@ fn golden_rejects_the_wrong_spec() {
     let spec: ModelSpec = "attention=se,reduction=4".parse().unwrap();
     let mut r4 = Net::new(&spec, 10, &Device::Cpu, 0).unwrap();
     let e = r4.load_state_dict(&params).unwrap_err().to_string();
-    assert!(e.contains("ca1.fc.0.weight") && e.contains("[2, 32]"), "{e}");
+    assert!(
+        e.contains("ca1.fc.0.weight") && e.contains("[2, 32]"),
+        "{e}"
+    );
 }

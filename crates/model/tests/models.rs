@@ -46,7 +46,13 @@ fn parameter_counts_match_the_issue_and_pytorch() {
     let cbam = Net::new(&spec("attention=cbam"), 10, &dev, 0).unwrap();
     assert_eq!(cbam.param_count(), 1_147_914 + 2_688 + 3 * 98);
     // biases: SE fc.0 (h) + fc.2 (C)
-    let seb = Net::new(&spec("attention=se,blocks=1,attention_bias=true"), 10, &dev, 0).unwrap();
+    let seb = Net::new(
+        &spec("attention=se,blocks=1,attention_bias=true"),
+        10,
+        &dev,
+        0,
+    )
+    .unwrap();
     assert_eq!(seb.param_count(), 1_147_914 + 128 + 2 + 32);
     // classes change fc2 only
     let c100 = Net::new(&ModelSpec::default(), 100, &dev, 0).unwrap();
@@ -78,7 +84,12 @@ fn mac_counts() {
 fn state_dict_names_follow_pytorch() {
     let dev = Device::Cpu;
     let net = Net::new(&spec("attention=cbam,blocks=2"), 10, &dev, 0).unwrap();
-    let names: Vec<String> = net.state_dict().unwrap().into_iter().map(|(k, _)| k).collect();
+    let names: Vec<String> = net
+        .state_dict()
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     let expect = [
         "conv1.weight",
         "conv1.bias",
@@ -142,24 +153,42 @@ fn every_variant_runs_with_the_right_shapes_and_intermediates() {
             ));
             let net = Net::new(&s, 7, &dev, 3).unwrap();
             let (logits, inter) = net
-                .forward_inspect(&x, Mode::Train { dropout_seed: Some(5) })
+                .forward_inspect(
+                    &x,
+                    Mode::Train {
+                        dropout_seed: Some(5),
+                    },
+                )
                 .unwrap();
             assert_eq!(logits.dims(), [2, 7], "{s}");
             assert!(values(&logits).iter().all(|v| v.is_finite()), "{s}");
             let names: Vec<&str> = inter.iter().map(|(k, _)| k.as_str()).collect();
             let kind = s.attention;
             for (i, c, side) in [(1usize, 32usize, 32usize), (2, 64, 16), (3, 128, 8)] {
-                let conv = inter.iter().find(|(k, _)| *k == format!("block{i}.conv")).unwrap();
+                let conv = inter
+                    .iter()
+                    .find(|(k, _)| *k == format!("block{i}.conv"))
+                    .unwrap();
                 assert_eq!(conv.1.dims(), [2, c, side, side]);
                 let attended = i != 2;
                 let gate = inter.iter().find(|(k, _)| *k == format!("block{i}.gate"));
-                assert_eq!(gate.is_some(), attended && kind.has_channel_gate(), "{s} {names:?}");
+                assert_eq!(
+                    gate.is_some(),
+                    attended && kind.has_channel_gate(),
+                    "{s} {names:?}"
+                );
                 if let Some((_, g)) = gate {
                     assert_eq!(g.dims(), [2, c]);
                     assert!(values(g).iter().all(|v| (0.0..=1.0).contains(v)));
                 }
-                let sg = inter.iter().find(|(k, _)| *k == format!("block{i}.spatial_gate"));
-                assert_eq!(sg.is_some(), attended && kind.has_spatial_gate(), "{s} {names:?}");
+                let sg = inter
+                    .iter()
+                    .find(|(k, _)| *k == format!("block{i}.spatial_gate"));
+                assert_eq!(
+                    sg.is_some(),
+                    attended && kind.has_spatial_gate(),
+                    "{s} {names:?}"
+                );
                 if let Some((_, g)) = sg {
                     let hs = if s.placement == ablate_model::Placement::PostPool {
                         side / 2
@@ -193,7 +222,10 @@ fn init_is_seeded_and_shared_across_variants() {
     assert_eq!(sa, sb);
     assert_ne!(sa["conv1.weight"], sc["conv1.weight"]);
     for (k, v) in &sa {
-        assert_eq!(&sse[k], v, "{k} differs between baseline and SE of one seed");
+        assert_eq!(
+            &sse[k], v,
+            "{k} differs between baseline and SE of one seed"
+        );
     }
     // PyTorch's default bounds: conv1 1/sqrt(27), fc1 1/sqrt(2048); BN 1 / 0 / 0 / 1
     let max_abs = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
@@ -214,12 +246,40 @@ fn train_mode_updates_running_stats_and_dropout_is_seeded() {
     let x = input(4, 2);
     let before = values(&net.buffers()[0].1);
     let e1 = values(&net.forward(&x, Mode::Eval).unwrap());
-    assert_eq!(values(&net.buffers()[0].1), before, "eval changed running stats");
-    let d1 = values(&net.forward(&x, Mode::Train { dropout_seed: Some(1) }).unwrap());
+    assert_eq!(
+        values(&net.buffers()[0].1),
+        before,
+        "eval changed running stats"
+    );
+    let d1 = values(
+        &net.forward(
+            &x,
+            Mode::Train {
+                dropout_seed: Some(1),
+            },
+        )
+        .unwrap(),
+    );
     let after = values(&net.buffers()[0].1);
     assert_ne!(after, before);
-    let d1b = values(&net.forward(&x, Mode::Train { dropout_seed: Some(1) }).unwrap());
-    let d2 = values(&net.forward(&x, Mode::Train { dropout_seed: Some(2) }).unwrap());
+    let d1b = values(
+        &net.forward(
+            &x,
+            Mode::Train {
+                dropout_seed: Some(1),
+            },
+        )
+        .unwrap(),
+    );
+    let d2 = values(
+        &net.forward(
+            &x,
+            Mode::Train {
+                dropout_seed: Some(2),
+            },
+        )
+        .unwrap(),
+    );
     let nd = values(&net.forward(&x, Mode::Train { dropout_seed: None }).unwrap());
     assert_eq!(d1, d1b, "same dropout seed, same logits");
     assert_ne!(d1, d2);
@@ -236,7 +296,8 @@ fn weights_round_trip_through_safetensors() {
     let s = spec("attention=cbam,attention_bias=true");
     let a = Net::new(&s, 10, &dev, 1).unwrap();
     // give the buffers non-default values
-    a.forward(&input(3, 4), Mode::Train { dropout_seed: None }).unwrap();
+    a.forward(&input(3, 4), Mode::Train { dropout_seed: None })
+        .unwrap();
     a.save_safetensors(&path).unwrap();
     let mut b = Net::new(&s, 10, &dev, 2).unwrap();
     b.load_safetensors(&path).unwrap();
@@ -261,7 +322,10 @@ fn weights_round_trip_through_safetensors() {
     let e = b.load_state_dict(&missing).unwrap_err().to_string();
     assert!(e.starts_with("missing tensor `sa2.conv.bias`"), "{e}");
     let mut extra = tensors.clone();
-    extra.insert("head.weight".into(), Tensor::zeros(3, DType::F32, &dev).unwrap());
+    extra.insert(
+        "head.weight".into(),
+        Tensor::zeros(3, DType::F32, &dev).unwrap(),
+    );
     let e = b.load_state_dict(&extra).unwrap_err().to_string();
     assert!(e.starts_with("unexpected tensor `head.weight`"), "{e}");
     // f64 and f16 inputs are converted
@@ -282,12 +346,18 @@ fn bad_inputs_are_errors_not_panics() {
     let dev = Device::Cpu;
     let net = Net::new(&ModelSpec::default(), 10, &dev, 0).unwrap();
     let e = net
-        .forward(&Tensor::zeros((1, 3, 28, 28), DType::F32, &dev).unwrap(), Mode::Eval)
+        .forward(
+            &Tensor::zeros((1, 3, 28, 28), DType::F32, &dev).unwrap(),
+            Mode::Eval,
+        )
         .unwrap_err()
         .to_string();
     assert!(e.contains("[B, 3, 32, 32]"), "{e}");
     let e = net
-        .forward(&Tensor::zeros((1, 3, 32, 32), DType::F64, &dev).unwrap(), Mode::Eval)
+        .forward(
+            &Tensor::zeros((1, 3, 32, 32), DType::F64, &dev).unwrap(),
+            Mode::Eval,
+        )
         .unwrap_err()
         .to_string();
     assert!(e.contains("f32"), "{e}");
@@ -325,10 +395,15 @@ fn check_gradients(s: &str, names: &[&str]) {
     let mut rng = ChaCha8Rng::seed_from_u64(13);
     for name in names {
         let var = &trainable[*name];
-        let g = grads.get(var).unwrap_or_else(|| panic!("{s}: no gradient for {name}"));
+        let g = grads
+            .get(var)
+            .unwrap_or_else(|| panic!("{s}: no gradient for {name}"));
         let gv = values(g);
         assert!(gv.iter().all(|v| v.is_finite()), "{s}: {name}");
-        assert!(gv.iter().any(|v| *v != 0.0), "{s}: {name} has an all-zero gradient");
+        assert!(
+            gv.iter().any(|v| *v != 0.0),
+            "{s}: {name} has an all-zero gradient"
+        );
         let p0 = var.as_tensor().copy().unwrap();
         // random signs, unit norm: every element moves by h / sqrt(n)
         let unit = 1.0 / (gv.len() as f32).sqrt();
@@ -336,7 +411,11 @@ fn check_gradients(s: &str, names: &[&str]) {
             .map(|_| if rng.random::<bool>() { unit } else { -unit })
             .collect();
         let dt = Tensor::from_vec(d.clone(), p0.shape(), &dev).unwrap();
-        let analytic: f64 = gv.iter().zip(&d).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+        let analytic: f64 = gv
+            .iter()
+            .zip(&d)
+            .map(|(a, b)| (*a as f64) * (*b as f64))
+            .sum();
         let h = 3e-3;
         var.set(&(&p0 + (&dt * h).unwrap()).unwrap()).unwrap();
         let lp = loss_of(&net);
@@ -349,13 +428,19 @@ fn check_gradients(s: &str, names: &[&str]) {
         // The loss is only piecewise smooth (ReLU, max-pool and max reductions switch under
         // the perturbation) and computed in f32, so agreement is to a few percent; real bugs
         // (a missing path, a wrong factor such as candle's 1/4 max-pool gradient) are far off.
-        assert!(err < 1e-1, "{s} {name}: analytic {analytic} vs numeric {numeric}");
+        assert!(
+            err < 1e-1,
+            "{s} {name}: analytic {analytic} vs numeric {numeric}"
+        );
     }
 }
 
 #[test]
 fn eca_gradients_match_finite_differences() {
-    check_gradients("attention=eca", &["ca1.conv.weight", "ca3.conv.weight", "conv2.bias"]);
+    check_gradients(
+        "attention=eca",
+        &["ca1.conv.weight", "ca3.conv.weight", "conv2.bias"],
+    );
     check_gradients(
         "attention=eca,squeeze=avg_max,attention_bias=true,placement=post_bn",
         &["ca2.conv.weight", "ca2.conv.bias"],
@@ -364,7 +449,10 @@ fn eca_gradients_match_finite_differences() {
 
 #[test]
 fn spatial_gradients_match_finite_differences() {
-    check_gradients("attention=spatial", &["sa1.conv.weight", "sa3.conv.weight", "bn1.weight"]);
+    check_gradients(
+        "attention=spatial",
+        &["sa1.conv.weight", "sa3.conv.weight", "bn1.weight"],
+    );
     check_gradients(
         "attention=spatial,placement=post_pool,spatial_kernel=3,attention_bias=true",
         &["sa2.conv.weight", "sa2.conv.bias"],
@@ -375,7 +463,12 @@ fn spatial_gradients_match_finite_differences() {
 fn cbam_gradients_match_finite_differences() {
     check_gradients(
         "attention=cbam",
-        &["ca1.fc.0.weight", "ca2.fc.2.weight", "sa3.conv.weight", "conv1.weight"],
+        &[
+            "ca1.fc.0.weight",
+            "ca2.fc.2.weight",
+            "sa3.conv.weight",
+            "conv1.weight",
+        ],
     );
 }
 

@@ -1,7 +1,7 @@
 //! The `ablate` runner: experiment files, trials, device queues and results.
 
-pub mod exec;
-pub mod results;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod exec;
+pub mod results;

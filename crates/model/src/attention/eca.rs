@@ -56,7 +56,10 @@ impl Eca {
     /// A freshly initialized module named `prefix` (e.g. `ca1`).
     pub fn new(config: EcaConfig, prefix: &str, seed: u64, device: &Device) -> Result<Eca> {
         if config.kernel % 2 == 0 {
-            candle_core::bail!("eca {prefix}: kernel size must be odd, got {}", config.kernel);
+            candle_core::bail!(
+                "eca {prefix}: kernel size must be odd, got {}",
+                config.kernel
+            );
         }
         let bound = init::default_bound(config.kernel);
         let wname = format!("{prefix}.conv.weight");
@@ -66,7 +69,10 @@ impl Eca {
         )?;
         let bias = if config.bias {
             let bname = format!("{prefix}.conv.bias");
-            Some(Param::new(&bname, init::uniform(seed, &bname, 1, bound, device)?)?)
+            Some(Param::new(
+                &bname,
+                init::uniform(seed, &bname, 1, bound, device)?,
+            )?)
         } else {
             None
         };
@@ -79,14 +85,22 @@ impl Eca {
 
     /// The parameters in `state_dict` order.
     pub fn params(&self) -> Vec<&Param> {
-        std::iter::once(&self.weight).chain(self.bias.as_ref()).collect()
+        std::iter::once(&self.weight)
+            .chain(self.bias.as_ref())
+            .collect()
     }
 
     fn conv(&self, s: &Tensor, mode: Mode) -> Result<Tensor> {
         let (b, c) = s.dims2()?;
         let y = s
             .reshape((b, 1, c))?
-            .conv1d(&self.weight.get(mode), (self.config.kernel - 1) / 2, 1, 1, 1)?
+            .conv1d(
+                &self.weight.get(mode),
+                (self.config.kernel - 1) / 2,
+                1,
+                1,
+                1,
+            )?
             .reshape((b, c))?;
         match &self.bias {
             Some(bias) => y.broadcast_add(&bias.get(mode)),

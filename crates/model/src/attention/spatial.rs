@@ -60,7 +60,10 @@ impl SpatialAttention {
         device: &Device,
     ) -> Result<SpatialAttention> {
         if config.kernel % 2 == 0 {
-            candle_core::bail!("spatial attention {prefix}: kernel size must be odd, got {}", config.kernel);
+            candle_core::bail!(
+                "spatial attention {prefix}: kernel size must be odd, got {}",
+                config.kernel
+            );
         }
         let conv = Conv2d::new(config.conv(), &format!("{prefix}.conv"), seed, device)?;
         Ok(SpatialAttention { config, conv })

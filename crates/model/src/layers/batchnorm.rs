@@ -118,7 +118,10 @@ impl BatchNorm2d {
         let c = self.config.channels;
         let xc = x.dims4()?.1;
         if xc != c {
-            candle_core::bail!("batch norm {}: expected {c} channels, got {xc}", self.prefix);
+            candle_core::bail!(
+                "batch norm {}: expected {c} channels, got {xc}",
+                self.prefix
+            );
         }
         let (gamma, beta, eps) = (self.weight.get(mode), self.bias.get(mode), self.config.eps);
         match mode {
@@ -147,15 +150,26 @@ impl BatchNorm2d {
         let c = self.config.channels;
         let (b, xc, h, w) = x.dims4()?;
         if xc != c {
-            candle_core::bail!("batch norm {}: expected {c} channels, got {xc}", self.prefix);
+            candle_core::bail!(
+                "batch norm {}: expected {c} channels, got {xc}",
+                self.prefix
+            );
         }
         let gamma = self.weight.get(mode).reshape((1, c, 1, 1))?;
         let beta = self.bias.get(mode).reshape((1, c, 1, 1))?;
         match mode {
             Mode::Eval => {
                 // y = x * scale + shift, scale = gamma / sqrt(var + eps), shift = beta - mean * scale
-                let rm = self.running_mean.as_tensor().detach().reshape((1, c, 1, 1))?;
-                let rv = self.running_var.as_tensor().detach().reshape((1, c, 1, 1))?;
+                let rm = self
+                    .running_mean
+                    .as_tensor()
+                    .detach()
+                    .reshape((1, c, 1, 1))?;
+                let rv = self
+                    .running_var
+                    .as_tensor()
+                    .detach()
+                    .reshape((1, c, 1, 1))?;
                 let scale = (gamma / (rv + self.config.eps)?.sqrt()?)?;
                 let shift = (beta - (rm * &scale)?)?;
                 x.broadcast_mul(&scale)?.broadcast_add(&shift)
@@ -185,7 +199,8 @@ impl BatchNorm2d {
         let m = self.config.momentum;
         let c = self.config.channels;
         let unbiased = (var.reshape(c)? * (n as f64 / (n as f64 - 1.0)))?;
-        let new_mean = ((self.running_mean.as_tensor().detach() * (1.0 - m))? + (mean.reshape(c)? * m)?)?;
+        let new_mean =
+            ((self.running_mean.as_tensor().detach() * (1.0 - m))? + (mean.reshape(c)? * m)?)?;
         let new_var = ((self.running_var.as_tensor().detach() * (1.0 - m))? + (unbiased * m)?)?;
         self.running_mean.set(&new_mean)?;
         self.running_var.set(&new_var)

@@ -57,7 +57,12 @@ impl Conv2d {
     pub fn new(config: Conv2dConfig, prefix: &str, seed: u64, device: &Device) -> Result<Conv2d> {
         let bound = init::default_bound(config.fan_in());
         let wname = format!("{prefix}.weight");
-        let shape = (config.out_channels, config.in_channels, config.kernel, config.kernel);
+        let shape = (
+            config.out_channels,
+            config.in_channels,
+            config.kernel,
+            config.kernel,
+        );
         let weight = Param::new(&wname, init::uniform(seed, &wname, shape, bound, device)?)?;
         let bias = if config.bias {
             let bname = format!("{prefix}.bias");
@@ -76,7 +81,9 @@ impl Conv2d {
 
     /// The parameters in `state_dict` order.
     pub fn params(&self) -> Vec<&Param> {
-        std::iter::once(&self.weight).chain(self.bias.as_ref()).collect()
+        std::iter::once(&self.weight)
+            .chain(self.bias.as_ref())
+            .collect()
     }
 
     /// # Shapes

@@ -23,7 +23,13 @@ pub fn dropout(x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
     let scale = 1.0 / keep;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| if rng.random::<f32>() < keep { scale } else { 0.0 })
+        .map(|_| {
+            if rng.random::<f32>() < keep {
+                scale
+            } else {
+                0.0
+            }
+        })
         .collect();
     let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
     x * mask
@@ -37,15 +43,33 @@ mod tests {
     #[test]
     fn mask_is_seeded_and_scaled() {
         let x = Tensor::ones((64, 512), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let a = dropout(&x, 0.5, 9).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let b = dropout(&x, 0.5, 9).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let c = dropout(&x, 0.5, 10).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let a = dropout(&x, 0.5, 9)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let b = dropout(&x, 0.5, 9)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let c = dropout(&x, 0.5, 10)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(a.iter().all(|&v| v == 0.0 || v == 2.0));
         let kept = a.iter().filter(|&&v| v > 0.0).count() as f64 / a.len() as f64;
         assert!((kept - 0.5).abs() < 0.02, "kept fraction {kept}");
         let same = dropout(&x, 0.0, 1).unwrap();
-        assert_eq!(same.sum_all().unwrap().to_scalar::<f32>().unwrap(), 64.0 * 512.0);
+        assert_eq!(
+            same.sum_all().unwrap().to_scalar::<f32>().unwrap(),
+            64.0 * 512.0
+        );
     }
 }

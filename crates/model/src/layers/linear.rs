@@ -58,7 +58,9 @@ impl Linear {
 
     /// The parameters in `state_dict` order.
     pub fn params(&self) -> Vec<&Param> {
-        std::iter::once(&self.weight).chain(self.bias.as_ref()).collect()
+        std::iter::once(&self.weight)
+            .chain(self.bias.as_ref())
+            .collect()
     }
 
     /// # Shapes

@@ -115,7 +115,9 @@ impl CustomOp1 for MaxPool2x2 {
             .lock()
             .map_err(|_| poisoned())?
             .clone()
-            .ok_or_else(|| candle_core::Error::Msg("max_pool2x2: backward before forward".into()))?;
+            .ok_or_else(|| {
+                candle_core::Error::Msg("max_pool2x2: backward before forward".into())
+            })?;
         let (b, c, h, w) = arg.dims4()?;
         let grad = grad_res.contiguous()?;
         let g = grad.apply_op1_no_bwd(&MaxPool2x2Bwd {
@@ -241,9 +243,15 @@ mod tests {
 
     #[test]
     fn forward_and_backward_match_naive_reference_on_odd_shapes() {
-        for (k, shape) in [(1, 1, 2, 2), (2, 3, 5, 7), (3, 2, 9, 4), (2, 70, 3, 3), (1, 1, 1, 6)]
-            .into_iter()
-            .enumerate()
+        for (k, shape) in [
+            (1, 1, 2, 2),
+            (2, 3, 5, 7),
+            (3, 2, 9, 4),
+            (2, 70, 3, 3),
+            (1, 1, 1, 6),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let x = Var::from_tensor(&random(shape, k as u64, DType::F64)).unwrap();
             let y = max_pool2x2(x.as_tensor()).unwrap();
@@ -254,18 +262,28 @@ mod tests {
             // candle's forward is right: compare to it too
             if shape.2 >= 2 && shape.3 >= 2 {
                 let c = x.as_tensor().max_pool2d(2).unwrap();
-                assert_eq!(
-                    c.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
-                    ref_out
-                );
+                assert_eq!(c.flatten_all().unwrap().to_vec1::<f64>().unwrap(), ref_out);
             }
             // gradient of sum(y * g) is g routed to the argmax
             let g = random(y.dims4().unwrap(), 100 + k as u64, DType::F64);
             let loss = (&y * &g).unwrap().sum_all().unwrap();
             let grads = loss.backward().unwrap();
-            let dx = grads.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let dx = grads
+                .get(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
             let mut expect = vec![0.0; xv.len()];
-            for (gv, &i) in g.flatten_all().unwrap().to_vec1::<f64>().unwrap().iter().zip(&ref_arg) {
+            for (gv, &i) in g
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap()
+                .iter()
+                .zip(&ref_arg)
+            {
                 expect[i] += gv;
             }
             assert_eq!(dx, expect, "shape {shape:?}");
@@ -282,11 +300,22 @@ mod tests {
         let y = max_pool2x2(x.as_tensor()).unwrap();
         assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), [1., 2.]);
         let grads = y.sum_all().unwrap().backward().unwrap();
-        let dx = grads.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let dx = grads
+            .get(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(dx, [1., 0., 0., 1., 0., 0., 0., 0.]);
 
         let x = Tensor::new(&[[[[1f32, f32::NAN], [3., 0.]]]], &Device::Cpu).unwrap();
-        let y = max_pool2x2(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let y = max_pool2x2(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert!(y[0].is_nan());
     }
 
@@ -349,7 +378,13 @@ mod tests {
         // each window routes exactly one unit of gradient
         let total = dx.sum_all().unwrap().to_scalar::<f32>().unwrap();
         assert_eq!(total, (8 * 16 * 3 * 3) as f32);
-        let nonzero = dx.ne(0f32).unwrap().to_dtype(DType::F32).unwrap().sum_all().unwrap();
+        let nonzero = dx
+            .ne(0f32)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .sum_all()
+            .unwrap();
         assert_eq!(nonzero.to_scalar::<f32>().unwrap(), (8 * 16 * 3 * 3) as f32);
     }
 
