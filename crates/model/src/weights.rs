@@ -93,7 +93,8 @@ pub fn read_safetensors(
     })
 }
 
-/// Writes `tensors` to `path` atomically (a temporary file in the same folder, then renamed).
+/// Writes `tensors` to `path` atomically (a temporary file in the same folder, synced, then
+/// renamed). Weights and checkpoints both go through here.
 pub fn write_safetensors(tensors: &[(String, Tensor)], path: &Path) -> Result<(), WeightsError> {
     let map: HashMap<&str, Tensor> = tensors
         .iter()
@@ -108,15 +109,22 @@ pub fn write_safetensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "weights".into());
+    let tmp_name = format!(".{file_name}.tmp{}", std::process::id());
     let tmp = match dir {
-        Some(d) => d.join(format!(".{file_name}.tmp")),
-        None => PathBuf::from(format!(".{file_name}.tmp")),
+        Some(d) => d.join(tmp_name),
+        None => PathBuf::from(tmp_name),
     };
     let write_err = |source| WeightsError::Write {
         path: path.to_path_buf(),
         source,
     };
-    std::fs::write(&tmp, data).map_err(write_err)?;
+    // synced before the rename, so a crash never leaves a renamed but empty file
+    std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, &data)?;
+            f.sync_all()
+        })
+        .map_err(write_err)?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         write_err(e)

@@ -76,6 +76,15 @@ pub enum CheckpointError {
         #[source]
         source: Box<crate::WeightsError>,
     },
+    /// A tensor file of the checkpoint could not be written.
+    #[error("cannot write checkpoint tensors {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<crate::WeightsError>,
+    },
     /// The checkpoint is well formed but inconsistent or from another layout.
     #[error("checkpoint {path}: {reason}")]
     Invalid {
@@ -235,26 +244,20 @@ fn tmp_name(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-fn sync_file(path: &Path) -> Result<(), CheckpointError> {
-    fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(path, "sync"))
-}
-
 fn rename(from: &Path, to: &Path) -> Result<(), CheckpointError> {
     fs::rename(from, to).map_err(io_err(to, "rename"))
 }
 
-/// Writes `tensors` as safetensors to `path` atomically.
+/// Writes `tensors` as safetensors to `path` atomically (the shared writer of `weights`).
 fn write_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(), CheckpointError> {
-    let tmp = tmp_name(path);
-    candle_core::safetensors::save(tensors, &tmp).map_err(|source| CheckpointError::Tensor {
+    let list: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    crate::weights::write_safetensors(&list, path).map_err(|source| CheckpointError::Write {
         path: path.to_path_buf(),
-        what: "write failed",
-        source,
-    })?;
-    sync_file(&tmp)?;
-    rename(&tmp, path)
+        source: Box::new(source),
+    })
 }
 
 /// Reads a safetensors file onto `device`.
