@@ -231,7 +231,7 @@ impl<'a> Cols<'a> {
     fn strings(&self, name: &str) -> Result<Vec<Option<String>>, ReportError> {
         let c = self.get(name, DataType::String)?;
         let ca = c.str().map_err(perr(self.path))?;
-        Ok(ca.into_iter().map(|v| v.map(str::to_string)).collect())
+        Ok(ca.iter().map(|v| v.map(str::to_string)).collect())
     }
 
     fn required_strings(&self, name: &str) -> Result<Vec<String>, ReportError> {
@@ -243,22 +243,22 @@ impl<'a> Cols<'a> {
 
     fn u64s(&self, name: &str) -> Result<Vec<Option<u64>>, ReportError> {
         let c = self.get(name, DataType::UInt64)?;
-        Ok(c.u64().map_err(perr(self.path))?.into_iter().collect())
+        Ok(c.u64().map_err(perr(self.path))?.iter().collect())
     }
 
     fn u32s(&self, name: &str) -> Result<Vec<Option<u32>>, ReportError> {
         let c = self.get(name, DataType::UInt32)?;
-        Ok(c.u32().map_err(perr(self.path))?.into_iter().collect())
+        Ok(c.u32().map_err(perr(self.path))?.iter().collect())
     }
 
     fn i32s(&self, name: &str) -> Result<Vec<Option<i32>>, ReportError> {
         let c = self.get(name, DataType::Int32)?;
-        Ok(c.i32().map_err(perr(self.path))?.into_iter().collect())
+        Ok(c.i32().map_err(perr(self.path))?.iter().collect())
     }
 
     fn f64s(&self, name: &str) -> Result<Vec<Option<f64>>, ReportError> {
         let c = self.get(name, DataType::Float64)?;
-        Ok(c.f64().map_err(perr(self.path))?.into_iter().collect())
+        Ok(c.f64().map_err(perr(self.path))?.iter().collect())
     }
 
     fn axis(&self, name: &str) -> Result<Vec<AxisValue>, ReportError> {
@@ -270,7 +270,7 @@ impl<'a> Cols<'a> {
             DataType::Boolean => c
                 .bool()
                 .map_err(perr(self.path))?
-                .into_iter()
+                .iter()
                 .map(|v| v.map_or(AxisValue::Null, AxisValue::Bool))
                 .collect(),
             DataType::Float32 | DataType::Float64 => self
@@ -282,7 +282,7 @@ impl<'a> Cols<'a> {
                 let c = self.get(name, DataType::Int64)?;
                 c.i64()
                     .map_err(perr(self.path))?
-                    .into_iter()
+                    .iter()
                     .map(|v| v.map_or(AxisValue::Null, AxisValue::Int))
                     .collect()
             }
@@ -582,15 +582,16 @@ pub fn read_classes(src: &Sources, trial_ids: &[&str]) -> Result<Vec<ClassRow>, 
     let conf = c.get("confusion", DataType::List(Box::new(DataType::UInt64)))?;
     let conf = conf.list().map_err(perr(&path))?;
     let mut out = Vec::with_capacity(df.height());
-    for (i, row) in conf.into_iter().enumerate() {
+    for (i, row) in conf.amortized_iter().enumerate() {
         let (Some(class_index), Some(accuracy)) = (idx[i], acc[i]) else {
             continue;
         };
         let confusion = match row {
             Some(s) => s
+                .as_ref()
                 .u64()
                 .map_err(perr(&path))?
-                .into_iter()
+                .iter()
                 .map(|v| v.unwrap_or(0))
                 .collect(),
             None => Vec::new(),
@@ -700,15 +701,16 @@ pub fn read_samples(
     let pixels = c.get("pixels", DataType::List(Box::new(DataType::UInt8)))?;
     let pixels = pixels.list().map_err(perr(&path))?;
     let mut out = Vec::new();
-    for (i, px) in pixels.into_iter().enumerate() {
+    for (i, px) in pixels.amortized_iter().enumerate() {
         let (Some(sample), Some(height), Some(width), Some(px)) = (sample[i], h[i], w[i], px)
         else {
             continue;
         };
         let px: Vec<u8> = px
+            .as_ref()
             .u8()
             .map_err(perr(&path))?
-            .into_iter()
+            .iter()
             .map(|v| v.unwrap_or(0))
             .collect();
         if px.len() != 3 * height as usize * width as usize {
@@ -771,16 +773,17 @@ pub fn read_feature_maps(
     let values = c.get("values", DataType::List(Box::new(DataType::Float32)))?;
     let values = values.list().map_err(perr(&path))?;
     let mut out = Vec::new();
-    for (i, v) in values.into_iter().enumerate() {
+    for (i, v) in values.amortized_iter().enumerate() {
         let (Some(sample), Some(block), Some(channel), Some(height), Some(width), Some(v)) =
             (sample[i], block[i], channel[i], h[i], w[i], v)
         else {
             continue;
         };
         let v: Vec<f32> = v
+            .as_ref()
             .f32()
             .map_err(perr(&path))?
-            .into_iter()
+            .iter()
             .map(|x| x.unwrap_or(f32::NAN))
             .collect();
         if v.len() != height as usize * width as usize {

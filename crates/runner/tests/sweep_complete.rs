@@ -67,10 +67,10 @@ fn sweep_writes_all_parquet_files_with_the_documented_schema_and_resume_runs_not
     }
     assert_eq!(s.len(), 26, "no undocumented column: {s:?}");
     let status = t.column("status").unwrap().str().unwrap();
-    assert!(status.into_iter().all(|v| v == Some("completed")));
+    assert!(status.iter().all(|v| v == Some("completed")));
     let params = t.column("params").unwrap().u64().unwrap();
     let attention = t.column("attention").unwrap().str().unwrap();
-    for (p, a) in params.into_iter().zip(attention.into_iter()) {
+    for (p, a) in params.iter().zip(attention.iter()) {
         match a.unwrap() {
             "none" => assert_eq!(p, Some(1_147_914)),
             "se" => assert!(p.unwrap() > 1_147_914),
@@ -78,9 +78,9 @@ fn sweep_writes_all_parquet_files_with_the_documented_schema_and_resume_runs_not
         }
     }
     let variant = t.column("variant").unwrap().str().unwrap();
-    assert!(variant.into_iter().any(|v| v == Some("baseline")));
+    assert!(variant.iter().any(|v| v == Some("baseline")));
     let version = t.column("schema_version").unwrap().u32().unwrap();
-    assert!(version.into_iter().all(|v| v == Some(1)));
+    assert!(version.iter().all(|v| v == Some(1)));
 
     let e = read_parquet(&dir.join("epochs.parquet"));
     assert_eq!(e.height(), 4 * EPOCHS as usize);
@@ -143,7 +143,7 @@ fn sweep_writes_all_parquet_files_with_the_documented_schema_and_resume_runs_not
         .unwrap()
         .u64()
         .unwrap()
-        .into_iter()
+        .iter()
         .flatten()
         .sum();
     assert_eq!(total, 4 * 20, "every test image counted once per trial");
@@ -186,7 +186,7 @@ fn sweep_writes_all_parquet_files_with_the_documented_schema_and_resume_runs_not
             .collect()
     );
     let px = sm.column("pixels").unwrap().list().unwrap();
-    assert!(px.into_iter().all(|p| p.unwrap().len() == 3 * 32 * 32));
+    assert!(px.amortized_iter().all(|p| p.unwrap().as_ref().len() == 3 * 32 * 32));
     // the same images for every trial
     let idx = sm
         .clone()
@@ -200,7 +200,7 @@ fn sweep_writes_all_parquet_files_with_the_documented_schema_and_resume_runs_not
         .unwrap()
         .u32()
         .unwrap()
-        .into_iter()
+        .iter()
         .all(|n| n == Some(1)));
 
     let f = read_parquet(&dir.join("feature_maps.parquet"));
@@ -229,7 +229,7 @@ fn sweep_writes_all_parquet_files_with_the_documented_schema_and_resume_runs_not
         .collect();
     let out = sb.sweep(&[], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = std::string::String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("4 already done, 0 to run"), "{stdout}");
     for (t, b) in trials.iter().zip(before) {
         assert_eq!(t.status()["attempts"], 1);

@@ -52,7 +52,7 @@ fn a_panicking_and_a_diverging_trial_are_recorded_while_the_others_complete() {
         .unwrap()
         .str()
         .unwrap()
-        .into_iter()
+        .iter()
         .map(|s| s.unwrap().to_string())
         .collect();
     assert_eq!(status, ["completed", "failed", "diverged"]);
@@ -61,7 +61,7 @@ fn a_panicking_and_a_diverging_trial_are_recorded_while_the_others_complete() {
         .unwrap()
         .i32()
         .unwrap()
-        .into_iter()
+        .iter()
         .collect();
     assert_eq!(codes, [Some(0), Some(101), Some(3)]);
     let errors = sorted.column("error").unwrap().str().unwrap();

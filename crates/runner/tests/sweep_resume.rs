@@ -54,7 +54,7 @@ fn ctrl_c_leaves_a_resumable_sweep() {
         EPOCHS as u32,
         STEPS as usize,
     );
-    let mut child = sb
+    let child = sb
         .sweep_command(&[], &[])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
