@@ -276,7 +276,10 @@ pub fn record_exit(
         ChildExit::Code(exit_codes::TRIAL_INTERRUPTED) => (TrialState::Interrupted, None),
         ChildExit::Code(code) => {
             let what = if code == 101 {
-                format!("exited with code {code} (panic)")
+                match panic_message(&dir.join(files::LOG)) {
+                    Some(m) => format!("exited with code {code} (panic: {m})"),
+                    None => format!("exited with code {code} (panic)"),
+                }
             } else {
                 format!("exited with code {code}")
             };
@@ -338,6 +341,18 @@ pub fn record_exit(
     status.ended_at = Some(now_rfc3339());
     write_json_atomic(&dir.join(files::STATUS), &status)?;
     Ok((state, detail))
+}
+
+/// The message of the last panic in a trial's log: the `panicked at` line's
+/// location and the message line after it. A backtrace (`RUST_BACKTRACE=1`)
+/// can push both out of the log tail quoted in the error, so they are looked
+/// for separately.
+fn panic_message(log: &Path) -> Option<String> {
+    let lines = tail_lines(log, 400);
+    let at = lines.iter().rposition(|l| l.contains(" panicked at "))?;
+    let location = lines[at].split(" panicked at ").nth(1)?.trim_end_matches(':');
+    let message = lines.get(at + 1).map(|m| m.trim()).unwrap_or("");
+    Some(format!("{message} at {location}"))
 }
 
 #[cfg(test)]
