@@ -261,13 +261,7 @@ fn draw_charts(
     );
     let mut charts = Vec::new();
     let mut skipped: Vec<(String, String)> = Vec::new();
-    let label_of = |v: &Variant| {
-        if v.is_baseline {
-            format!("{} (baseline)", v.label)
-        } else {
-            v.label.clone()
-        }
-    };
+    let label_of = |v: &Variant| charts::baseline_label(&v.label, v.is_baseline);
     let curve_map = curve_trials(trials);
 
     // 1. Loss per iteration.

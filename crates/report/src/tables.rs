@@ -39,9 +39,7 @@ impl VariantRow {
     /// `(baseline)`, `best` and `†`.
     pub fn marked_cells(&self) -> Vec<String> {
         let mut cells = self.cells.clone();
-        if self.baseline {
-            cells[0].push_str(" (baseline)");
-        }
+        cells[0] = crate::charts::baseline_label(&cells[0], self.baseline);
         if self.best {
             cells[0].push_str(" ★ best");
         }

@@ -186,7 +186,9 @@ fn sweep_writes_all_parquet_files_with_the_documented_schema_and_resume_runs_not
             .collect()
     );
     let px = sm.column("pixels").unwrap().list().unwrap();
-    assert!(px.amortized_iter().all(|p| p.unwrap().as_ref().len() == 3 * 32 * 32));
+    assert!(px
+        .amortized_iter()
+        .all(|p| p.unwrap().as_ref().len() == 3 * 32 * 32));
     // the same images for every trial
     let idx = sm
         .clone()

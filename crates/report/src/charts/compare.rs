@@ -6,8 +6,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{
-    category_tick, font, padded_range, shorten, text_width, Chart, AXIS_SIZE, LEGEND_SIZE,
-    TICK_SIZE, TITLE_SIZE,
+    baseline_label, category_tick, clamp_percent, font, padded_range, shorten, text_width, Chart,
+    AXIS_SIZE, LEGEND_SIZE, TICK_SIZE, TITLE_SIZE,
 };
 use crate::error::DrawError;
 
@@ -52,10 +52,7 @@ impl FinalAccChart {
         self.rows
             .iter()
             .map(|r| {
-                let mut l = shorten(&r.label, 60);
-                if r.is_baseline {
-                    l.push_str(" (baseline)");
-                }
+                let mut l = baseline_label(&shorten(&r.label, 60), r.is_baseline);
                 if r.mean.is_none() {
                     l.push_str(" (no completed seed)");
                 }
@@ -89,7 +86,7 @@ impl Chart for FinalAccChart {
             .iter()
             .find(|r| r.is_baseline)
             .and_then(|r| r.mean);
-        let (x0, x1) = padded_range(
+        let (x0, x1) = clamp_percent(padded_range(
             self.rows.iter().flat_map(|r| {
                 let ci = r.ci.map(|c| [c.0, c.1]).unwrap_or([f64::NAN; 2]);
                 r.seeds
@@ -101,7 +98,7 @@ impl Chart for FinalAccChart {
             }),
             0.08,
             (0.0, 100.0),
-        );
+        ));
         let mut chart = ChartBuilder::on(root)
             .caption(
                 "Final test accuracy per variant: mean, 95% CI (t), and each seed",
@@ -134,11 +131,13 @@ impl Chart for FinalAccChart {
             let y = (n - 1 - i) as f64;
             let c = r.colour;
             if let Some((lo, hi)) = r.ci {
+                // An interval reaching past 0% or 100% is cut there, without an end cap.
+                let (lo_c, hi_c) = (lo.max(0.0), hi.min(1.0));
                 chart.draw_series(std::iter::once(PathElement::new(
-                    vec![(lo * 100.0, y), (hi * 100.0, y)],
+                    vec![(lo_c * 100.0, y), (hi_c * 100.0, y)],
                     c.stroke_width(3),
                 )))?;
-                for x in [lo, hi] {
+                for x in [lo, hi].into_iter().filter(|x| (0.0..=1.0).contains(x)) {
                     chart.draw_series(std::iter::once(PathElement::new(
                         vec![(x * 100.0, y - 0.18), (x * 100.0, y + 0.18)],
                         c.stroke_width(3),
@@ -199,7 +198,7 @@ impl Chart for AxisChart {
             0.08,
             (0.0, 1.0),
         );
-        let (y0, y1) = padded_range(
+        let (y0, y1) = clamp_percent(padded_range(
             self.groups
                 .iter()
                 .flat_map(|g| {
@@ -212,7 +211,7 @@ impl Chart for AxisChart {
                 .map(|v| v * 100.0),
             0.1,
             (0.0, 100.0),
-        );
+        ));
         let x_fmt = move |v: &f64| {
             if log2 {
                 let x = 2f64.powf(*v);
@@ -274,7 +273,7 @@ impl Chart for AxisChart {
                     // Small horizontal offset per group so error bars do not hide each other.
                     let x = tx(p.0) + span * (gi as f64 - (ng - 1.0) / 2.0);
                     chart.draw_series(std::iter::once(PathElement::new(
-                        vec![(x, lo * 100.0), (x, hi * 100.0)],
+                        vec![(x, lo.max(0.0) * 100.0), (x, hi.min(1.0) * 100.0)],
                         c.stroke_width(2),
                     )))?;
                 }
@@ -346,7 +345,7 @@ impl CostChart {
             }
         };
         let (x0, x1) = padded_range(self.points.iter().filter_map(cost), 0.1, (0.0, 1.0));
-        let (y0, y1) = padded_range(
+        let (y0, y1) = clamp_percent(padded_range(
             self.points
                 .iter()
                 .flat_map(|p| {
@@ -357,7 +356,7 @@ impl CostChart {
                 .map(|v| v * 100.0),
             0.1,
             (0.0, 100.0),
-        );
+        ));
         let mut chart = ChartBuilder::on(area)
             .caption(
                 if macs {
@@ -397,7 +396,7 @@ impl CostChart {
             let c = p.colour;
             if let Some((lo, hi)) = p.ci {
                 chart.draw_series(std::iter::once(PathElement::new(
-                    vec![(x, lo * 100.0), (x, hi * 100.0)],
+                    vec![(x, lo.max(0.0) * 100.0), (x, hi.min(1.0) * 100.0)],
                     c.stroke_width(2),
                 )))?;
             }

@@ -6,7 +6,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{font, padded_range, series_colour, shorten, Chart, AXIS_SIZE, TICK_SIZE, TITLE_SIZE};
+use super::{
+    font, padded_range, series_colour, shorten, tick_decimals, Chart, AXIS_SIZE, TICK_SIZE,
+    TITLE_SIZE,
+};
 use crate::error::DrawError;
 use crate::load::{FeatureMap, SampleImage};
 
@@ -292,6 +295,7 @@ impl Chart for GateChart {
                 .x_label_area_size(50)
                 .y_label_area_size(70)
                 .build_cartesian_2d(-0.5..(channels as f64 - 0.5), y0.max(0.0)..y1.min(1.0))?;
+            let decimals = tick_decimals(y0.max(0.0), y1.min(1.0), 10);
             chart
                 .configure_mesh()
                 .x_desc("Channel index")
@@ -300,7 +304,7 @@ impl Chart for GateChart {
                 .axis_desc_style(font(AXIS_SIZE - 2))
                 .light_line_style(RGBColor(235, 235, 235))
                 .x_label_formatter(&|v| format!("{v:.0}"))
-                .y_label_formatter(&|v| format!("{v:.2}"))
+                .y_label_formatter(&|v| format!("{v:.decimals$}"))
                 .draw()?;
             for (ci, g) in gates.iter().enumerate() {
                 let c = series_colour(ci);

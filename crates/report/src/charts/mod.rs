@@ -275,6 +275,37 @@ pub fn shorten(s: &str, max: usize) -> String {
     }
 }
 
+/// Decimals that keep about `ticks` evenly spaced labels over `lo..hi`
+/// distinct (0.51, 0.515, 0.52 rather than 0.51, 0.51, 0.52).
+pub fn tick_decimals(lo: f64, hi: f64, ticks: usize) -> usize {
+    let step = (hi - lo).abs() / ticks.max(1) as f64;
+    if !step.is_finite() || step <= 0.0 {
+        return 2;
+    }
+    (-step.log10().floor()).clamp(0.0, 6.0) as usize
+}
+
+/// The part of a percent range that accuracies can take: a confidence
+/// interval of the mean from two seeds can reach past 0 or 100.
+pub fn clamp_percent((lo, hi): (f64, f64)) -> (f64, f64) {
+    let lo = lo.max(0.0);
+    let hi = hi.min(100.0);
+    if hi > lo {
+        (lo, hi)
+    } else {
+        (0.0, 100.0)
+    }
+}
+
+/// Appends ` (baseline)` to a baseline's label unless it already says so.
+pub fn baseline_label(label: &str, is_baseline: bool) -> String {
+    if is_baseline && !label.contains("baseline") {
+        format!("{label} (baseline)")
+    } else {
+        label.to_string()
+    }
+}
+
 /// Formats an accuracy tick in percent.
 pub fn pct_tick(v: &f64) -> String {
     format!("{v:.0}")
@@ -287,5 +318,33 @@ pub fn category_tick(labels: &[String], v: f64) -> String {
         labels[r as usize].clone()
     } else {
         String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_decimals_follow_the_step() {
+        assert_eq!(tick_decimals(0.0, 100.0, 10), 0);
+        assert_eq!(tick_decimals(0.48, 0.53, 10), 3);
+        assert_eq!(tick_decimals(0.4, 0.6, 10), 2);
+    }
+
+    #[test]
+    fn percent_ranges_are_clamped() {
+        assert_eq!(clamp_percent((-6.0, 48.0)), (0.0, 48.0));
+        assert_eq!(clamp_percent((90.0, 104.0)), (90.0, 100.0));
+    }
+
+    #[test]
+    fn baseline_is_marked_once() {
+        assert_eq!(baseline_label("baseline", true), "baseline");
+        assert_eq!(
+            baseline_label("attention=none", true),
+            "attention=none (baseline)"
+        );
+        assert_eq!(baseline_label("attention=se", false), "attention=se");
     }
 }

@@ -181,6 +181,8 @@ pub fn run_trials(
                 None if show => progress.update(slot, r.job, &read_progress(&j.dir)),
                 None => {}
                 Some(exit) => {
+                    // The last epochs may have finished between two polls.
+                    progress.update(slot, r.job, &read_progress(&j.dir));
                     let r = running[slot].take().expect("checked above");
                     let (state, detail) =
                         record_exit(&j.dir, exit.into(), r.attempts_before, sched.is_stopping())
@@ -350,7 +352,10 @@ pub fn record_exit(
 fn panic_message(log: &Path) -> Option<String> {
     let lines = tail_lines(log, 400);
     let at = lines.iter().rposition(|l| l.contains(" panicked at "))?;
-    let location = lines[at].split(" panicked at ").nth(1)?.trim_end_matches(':');
+    let location = lines[at]
+        .split(" panicked at ")
+        .nth(1)?
+        .trim_end_matches(':');
     let message = lines.get(at + 1).map(|m| m.trim()).unwrap_or("");
     Some(format!("{message} at {location}"))
 }
