@@ -139,6 +139,10 @@ pub struct EvalArgs {
     /// Print one JSON object (`accuracy`, `loss`, `per_class`, ...) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also write each test image's predicted class index, one per line in the split's order
+    /// (to compare with another implementation image by image).
+    #[arg(long, value_name = "FILE")]
+    pub predictions: Option<PathBuf>,
 }
 
 /// `ablate data ...`.

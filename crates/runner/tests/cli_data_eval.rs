@@ -179,6 +179,18 @@ fn eval_of_a_trained_trial_agrees_with_its_recorded_accuracy() {
         .sum();
     assert_eq!(per_class_correct, v["correct"].as_u64().unwrap());
 
+    // Per-image predictions, one line per test image, consistent with the counts.
+    let out = run(
+        d,
+        &["eval", "--weights", weights, "--model", "attention=se,reduction=8", "--data", "synthetic",
+          "--predictions", "pred.txt"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let pred = std::fs::read_to_string(d.join("pred.txt")).unwrap();
+    let pred: Vec<u32> = pred.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(pred.len(), 1000);
+    assert!(pred.iter().all(|&p| p < 10));
+
     // The text form has a line per class.
     let out = run(
         d,
