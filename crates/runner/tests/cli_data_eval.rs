@@ -182,8 +182,17 @@ fn eval_of_a_trained_trial_agrees_with_its_recorded_accuracy() {
     // Per-image predictions, one line per test image, consistent with the counts.
     let out = run(
         d,
-        &["eval", "--weights", weights, "--model", "attention=se,reduction=8", "--data", "synthetic",
-          "--predictions", "pred.txt"],
+        &[
+            "eval",
+            "--weights",
+            weights,
+            "--model",
+            "attention=se,reduction=8",
+            "--data",
+            "synthetic",
+            "--predictions",
+            "pred.txt",
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
     let pred = std::fs::read_to_string(d.join("pred.txt")).unwrap();

@@ -41,6 +41,16 @@ struct MaxPool2x2 {
     argmax: Mutex<Option<Arc<Vec<u32>>>>,
 }
 
+/// The running maximum after looking at `v` (index `i`): `v` wins when it is larger or NaN
+/// (PyTorch: `val > maxval || isnan(val)`), so ties keep the first element in row-major order.
+#[inline(always)]
+fn pick<T: Copy + PartialOrd>(bv: T, bi: u32, v: T, i: u32) -> (T, u32) {
+    // `v != v`: NaN. `|`, not `||`: both sides are cheap and no branch is wanted.
+    #[allow(clippy::eq_op)]
+    let take = (v > bv) | (v != v);
+    (if take { v } else { bv }, if take { i } else { bi })
+}
+
 /// Pools every `h x w` plane of `src` into `dst`, recording plane-local argmax indices.
 fn pool_planes<T: Copy + PartialOrd + Send + Sync>(
     src: &[T],
@@ -50,23 +60,26 @@ fn pool_planes<T: Copy + PartialOrd + Send + Sync>(
     idx: &mut [u32],
 ) {
     let (oh, ow) = (h / 2, w / 2);
+    // Row by row over slices (no bounds checks in the inner loop) with branch-free selects:
+    // which element of a window is largest is data-dependent, so a branch per comparison is
+    // mispredicted about half the time.
     let plane = |(s, (d, ix)): (&[T], (&mut [T], &mut [u32]))| {
         for oy in 0..oh {
-            for ox in 0..ow {
-                let base = 2 * oy * w + 2 * ox;
-                let mut best = base;
-                let mut bv = s[base];
-                for cand in [base + 1, base + w, base + w + 1] {
-                    let v = s[cand];
-                    // `v != v`: NaN (PyTorch: `val > maxval || isnan(val)`)
-                    #[allow(clippy::eq_op)]
-                    if v > bv || v != v {
-                        bv = v;
-                        best = cand;
-                    }
-                }
-                d[oy * ow + ox] = bv;
-                ix[oy * ow + ox] = best as u32;
+            let top = 2 * oy * w;
+            let r0 = &s[top..top + 2 * ow];
+            let r1 = &s[top + w..top + w + 2 * ow];
+            let drow = &mut d[oy * ow..(oy + 1) * ow];
+            let irow = &mut ix[oy * ow..(oy + 1) * ow];
+            for (ox, (dv, iv)) in drow.iter_mut().zip(irow.iter_mut()).enumerate() {
+                let c = 2 * ox;
+                let i0 = (top + c) as u32;
+                let i1 = i0 + w as u32;
+                let (mut bv, mut bi) = (r0[c], i0);
+                (bv, bi) = pick(bv, bi, r0[c + 1], i0 + 1);
+                (bv, bi) = pick(bv, bi, r1[c], i1);
+                (bv, bi) = pick(bv, bi, r1[c + 1], i1 + 1);
+                *dv = bv;
+                *iv = bi;
             }
         }
     };

@@ -39,7 +39,11 @@ pub fn run(args: EvalArgs) -> CommandResult {
     let result = evaluate(&net, &ds.test, &normalize, args.batch_size as usize)
         .with_context(|| format!("cannot evaluate on the test split of `{}`", args.data))?;
     if let Some(path) = &args.predictions {
-        let text: String = result.predictions.iter().map(|p| format!("{p}\n")).collect();
+        let text: String = result
+            .predictions
+            .iter()
+            .map(|p| format!("{p}\n"))
+            .collect();
         std::fs::write(path, text)
             .with_context(|| format!("cannot write the predictions to {}", path.display()))?;
     }
