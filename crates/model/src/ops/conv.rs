@@ -184,9 +184,9 @@ fn im2col(g: &Geom, x: &[f32], col: &mut [f32]) {
 }
 
 /// The adjoint of [`im2col`]: `dx[c, iy, ix] = sum of dcol entries that read it`.
+/// `dx` must be zeroed by the caller.
 fn col2im(g: &Geom, dcol: &[f32], dx: &mut [f32]) {
     let hw = g.hw_out();
-    dx.fill(0.0);
     for c in 0..g.c_in {
         let dxc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
         for ki in 0..g.kh {
@@ -296,19 +296,25 @@ struct ConvGrads {
 
 /// Backward kernel. `dy` is the output gradient `[N, Cout, oh, ow]`.
 fn backward_cpu(g: &Geom, x: &[f32], wt: &[f32], dy: &[f32], need_dx: bool) -> ConvGrads {
-    let (k, hw) = (g.k(), g.hw_out());
-    let wsz = g.c_out * k;
-    let part = wsz + g.c_out;
+    let (k, hw, co) = (g.k(), g.hw_out(), g.c_out);
+    let wsz = co * k;
+    let part = wsz + co;
     let n_chunks = g.n.div_ceil(GRAD_CHUNK);
-    let mut partial = vec![0f32; n_chunks * part];
-    let mut dx = if need_dx {
-        vec![0f32; g.n * g.in_img()]
+    let direct = g.kh == 1 && g.kw == 1 && g.pad == 0;
+    // Wᵀ [K, Cout], contiguous, once: the input-gradient gemm reads it per image.
+    let w_t = if need_dx {
+        transpose(wt, co, k)
     } else {
         Vec::new()
     };
-    let dx_chunk = if need_dx { GRAD_CHUNK * g.in_img() } else { 1 };
-    let mut dx_slices: Vec<&mut [f32]> = if need_dx {
-        dx.chunks_mut(dx_chunk).collect()
+    // Per chunk: dWᵀ [K, Cout] (the orientation the gemm runs fastest in) and db [Cout].
+    let mut partial = vec![0f32; n_chunks * part];
+    let dx_len = if need_dx { g.n * g.in_img() } else { 0 };
+    let mut dx: Vec<f32> = Vec::with_capacity(dx_len);
+    let mut dx_slices: Vec<&mut [MaybeUninit<f32>]> = if need_dx {
+        dx.spare_capacity_mut()[..dx_len]
+            .chunks_mut(GRAD_CHUNK * g.in_img())
+            .collect()
     } else {
         (0..n_chunks).map(|_| &mut [][..]).collect()
     };
@@ -326,7 +332,6 @@ fn backward_cpu(g: &Geom, x: &[f32], wt: &[f32], dy: &[f32], need_dx: bool) -> C
                 for (db, row) in pdb.iter_mut().zip(dyn_.chunks(hw)) {
                     *db += row.iter().sum::<f32>();
                 }
-                let direct = g.kh == 1 && g.kw == 1 && g.pad == 0;
                 with_buf(&COL, if direct { 0 } else { k * hw }, |col| {
                     let col: &[f32] = if direct {
                         xn
@@ -334,17 +339,20 @@ fn backward_cpu(g: &Geom, x: &[f32], wt: &[f32], dy: &[f32], need_dx: bool) -> C
                         im2col(g, xn, col);
                         col
                     };
-                    // dW[Cout, K] += dY[Cout, HW] x colᵀ[HW, K]
-                    gemm_rm(g.c_out, k, hw, pdw, j > 0, dyn_, hw, 1, col, 1, hw);
+                    // dWᵀ[K, Cout] += col[K, HW] x dYᵀ[HW, Cout]
+                    gemm_rm(k, co, hw, pdw, j > 0, col, hw, 1, dyn_, 1, hw);
                 });
                 if need_dx {
                     let dxn = &mut dxc[j * g.in_img()..(j + 1) * g.in_img()];
+                    dxn.fill(MaybeUninit::new(0.0));
+                    // SAFETY: just initialized.
+                    let dxn = unsafe { &mut *(dxn as *mut [MaybeUninit<f32>] as *mut [f32]) };
                     if direct {
                         // dX[Cin, HW] = Wᵀ[Cin, Cout] x dY[Cout, HW]
-                        gemm_rm(k, hw, g.c_out, dxn, false, wt, 1, k, dyn_, hw, 1);
+                        gemm_rm(k, hw, co, dxn, false, &w_t, co, 1, dyn_, hw, 1);
                     } else {
                         with_buf(&DCOL, k * hw, |dcol| {
-                            gemm_rm(k, hw, g.c_out, dcol, false, wt, 1, k, dyn_, hw, 1);
+                            gemm_rm(k, hw, co, dcol, false, &w_t, co, 1, dyn_, hw, 1);
                             col2im(g, dcol, dxn);
                         });
                     }
@@ -352,6 +360,8 @@ fn backward_cpu(g: &Geom, x: &[f32], wt: &[f32], dy: &[f32], need_dx: bool) -> C
             }
         });
     drop(dx_slices);
+    // SAFETY: with `need_dx`, the chunks above initialized all `dx_len` elements.
+    unsafe { dx.set_len(dx_len) };
     // Sum the chunk partials in chunk order (deterministic), parallel over elements.
     let mut sum = vec![0f32; part];
     let block = 4096;
@@ -366,9 +376,20 @@ fn backward_cpu(g: &Geom, x: &[f32], wt: &[f32], dy: &[f32], need_dx: bool) -> C
     let db = sum.split_off(wsz);
     ConvGrads {
         dx: need_dx.then_some(dx),
-        dw: sum,
+        dw: transpose(&sum, k, co),
         db,
     }
+}
+
+/// `out[j, i] = a[i, j]` for a row-major `rows x cols` matrix `a`.
+fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; rows * cols];
+    for (i, row) in a.chunks(cols).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            out[j * rows + i] = v;
+        }
+    }
+    out
 }
 
 /// The custom op: arguments `(x, weight, bias)`.
