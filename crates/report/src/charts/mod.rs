@@ -297,9 +297,10 @@ pub fn clamp_percent((lo, hi): (f64, f64)) -> (f64, f64) {
     }
 }
 
-/// Appends ` (baseline)` to a baseline's label unless it already says so.
+/// Appends ` (baseline)` to a baseline's label unless the label is `baseline` itself (the
+/// runner's label of a variant with no swept key).
 pub fn baseline_label(label: &str, is_baseline: bool) -> String {
-    if is_baseline && !label.contains("baseline") {
+    if is_baseline && label != "baseline" {
         format!("{label} (baseline)")
     } else {
         label.to_string()
