@@ -261,6 +261,35 @@ impl<'a> Cols<'a> {
         Ok(c.f64().map_err(perr(self.path))?.iter().collect())
     }
 
+    /// A list column of numbers as one `Vec` per row (`None` for a null row); a null inside a
+    /// list reads as `null`.
+    fn lists<T>(
+        &self,
+        name: &str,
+        null: T::Native,
+    ) -> Result<Vec<Option<Vec<T::Native>>>, ReportError>
+    where
+        T: PolarsNumericType + PolarsPhysicalType,
+    {
+        let c = self.get(name, DataType::List(Box::new(T::get_static_dtype())))?;
+        let ca = c.list().map_err(perr(self.path))?;
+        let mut out = Vec::with_capacity(ca.len());
+        for row in ca.amortized_iter() {
+            out.push(match row {
+                Some(s) => Some(
+                    s.as_ref()
+                        .unpack::<T>()
+                        .map_err(perr(self.path))?
+                        .iter()
+                        .map(|v| v.unwrap_or(null))
+                        .collect(),
+                ),
+                None => None,
+            });
+        }
+        Ok(out)
+    }
+
     fn axis(&self, name: &str) -> Result<Vec<AxisValue>, ReportError> {
         let c = self
             .df
@@ -579,23 +608,13 @@ pub fn read_classes(src: &Sources, trial_ids: &[&str]) -> Result<Vec<ClassRow>, 
     let idx = c.u32s("class_index")?;
     let class = c.strings("class")?;
     let acc = c.f64s("accuracy")?;
-    let conf = c.get("confusion", DataType::List(Box::new(DataType::UInt64)))?;
-    let conf = conf.list().map_err(perr(&path))?;
+    let conf = c.lists::<UInt64Type>("confusion", 0)?;
     let mut out = Vec::with_capacity(df.height());
-    for (i, row) in conf.amortized_iter().enumerate() {
+    for (i, row) in conf.into_iter().enumerate() {
         let (Some(class_index), Some(accuracy)) = (idx[i], acc[i]) else {
             continue;
         };
-        let confusion = match row {
-            Some(s) => s
-                .as_ref()
-                .u64()
-                .map_err(perr(&path))?
-                .iter()
-                .map(|v| v.unwrap_or(0))
-                .collect(),
-            None => Vec::new(),
-        };
+        let confusion = row.unwrap_or_default();
         out.push(ClassRow {
             trial_id: tid[i].clone(),
             class_index,
@@ -698,21 +717,13 @@ pub fn read_samples(
     let predicted = c.u32s("predicted")?;
     let h = c.u32s("height")?;
     let w = c.u32s("width")?;
-    let pixels = c.get("pixels", DataType::List(Box::new(DataType::UInt8)))?;
-    let pixels = pixels.list().map_err(perr(&path))?;
+    let pixels = c.lists::<UInt8Type>("pixels", 0)?;
     let mut out = Vec::new();
-    for (i, px) in pixels.amortized_iter().enumerate() {
+    for (i, px) in pixels.into_iter().enumerate() {
         let (Some(sample), Some(height), Some(width), Some(px)) = (sample[i], h[i], w[i], px)
         else {
             continue;
         };
-        let px: Vec<u8> = px
-            .as_ref()
-            .u8()
-            .map_err(perr(&path))?
-            .iter()
-            .map(|v| v.unwrap_or(0))
-            .collect();
         if px.len() != 3 * height as usize * width as usize {
             return Err(col_err(
                 &path,
@@ -770,22 +781,14 @@ pub fn read_feature_maps(
     let channel = c.u32s("channel")?;
     let h = c.u32s("height")?;
     let w = c.u32s("width")?;
-    let values = c.get("values", DataType::List(Box::new(DataType::Float32)))?;
-    let values = values.list().map_err(perr(&path))?;
+    let values = c.lists::<Float32Type>("values", f32::NAN)?;
     let mut out = Vec::new();
-    for (i, v) in values.amortized_iter().enumerate() {
+    for (i, v) in values.into_iter().enumerate() {
         let (Some(sample), Some(block), Some(channel), Some(height), Some(width), Some(v)) =
             (sample[i], block[i], channel[i], h[i], w[i], v)
         else {
             continue;
         };
-        let v: Vec<f32> = v
-            .as_ref()
-            .f32()
-            .map_err(perr(&path))?
-            .iter()
-            .map(|x| x.unwrap_or(f32::NAN))
-            .collect();
         if v.len() != height as usize * width as usize {
             return Err(col_err(
                 &path,
