@@ -57,6 +57,26 @@ impl Plan {
         self.trials.iter().filter(|t| t.state == state).count()
     }
 
+    /// Trials per state, final states first, states without trials left out:
+    /// `3 completed, 1 failed, 2 pending`.
+    pub fn state_counts(&self) -> String {
+        [
+            TrialState::Completed,
+            TrialState::Diverged,
+            TrialState::Failed,
+            TrialState::Interrupted,
+            TrialState::Running,
+            TrialState::Pending,
+        ]
+        .into_iter()
+        .filter_map(|s| {
+            let n = self.count(s);
+            (n > 0).then(|| format!("{n} {s}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+
     /// How many trials a sweep would (re)run: all but completed and diverged ones.
     pub fn to_run(&self) -> usize {
         self.trials.iter().filter(|t| !t.state.is_final()).count()
@@ -92,20 +112,6 @@ pub fn write_plan(experiment: &Experiment, plan: &Plan, w: &mut dyn Write) -> st
             .collect::<Vec<_>>()
             .join(", ")
     )?;
-    let mut states = Vec::new();
-    for s in [
-        TrialState::Completed,
-        TrialState::Diverged,
-        TrialState::Failed,
-        TrialState::Interrupted,
-        TrialState::Running,
-        TrialState::Pending,
-    ] {
-        let n = plan.count(s);
-        if n > 0 {
-            states.push(format!("{n} {s}"));
-        }
-    }
     writeln!(
         w,
         "trials      {} ({} variant{} x {} seed{}): {}; {} to run",
@@ -114,7 +120,7 @@ pub fn write_plan(experiment: &Experiment, plan: &Plan, w: &mut dyn Write) -> st
         if variants == 1 { "" } else { "s" },
         seeds.len(),
         if seeds.len() == 1 { "" } else { "s" },
-        states.join(", "),
+        plan.state_counts(),
         plan.to_run()
     )?;
     writeln!(w)?;

@@ -160,21 +160,7 @@ fn jobs_to_run(plan: &Plan) -> (Vec<TrialJob>, Vec<usize>) {
 }
 
 fn print_summary(plan: &Plan, rows: &parquet::RebuildSummary) {
-    let mut parts = Vec::new();
-    for s in [
-        TrialState::Completed,
-        TrialState::Diverged,
-        TrialState::Failed,
-        TrialState::Interrupted,
-        TrialState::Running,
-        TrialState::Pending,
-    ] {
-        let n = plan.count(s);
-        if n > 0 {
-            parts.push(format!("{n} {s}"));
-        }
-    }
-    println!("trials: {}", parts.join(", "));
+    println!("trials: {}", plan.state_counts());
     for t in &plan.trials {
         if matches!(t.state, TrialState::Failed | TrialState::Diverged) {
             let status: Option<TrialStatus> = crate::results::records::read_json_opt(
