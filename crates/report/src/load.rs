@@ -585,18 +585,31 @@ pub fn read_loss_curves(
     Ok(out)
 }
 
-/// classes.parquet rows of the given trials.
-pub fn read_classes(src: &Sources, trial_ids: &[&str]) -> Result<Vec<ClassRow>, ReportError> {
-    let Some((lf, path)) = src.scan("classes")? else {
-        return Ok(Vec::new());
+/// The rows of `<name>.parquet` that belong to the given trials (lazy), with its path;
+/// `None` when the file does not exist.
+fn scan_trials(
+    src: &Sources,
+    name: &str,
+    trial_ids: &[&str],
+) -> Result<Option<(LazyFrame, PathBuf)>, ReportError> {
+    let Some((lf, path)) = src.scan(name)? else {
+        return Ok(None);
     };
     let ids: Vec<(&str, &str)> = trial_ids.iter().map(|t| (*t, *t)).collect();
+    let lf = lf.inner_join(
+        trial_map(&ids).map_err(perr(&path))?,
+        col("trial_id"),
+        col("trial_id"),
+    );
+    Ok(Some((lf, path)))
+}
+
+/// classes.parquet rows of the given trials.
+pub fn read_classes(src: &Sources, trial_ids: &[&str]) -> Result<Vec<ClassRow>, ReportError> {
+    let Some((lf, path)) = scan_trials(src, "classes", trial_ids)? else {
+        return Ok(Vec::new());
+    };
     let df = lf
-        .inner_join(
-            trial_map(&ids).map_err(perr(&path))?,
-            col("trial_id"),
-            col("trial_id"),
-        )
         .sort(["trial_id", "class_index"], SortMultipleOptions::default())
         .collect()
         .map_err(perr(&path))?;
@@ -647,16 +660,10 @@ pub fn trials_with_rows(src: &Sources, name: &str) -> Result<Vec<String>, Report
 
 /// Mean gate per (block, class, channel) averaged across the given trials.
 pub fn read_gates(src: &Sources, trial_ids: &[&str]) -> Result<Vec<GateRow>, ReportError> {
-    let Some((lf, path)) = src.scan("gates")? else {
+    let Some((lf, path)) = scan_trials(src, "gates", trial_ids)? else {
         return Ok(Vec::new());
     };
-    let ids: Vec<(&str, &str)> = trial_ids.iter().map(|t| (*t, *t)).collect();
     let df = lf
-        .inner_join(
-            trial_map(&ids).map_err(perr(&path))?,
-            col("trial_id"),
-            col("trial_id"),
-        )
         .group_by([
             col("block").cast(DataType::UInt32),
             col("class_index").cast(DataType::UInt32),

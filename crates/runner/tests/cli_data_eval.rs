@@ -22,6 +22,22 @@ fn stdout_json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
 }
 
+/// `ablate data export synthetic --format cifar-bin bin` in `d`, which must succeed.
+fn export_synthetic(d: &Path) {
+    let out = run(
+        d,
+        &[
+            "data",
+            "export",
+            "synthetic",
+            "--format",
+            "cifar-bin",
+            "bin",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -37,18 +53,7 @@ fn export_to_cifar_bin_reads_back_with_the_same_statistics() {
         (Some(32), Some(32))
     );
 
-    let out = run(
-        d,
-        &[
-            "data",
-            "export",
-            "synthetic",
-            "--format",
-            "cifar-bin",
-            "bin",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    export_synthetic(d);
     for f in [
         "data_batch_1.bin",
         "data_batch_5.bin",
@@ -84,18 +89,7 @@ fn export_to_cifar_bin_reads_back_with_the_same_statistics() {
 fn corrupt_and_missing_sources_name_the_file_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let out = run(
-        d,
-        &[
-            "data",
-            "export",
-            "synthetic",
-            "--format",
-            "cifar-bin",
-            "bin",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    export_synthetic(d);
     // A truncated batch file: the record size no longer divides the length.
     let f = d.join("bin/data_batch_2.bin");
     let len = std::fs::metadata(&f).unwrap().len();
