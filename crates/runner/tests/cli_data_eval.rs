@@ -138,20 +138,22 @@ fn eval_of_a_trained_trial_agrees_with_its_recorded_accuracy() {
         serde_json::from_slice(&std::fs::read(trials[0].join("final.json")).unwrap()).unwrap();
     let weights = trials[0].join("model.safetensors");
     let weights = weights.to_str().unwrap();
-
-    let out = run(
-        d,
-        &[
+    // `ablate eval --weights <the trial's weights> --model MODEL --data synthetic EXTRA...`
+    let eval = |model: &str, extra: &[&str]| {
+        let mut args = vec![
             "eval",
             "--weights",
             weights,
             "--model",
-            "attention=se,reduction=8",
+            model,
             "--data",
             "synthetic",
-            "--json",
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        run(d, &args)
+    };
+
+    let out = eval("attention=se,reduction=8", &["--json"]);
     let v = stdout_json(&out);
     assert_eq!(v["images"], 1000);
     assert_eq!(v["per_class"].as_array().unwrap().len(), 10);
@@ -173,21 +175,8 @@ fn eval_of_a_trained_trial_agrees_with_its_recorded_accuracy() {
         .sum();
     assert_eq!(per_class_correct, v["correct"].as_u64().unwrap());
 
-    // Per-image predictions, one line per test image, consistent with the counts.
-    let out = run(
-        d,
-        &[
-            "eval",
-            "--weights",
-            weights,
-            "--model",
-            "attention=se,reduction=8",
-            "--data",
-            "synthetic",
-            "--predictions",
-            "pred.txt",
-        ],
-    );
+    // Per-image predictions: one valid class index per test image.
+    let out = eval("attention=se,reduction=8", &["--predictions", "pred.txt"]);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
     let pred = std::fs::read_to_string(d.join("pred.txt")).unwrap();
     let pred: Vec<u32> = pred.lines().map(|l| l.parse().unwrap()).collect();
@@ -195,18 +184,7 @@ fn eval_of_a_trained_trial_agrees_with_its_recorded_accuracy() {
     assert!(pred.iter().all(|&p| p < 10));
 
     // The text form has a line per class.
-    let out = run(
-        d,
-        &[
-            "eval",
-            "--weights",
-            weights,
-            "--model",
-            "attention=se,reduction=8",
-            "--data",
-            "synthetic",
-        ],
-    );
+    let out = eval("attention=se,reduction=8", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -215,36 +193,14 @@ fn eval_of_a_trained_trial_agrees_with_its_recorded_accuracy() {
     );
 
     // Weights of another model: an error naming the file, not a panic.
-    let out = run(
-        d,
-        &[
-            "eval",
-            "--weights",
-            weights,
-            "--model",
-            "attention=none",
-            "--data",
-            "synthetic",
-        ],
-    );
+    let out = eval("attention=none", &[]);
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
     let e = stderr(&out);
     assert!(e.contains("model.safetensors"), "{e}");
     assert!(!e.contains("panicked"), "{e}");
 
     // A misspelled model key.
-    let out = run(
-        d,
-        &[
-            "eval",
-            "--weights",
-            weights,
-            "--model",
-            "atention=se",
-            "--data",
-            "synthetic",
-        ],
-    );
+    let out = eval("atention=se", &[]);
     assert_ne!(out.status.code(), Some(0), "{}", explain(&out));
     assert!(stderr(&out).contains("atention"), "{}", stderr(&out));
 }
