@@ -16,6 +16,7 @@ use crate::layers::{
     dropout, BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Linear, LinearConfig, Mode,
     Param,
 };
+use crate::ops::block::{conv_bn_relu_eval, conv_bn_relu_train, BlockParams};
 use crate::ops::kernels::Kernels;
 use crate::ops::max_pool2x2;
 use crate::spec::{ModelSpec, Placement, BLOCK_CHANNELS, BLOCK_INPUT_SIDE};
@@ -210,6 +211,24 @@ impl Net {
                 _ => Ok(y),
             }
         };
+        // conv -> BN -> ReLU (-> pool) as one op when nothing sits in between and no
+        // intermediate is recorded (`crate::ops::block`).
+        let fusable = rec.is_none()
+            && block.conv.kernels.use_fast(x.device(), x.dtype())
+            && block.bn.kernels.use_fast(x.device(), x.dtype());
+        let placement = block.attention.as_ref().map(|_| self.spec.placement);
+        match placement {
+            None | Some(Placement::PostPool) if fusable => {
+                let y = Self::fused_block(block, x, mode, true)?;
+                return attend(y, Placement::PostPool, rec);
+            }
+            Some(Placement::PostRelu) if fusable => {
+                let y = Self::fused_block(block, x, mode, false)?;
+                let y = attend(y, Placement::PostRelu, &mut *rec)?;
+                return max_pool2x2(&y);
+            }
+            _ => {}
+        }
         let y = block.conv.forward(x, mode)?;
         record(rec, || format!("block{i}.conv"), &y);
         let y = attend(y, Placement::PostConv, &mut *rec)?;
@@ -223,6 +242,38 @@ impl Net {
         let y = attend(y, Placement::PostRelu, &mut *rec)?;
         let y = max_pool2x2(&y)?;
         attend(y, Placement::PostPool, rec)
+    }
+
+    /// `conv -> BN -> ReLU`, pooled with `pool`, as one fused op; updates BatchNorm's running
+    /// statistics in training mode.
+    fn fused_block(block: &Block, x: &Tensor, mode: Mode, pool: bool) -> Result<Tensor> {
+        let (conv, bn) = (&block.conv, &block.bn);
+        let weight = conv.weight.get(mode);
+        let bias = conv.bias.as_ref().map(|b| b.get(mode));
+        let (gamma, beta) = (bn.weight.get(mode), bn.bias.get(mode));
+        let p = BlockParams {
+            weight: &weight,
+            bias: bias.as_ref(),
+            padding: conv.config.padding,
+            gamma: &gamma,
+            beta: &beta,
+            eps: bn.config.eps,
+            pool,
+        };
+        match mode {
+            Mode::Eval => conv_bn_relu_eval(
+                x,
+                &p,
+                &bn.running_mean.as_tensor().detach(),
+                &bn.running_var.as_tensor().detach(),
+            ),
+            Mode::Train { .. } => {
+                let (y, stats) = conv_bn_relu_train(x, &p)
+                    .map_err(|e| e.context(format!("block {}", block.index)))?;
+                bn.update_running_from(&stats)?;
+                Ok(y)
+            }
+        }
     }
 
     /// All trainable parameters (`Var`s shared with the model: updating them updates the model),

@@ -8,9 +8,12 @@ use ablate_model::ops::bn_relu::{
     update_running,
 };
 use ablate_model::ops::kernels::Kernels;
-use candle_core::{Device, Result, Tensor, Var};
-use rand::{Rng, SeedableRng};
+use candle_core::{Result, Tensor, Var};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+
+mod common;
+use common::{dot, rand_tensor, rel_err};
 
 const EPS: f64 = 1e-5;
 
@@ -24,31 +27,6 @@ const SHAPES: &[(usize, usize, usize, usize)] = &[
     (3, 32, 4, 4),
     (2, 6, 9, 11),
 ];
-
-fn rand_tensor(rng: &mut ChaCha8Rng, dims: &[usize], lo: f32, hi: f32) -> Result<Tensor> {
-    let n: usize = dims.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
-    Tensor::from_vec(v, dims, &Device::Cpu)
-}
-
-/// `max |a - b| / max(max |b|, 1e-3)`.
-fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
-    let a = a.flatten_all()?.to_vec1::<f32>()?;
-    let b = b.flatten_all()?.to_vec1::<f32>()?;
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-    let diff = a
-        .iter()
-        .zip(&b)
-        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    Ok(diff / scale)
-}
-
-fn dot(a: &Tensor, b: &Tensor) -> Result<f64> {
-    let a = a.flatten_all()?.to_vec1::<f32>()?;
-    let b = b.flatten_all()?.to_vec1::<f32>()?;
-    Ok(a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum())
-}
 
 struct Case {
     x: Var,

@@ -6,9 +6,16 @@
 
 use ablate_model::ops::conv::{conv2d, conv2d_reference};
 use ablate_model::ops::kernels::Kernels;
-use candle_core::{Device, Result, Tensor, Var};
-use rand::{Rng, SeedableRng};
+use candle_core::{Result, Tensor, Var};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+
+mod common;
+use common::{dot, rel_err};
+
+fn rand_tensor(rng: &mut ChaCha8Rng, dims: &[usize]) -> Result<Tensor> {
+    common::rand_tensor(rng, dims, -1.0, 1.0)
+}
 
 /// Shapes `(n, c_in, h, w, c_out, k, padding)`: the seed's 3x3/pad 1 layers at small sizes,
 /// odd sizes, batch 1, 1x1 and 7x7 kernels, no padding, a 1x1 image.
@@ -22,31 +29,6 @@ const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
     (2, 2, 9, 7, 1, 7, 3),
     (9, 3, 4, 4, 2, 3, 1),
 ];
-
-fn rand_tensor(rng: &mut ChaCha8Rng, dims: &[usize]) -> Result<Tensor> {
-    let n: usize = dims.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    Tensor::from_vec(v, dims, &Device::Cpu)
-}
-
-/// `max |a - b| / max(max |b|, 1e-3)`.
-fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
-    let a = a.flatten_all()?.to_vec1::<f32>()?;
-    let b = b.flatten_all()?.to_vec1::<f32>()?;
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-    let diff = a
-        .iter()
-        .zip(&b)
-        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    Ok(diff / scale)
-}
-
-fn dot(a: &Tensor, b: &Tensor) -> Result<f64> {
-    let a = a.flatten_all()?.to_vec1::<f32>()?;
-    let b = b.flatten_all()?.to_vec1::<f32>()?;
-    Ok(a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum())
-}
 
 struct Case {
     x: Var,

@@ -134,15 +134,25 @@ impl BatchNorm2d {
                 let (y, stats) =
                     bn_relu::batch_norm_train(x, &gamma, &beta, eps, relu, Kernels::Fast)
                         .map_err(|e| e.context(format!("batch norm {}", self.prefix)))?;
-                let m = self.config.momentum;
-                let rm = bn_relu::update_running(self.running_mean.as_tensor(), &stats.mean, m)?;
-                let rv =
-                    bn_relu::update_running(self.running_var.as_tensor(), &stats.var_unbiased, m)?;
-                self.running_mean.set(&rm)?;
-                self.running_var.set(&rv)?;
+                self.update_running_from(&stats)?;
                 Ok(y)
             }
         }
+    }
+
+    /// Updates the running statistics from a training batch's statistics (computed by a fused
+    /// op that contains this layer, `crate::ops::block`).
+    pub fn update_running_from(&self, stats: &bn_relu::BatchStats) -> Result<()> {
+        let m = self.config.momentum;
+        let rm = bn_relu::update_running(self.running_mean.as_tensor(), &stats.mean, m)?;
+        let rv = bn_relu::update_running(self.running_var.as_tensor(), &stats.var_unbiased, m)?;
+        self.running_mean.set(&rm)?;
+        self.running_var.set(&rv)
+    }
+
+    /// The prefix of the parameter names (`bn1`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// The reference path: plain candle ops.

@@ -85,21 +85,21 @@ pub fn conv2d_reference(
 
 /// Geometry of one convolution, derived from the input and weight shapes.
 #[derive(Debug, Clone, Copy)]
-struct Geom {
-    n: usize,
-    c_in: usize,
-    h: usize,
-    w: usize,
-    c_out: usize,
-    kh: usize,
-    kw: usize,
-    pad: usize,
-    oh: usize,
-    ow: usize,
+pub(crate) struct Geom {
+    pub(crate) n: usize,
+    pub(crate) c_in: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) c_out: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) pad: usize,
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
 }
 
 impl Geom {
-    fn new(x: &Shape, wt: &Shape, pad: usize) -> Result<Self> {
+    pub(crate) fn new(x: &Shape, wt: &Shape, pad: usize) -> Result<Self> {
         let (n, c_in, h, w) = x.dims4()?;
         let (c_out, wc_in, kh, kw) = wt.dims4()?;
         if wc_in != c_in || h + 2 * pad < kh || w + 2 * pad < kw {
@@ -119,17 +119,17 @@ impl Geom {
         })
     }
     /// Rows of the im2col matrix: `Cin * kh * kw`.
-    fn k(&self) -> usize {
+    pub(crate) fn k(&self) -> usize {
         self.c_in * self.kh * self.kw
     }
     /// Columns of the im2col matrix: output pixels per image.
-    fn hw_out(&self) -> usize {
+    pub(crate) fn hw_out(&self) -> usize {
         self.oh * self.ow
     }
-    fn in_img(&self) -> usize {
+    pub(crate) fn in_img(&self) -> usize {
         self.c_in * self.h * self.w
     }
-    fn out_img(&self) -> usize {
+    pub(crate) fn out_img(&self) -> usize {
         self.c_out * self.hw_out()
     }
 }
@@ -141,7 +141,7 @@ thread_local! {
     static DCOL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-fn with_buf<R>(
+pub(crate) fn with_buf<R>(
     key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
     len: usize,
     f: impl FnOnce(&mut [f32]) -> R,
@@ -261,41 +261,74 @@ fn gemm_rm(
 
 /// Forward kernel: `y[n] = W x im2col(x[n]) + bias`, parallel over images.
 fn forward_cpu(g: &Geom, x: &[f32], wt: &[f32], bias: &[f32]) -> Vec<f32> {
-    let (k, hw) = (g.k(), g.hw_out());
     let total = g.n * g.out_img();
     let mut y: Vec<f32> = Vec::with_capacity(total);
     y.spare_capacity_mut()[..total]
         .par_chunks_mut(g.out_img())
         .zip(x.par_chunks(g.in_img()))
         .for_each(|(yn, xn)| {
-            for (row, &b) in yn.chunks_mut(hw).zip(bias) {
-                row.fill(MaybeUninit::new(b));
-            }
-            // SAFETY: every element was just initialized (the rows cover `yn`).
-            let yn = unsafe { &mut *(yn as *mut [MaybeUninit<f32>] as *mut [f32]) };
-            if g.kh == 1 && g.kw == 1 && g.pad == 0 {
-                gemm_rm(g.c_out, hw, k, yn, true, wt, k, 1, xn, hw, 1);
-            } else {
-                with_buf(&COL, k * hw, |col| {
-                    im2col(g, xn, col);
-                    gemm_rm(g.c_out, hw, k, yn, true, wt, k, 1, col, hw, 1);
-                });
-            }
+            forward_image(g, xn, wt, bias, yn);
         });
     // SAFETY: the loop above initialized all `total` elements.
     unsafe { y.set_len(total) };
     y
 }
 
+/// One image of the forward kernel: initializes all of `yn` (`[Cout, oh*ow]`) with
+/// `W x im2col(xn) + bias` and returns it as initialized.
+pub(crate) fn forward_image<'a>(
+    g: &Geom,
+    xn: &[f32],
+    wt: &[f32],
+    bias: &[f32],
+    yn: &'a mut [MaybeUninit<f32>],
+) -> &'a mut [f32] {
+    let (k, hw) = (g.k(), g.hw_out());
+    assert_eq!(yn.len(), g.out_img());
+    for (row, &b) in yn.chunks_mut(hw).zip(bias) {
+        row.fill(MaybeUninit::new(b));
+    }
+    // SAFETY: every element was just initialized (the rows cover `yn`).
+    let yn = unsafe { &mut *(yn as *mut [MaybeUninit<f32>] as *mut [f32]) };
+    if g.kh == 1 && g.kw == 1 && g.pad == 0 {
+        gemm_rm(g.c_out, hw, k, yn, true, wt, k, 1, xn, hw, 1);
+    } else {
+        with_buf(&COL, k * hw, |col| {
+            im2col(g, xn, col);
+            gemm_rm(g.c_out, hw, k, yn, true, wt, k, 1, col, hw, 1);
+        });
+    }
+    yn
+}
+
 /// Gradients of one convolution.
-struct ConvGrads {
-    dx: Option<Vec<f32>>,
-    dw: Vec<f32>,
-    db: Vec<f32>,
+pub(crate) struct ConvGrads {
+    pub(crate) dx: Option<Vec<f32>>,
+    pub(crate) dw: Vec<f32>,
+    pub(crate) db: Vec<f32>,
 }
 
 /// Backward kernel. `dy` is the output gradient `[N, Cout, oh, ow]`.
 fn backward_cpu(g: &Geom, x: &[f32], wt: &[f32], dy: &[f32], need_dx: bool) -> ConvGrads {
+    let out = g.out_img();
+    backward_cpu_with(g, x, wt, need_dx, |img, f| {
+        f(&dy[img * out..(img + 1) * out])
+    })
+}
+
+/// Backward kernel with the output gradient supplied one image at a time: `dy_of(img, f)`
+/// calls `f` with image `img`'s `[Cout, oh*ow]` gradient (a slice of a whole-batch tensor, or
+/// computed on the fly into a buffer by a fused op).
+pub(crate) fn backward_cpu_with<D>(
+    g: &Geom,
+    x: &[f32],
+    wt: &[f32],
+    need_dx: bool,
+    dy_of: D,
+) -> ConvGrads
+where
+    D: Fn(usize, &mut dyn FnMut(&[f32])) + Sync,
+{
     let (k, hw, co) = (g.k(), g.hw_out(), g.c_out);
     let wsz = co * k;
     let part = wsz + co;
@@ -328,35 +361,36 @@ fn backward_cpu(g: &Geom, x: &[f32], wt: &[f32], dy: &[f32], need_dx: bool) -> C
             let last = (first + GRAD_CHUNK).min(g.n);
             for (j, img) in (first..last).enumerate() {
                 let xn = &x[img * g.in_img()..(img + 1) * g.in_img()];
-                let dyn_ = &dy[img * g.out_img()..(img + 1) * g.out_img()];
-                for (db, row) in pdb.iter_mut().zip(dyn_.chunks(hw)) {
-                    *db += row.iter().sum::<f32>();
-                }
-                with_buf(&COL, if direct { 0 } else { k * hw }, |col| {
-                    let col: &[f32] = if direct {
-                        xn
-                    } else {
-                        im2col(g, xn, col);
-                        col
-                    };
-                    // dWᵀ[K, Cout] += col[K, HW] x dYᵀ[HW, Cout]
-                    gemm_rm(k, co, hw, pdw, j > 0, col, hw, 1, dyn_, 1, hw);
-                });
-                if need_dx {
-                    let dxn = &mut dxc[j * g.in_img()..(j + 1) * g.in_img()];
-                    dxn.fill(MaybeUninit::new(0.0));
-                    // SAFETY: just initialized.
-                    let dxn = unsafe { &mut *(dxn as *mut [MaybeUninit<f32>] as *mut [f32]) };
-                    if direct {
-                        // dX[Cin, HW] = Wᵀ[Cin, Cout] x dY[Cout, HW]
-                        gemm_rm(k, hw, co, dxn, false, &w_t, co, 1, dyn_, hw, 1);
-                    } else {
-                        with_buf(&DCOL, k * hw, |dcol| {
-                            gemm_rm(k, hw, co, dcol, false, &w_t, co, 1, dyn_, hw, 1);
-                            col2im(g, dcol, dxn);
-                        });
+                dy_of(img, &mut |dyn_: &[f32]| {
+                    for (db, row) in pdb.iter_mut().zip(dyn_.chunks(hw)) {
+                        *db += row.iter().sum::<f32>();
                     }
-                }
+                    with_buf(&COL, if direct { 0 } else { k * hw }, |col| {
+                        let col: &[f32] = if direct {
+                            xn
+                        } else {
+                            im2col(g, xn, col);
+                            col
+                        };
+                        // dWᵀ[K, Cout] += col[K, HW] x dYᵀ[HW, Cout]
+                        gemm_rm(k, co, hw, pdw, j > 0, col, hw, 1, dyn_, 1, hw);
+                    });
+                    if need_dx {
+                        let dxn = &mut dxc[j * g.in_img()..(j + 1) * g.in_img()];
+                        dxn.fill(MaybeUninit::new(0.0));
+                        // SAFETY: just initialized.
+                        let dxn = unsafe { &mut *(dxn as *mut [MaybeUninit<f32>] as *mut [f32]) };
+                        if direct {
+                            // dX[Cin, HW] = Wᵀ[Cin, Cout] x dY[Cout, HW]
+                            gemm_rm(k, hw, co, dxn, false, &w_t, co, 1, dyn_, hw, 1);
+                        } else {
+                            with_buf(&DCOL, k * hw, |dcol| {
+                                gemm_rm(k, hw, co, dcol, false, &w_t, co, 1, dyn_, hw, 1);
+                                col2im(g, dcol, dxn);
+                            });
+                        }
+                    }
+                });
             }
         });
     drop(dx_slices);

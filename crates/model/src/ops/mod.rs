@@ -3,9 +3,11 @@
 //! Each op has a CPU forward and backward and falls back to candle's own ops on other devices,
 //! so the `cuda` build still works.
 
+pub mod block;
 pub mod bn_relu;
 pub mod conv;
 pub mod kernels;
 pub mod maxpool;
+mod scratch;
 
 pub use maxpool::max_pool2x2;

@@ -1,0 +1,678 @@
+//! One block of the seed CNN, convolution -> BatchNorm2d -> ReLU, optionally followed by a
+//! 2x2 max-pool, as a single candle custom op with a CPU forward and backward.
+//!
+//! Same arithmetic as the separate ops ([`super::conv`], [`super::bn_relu`],
+//! [`super::maxpool`]), but candle's autograd sees one node per block instead of three or four:
+//! candle accumulates every node's gradient into a freshly zeroed tensor, so each intermediate
+//! `[N, C, H, W]` activation costs an allocation, a zeroing and an addition in the backward
+//! pass, several MB each per step. Here the intermediates stay inside the op:
+//!
+//! - forward, per image (parallel): im2col + gemm into the saved convolution output `y`, and
+//!   that image's per-channel mean and centred sum of squares while the image is in cache; the
+//!   batch statistics are then combined in image order (Chan et al.'s pairwise formula, in f64:
+//!   the result does not depend on the number of threads); a second pass writes
+//!   `relu(γ·x̂ + β)`, pooled with argmax indices (PyTorch's tie and NaN rules, as
+//!   [`super::maxpool`]) or dense.
+//! - backward: the per-channel sums `Σdz` and `Σdz·x̂` (with pooling only over the argmax
+//!   positions: everything else has a zero gradient), then, per image, the convolution output's
+//!   gradient `dy = γ/σ · (dz - Σdz/M - x̂·Σdz·x̂/M)` is computed into a per-thread buffer and
+//!   fed straight into the convolution's weight- and input-gradient gemms
+//!   ([`super::conv::backward_cpu_with`]): the dense `dy` of the whole batch never exists.
+//!
+//! The parameters travel as one packed tensor `[bias (if any), γ, β]` (candle's custom ops take
+//! at most three arguments); [`conv_bn_relu_train`] builds it with `Tensor::cat`, whose backward
+//! splits the packed gradient again.
+//!
+//! On a non-CPU device, for non-f32 tensors, in evaluation mode with an input that takes part in
+//! autograd, the functions compose the reference ops instead ([`conv_bn_relu_reference`]).
+
+use std::mem::MaybeUninit;
+use std::sync::{Arc, Mutex};
+
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use rayon::prelude::*;
+
+use super::bn_relu::{batch_norm_eval_reference, batch_norm_train_reference, BatchStats};
+use super::conv::{backward_cpu_with, conv2d_reference, forward_image, with_buf, Geom};
+use super::kernels::{cpu_f32, shifted_sums};
+use super::maxpool::max_pool2x2;
+use super::scratch::{self, Pooled};
+
+/// The parameters of one block.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockParams<'a> {
+    /// Convolution weight `[Cout, Cin, k, k]`.
+    pub weight: &'a Tensor,
+    /// Convolution bias `[Cout]`, if the convolution has one.
+    pub bias: Option<&'a Tensor>,
+    /// Zero padding on each side of the convolution's input.
+    pub padding: usize,
+    /// BatchNorm scale γ `[Cout]`.
+    pub gamma: &'a Tensor,
+    /// BatchNorm shift β `[Cout]`.
+    pub beta: &'a Tensor,
+    /// Added to the variance (PyTorch's default 1e-5).
+    pub eps: f64,
+    /// Whether a 2x2 max-pool (stride 2, floor) follows the ReLU.
+    pub pool: bool,
+}
+
+impl BlockParams<'_> {
+    fn packed(&self) -> Result<Tensor> {
+        let parts: Vec<&Tensor> = self
+            .bias
+            .into_iter()
+            .chain([self.gamma, self.beta])
+            .collect();
+        Tensor::cat(&parts, 0)?.contiguous()
+    }
+
+    fn check(&self, x: &Tensor) -> Result<Geom> {
+        let g = Geom::new(x.shape(), self.weight.shape(), self.padding)?;
+        let c = g.c_out;
+        for (what, t) in self.bias.map(|b| ("bias", b)).into_iter().chain([
+            ("batch norm weight", self.gamma),
+            ("batch norm bias", self.beta),
+        ]) {
+            if t.dims() != [c] {
+                bail!("conv block: {what} shape {:?}, expected [{c}]", t.dims())
+            }
+        }
+        Ok(g)
+    }
+}
+
+/// Training mode: BatchNorm with the batch statistics, which come back for the layer's
+/// running-statistics update.
+///
+/// # Shapes
+/// `x`: `[N, Cin, H, W]`; returns `[N, Cout, H', W']` (`H' = H + 2p - k + 1`), or
+/// `[N, Cout, H'/2, W'/2]` (floor) with `pool`, and two `[Cout]` statistics.
+pub fn conv_bn_relu_train(x: &Tensor, p: &BlockParams<'_>) -> Result<(Tensor, BatchStats)> {
+    if !(x.device().is_cpu() && x.dtype() == candle_core::DType::F32) {
+        return conv_bn_relu_reference(x, p, None);
+    }
+    let g = p.check(x)?;
+    if g.n * g.hw_out() < 2 {
+        bail!(
+            "batch_norm: expected more than 1 value per channel in training, got input {:?}",
+            [g.n, g.c_out, g.oh, g.ow]
+        )
+    }
+    let stats = Arc::new(Mutex::new(None));
+    let op = BlockOp {
+        padding: p.padding,
+        eps: p.eps,
+        pool: p.pool,
+        has_bias: p.bias.is_some(),
+        mode: OpMode::Train(stats.clone()),
+        saved: Mutex::new(None),
+    };
+    let y = x
+        .contiguous()?
+        .apply_op3(&p.weight.contiguous()?, &p.packed()?, op)?;
+    let stats = stats
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("conv block: statistics lock poisoned".into()))?
+        .take();
+    let Some((mean, var_unbiased)) = stats else {
+        bail!("conv block: the forward kernel did not record batch statistics")
+    };
+    let c = g.c_out;
+    Ok((
+        y,
+        BatchStats {
+            mean: Tensor::from_vec(mean, c, x.device())?,
+            var_unbiased: Tensor::from_vec(var_unbiased, c, x.device())?,
+        },
+    ))
+}
+
+/// Evaluation mode: BatchNorm with the running statistics.
+///
+/// # Shapes
+/// As [`conv_bn_relu_train`]; `running_mean`, `running_var`: `[Cout]`.
+pub fn conv_bn_relu_eval(
+    x: &Tensor,
+    p: &BlockParams<'_>,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+) -> Result<Tensor> {
+    let tracked = x.track_op()
+        || p.weight.track_op()
+        || p.gamma.track_op()
+        || p.beta.track_op()
+        || p.bias.is_some_and(|b| b.track_op());
+    if tracked || !(x.device().is_cpu() && x.dtype() == candle_core::DType::F32) {
+        return conv_bn_relu_reference(x, p, Some((running_mean, running_var))).map(|r| r.0);
+    }
+    let g = p.check(x)?;
+    let mean = running_mean.flatten_all()?.to_vec1::<f32>()?;
+    let var = running_var.flatten_all()?.to_vec1::<f32>()?;
+    if mean.len() != g.c_out || var.len() != g.c_out {
+        bail!(
+            "conv block: running statistics of {} and {} elements for {} channels",
+            mean.len(),
+            var.len(),
+            g.c_out
+        )
+    }
+    let invstd = var
+        .iter()
+        .map(|&v| (1.0 / (v as f64 + p.eps).sqrt()) as f32)
+        .collect();
+    let op = BlockOp {
+        padding: p.padding,
+        eps: p.eps,
+        pool: p.pool,
+        has_bias: p.bias.is_some(),
+        mode: OpMode::Eval { mean, invstd },
+        saved: Mutex::new(None),
+    };
+    x.contiguous()?
+        .apply_op3_no_bwd(&p.weight.contiguous()?, &p.packed()?, &op)
+}
+
+/// The reference composition: [`conv2d_reference`], the plain-candle BatchNorm + ReLU, and
+/// [`max_pool2x2`] with `pool`. `running` selects evaluation mode. In training mode the batch
+/// statistics are returned.
+///
+/// # Shapes
+/// As [`conv_bn_relu_train`].
+pub fn conv_bn_relu_reference(
+    x: &Tensor,
+    p: &BlockParams<'_>,
+    running: Option<(&Tensor, &Tensor)>,
+) -> Result<(Tensor, BatchStats)> {
+    let y = conv2d_reference(x, p.weight, p.bias, p.padding)?;
+    let (z, stats) = match running {
+        None => batch_norm_train_reference(&y, p.gamma, p.beta, p.eps, true)?,
+        Some((rm, rv)) => {
+            let z = batch_norm_eval_reference(&y, p.gamma, p.beta, rm, rv, p.eps, true)?;
+            let stats = BatchStats {
+                mean: rm.clone(),
+                var_unbiased: rv.clone(),
+            };
+            (z, stats)
+        }
+    };
+    let z = if p.pool { max_pool2x2(&z)? } else { z };
+    Ok((z, stats))
+}
+
+enum OpMode {
+    /// Batch statistics; the forward records `(mean, unbiased variance)` here for the layer.
+    Train(Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>),
+    /// Running statistics, given.
+    Eval { mean: Vec<f32>, invstd: Vec<f32> },
+}
+
+/// What the training-mode forward keeps for the backward.
+struct Saved {
+    /// The convolution output `[N, Cout, H', W']`, bias included.
+    y: Pooled,
+    /// With pooling: for every pooled output, the position of its window's maximum (0..4,
+    /// row-major in the 2x2 window).
+    argmax: Vec<u8>,
+    mean: Vec<f32>,
+    invstd: Vec<f32>,
+}
+
+/// The custom op: arguments `(x, weight, packed [bias?, γ, β])`.
+struct BlockOp {
+    padding: usize,
+    eps: f64,
+    pool: bool,
+    has_bias: bool,
+    mode: OpMode,
+    saved: Mutex<Option<Arc<Saved>>>,
+}
+
+/// `(bias, γ, β)` out of the packed parameters (`bias` all zeros without one).
+fn unpack(packed: &[f32], c: usize, has_bias: bool) -> Result<(Vec<f32>, &[f32], &[f32])> {
+    let want = if has_bias { 3 * c } else { 2 * c };
+    if packed.len() != want {
+        bail!(
+            "conv block: {} packed parameters, expected {want}",
+            packed.len()
+        )
+    }
+    let (bias, rest) = if has_bias {
+        (packed[..c].to_vec(), &packed[c..])
+    } else {
+        (vec![0.0; c], packed)
+    };
+    Ok((bias, &rest[..c], &rest[c..]))
+}
+
+/// Mean and centred sum of squares of one plane: the mean in f64 first, then
+/// [`shifted_sums`] around it (with the exact correction for the shift being rounded).
+fn mean_m2(xs: &[f32]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let (s0, _) = shifted_sums(xs, 0.0);
+    let shift = (s0 / n) as f32;
+    let (s, q) = shifted_sums(xs, shift);
+    let mean = shift as f64 + s / n;
+    (mean, (q - s * s / n).max(0.0))
+}
+
+/// Per-channel batch mean, `1/sqrt(var + eps)` and unbiased variance from the per-image
+/// `(mean, M2)` of every plane (`part[n * c + ch]`), combined in image order.
+fn combine(part: &[(f64, f64)], n: usize, c: usize, hw: usize, eps: f64) -> [Vec<f32>; 3] {
+    let mut out = [vec![0f32; c], vec![0f32; c], vec![0f32; c]];
+    for ch in 0..c {
+        let mu = (0..n).map(|i| part[i * c + ch].0).sum::<f64>() / n as f64;
+        let m2 = (0..n)
+            .map(|i| {
+                let (m, q) = part[i * c + ch];
+                q + hw as f64 * (m - mu) * (m - mu)
+            })
+            .sum::<f64>();
+        let total = (n * hw) as f64;
+        let var = m2 / total;
+        out[0][ch] = mu as f32;
+        out[1][ch] = (1.0 / (var + eps).sqrt()) as f32;
+        out[2][ch] = if total > 1.0 {
+            (m2 / (total - 1.0)) as f32
+        } else {
+            0.0
+        };
+    }
+    out
+}
+
+/// The running maximum after `v` at window position `i`: PyTorch's rule (`v > best ||
+/// isnan(v)`), so ties keep the first position in row-major order.
+#[inline(always)]
+fn pick(bv: f32, bi: u8, v: f32, i: u8) -> (f32, u8) {
+    #[allow(clippy::eq_op)]
+    let take = (v > bv) | (v != v);
+    (if take { v } else { bv }, if take { i } else { bi })
+}
+
+/// Normalization constants of one channel: `relu((v - m) * k + b)`.
+#[derive(Clone, Copy)]
+struct Affine {
+    m: f32,
+    k: f32,
+    b: f32,
+}
+
+impl Affine {
+    #[inline(always)]
+    fn apply(self, v: f32) -> f32 {
+        ((v - self.m) * self.k + self.b).max(0.0)
+    }
+}
+
+/// Writes one image's output from its convolution output `yn` (`[C, oh*ow]`): dense, or pooled
+/// with the argmax positions in `idx`.
+#[allow(clippy::too_many_arguments)]
+fn emit_image(
+    yn: &[f32],
+    g: &Geom,
+    aff: &[Affine],
+    pool: bool,
+    out: &mut [MaybeUninit<f32>],
+    idx: &mut [u8],
+) {
+    let (hw, oh, ow) = (g.hw_out(), g.oh, g.ow);
+    if !pool {
+        for ((o, y), a) in out.chunks_mut(hw).zip(yn.chunks(hw)).zip(aff) {
+            for (o, &v) in o.iter_mut().zip(y) {
+                o.write(a.apply(v));
+            }
+        }
+        return;
+    }
+    let (ph, pw) = (oh / 2, ow / 2);
+    let phw = ph * pw;
+    if phw == 0 {
+        return;
+    }
+    for (((o, ix), y), &a) in out
+        .chunks_mut(phw)
+        .zip(idx.chunks_mut(phw))
+        .zip(yn.chunks(hw))
+        .zip(aff)
+    {
+        for py in 0..ph {
+            let r0 = &y[2 * py * ow..][..2 * pw];
+            let r1 = &y[(2 * py + 1) * ow..][..2 * pw];
+            let orow = &mut o[py * pw..(py + 1) * pw];
+            let irow = &mut ix[py * pw..(py + 1) * pw];
+            for (px, (ov, iv)) in orow.iter_mut().zip(irow.iter_mut()).enumerate() {
+                let c = 2 * px;
+                let (mut bv, mut bi) = (a.apply(r0[c]), 0u8);
+                (bv, bi) = pick(bv, bi, a.apply(r0[c + 1]), 1);
+                (bv, bi) = pick(bv, bi, a.apply(r1[c]), 2);
+                (bv, bi) = pick(bv, bi, a.apply(r1[c + 1]), 3);
+                ov.write(bv);
+                *iv = bi;
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Per-thread buffer for one image's convolution output (evaluation) or its gradient
+    /// (backward).
+    static IMG: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The input-space position of window position `a` of pooled output `o` in a plane of width
+/// `ow` whose pooled width is `pw`.
+#[inline(always)]
+fn window_pos(o: usize, a: u8, pw: usize, ow: usize) -> usize {
+    let (py, px) = (o / pw, o % pw);
+    (2 * py + (a >> 1) as usize) * ow + 2 * px + (a & 1) as usize
+}
+
+impl BlockOp {
+    fn out_shape(&self, g: &Geom) -> Shape {
+        if self.pool {
+            Shape::from((g.n, g.c_out, g.oh / 2, g.ow / 2))
+        } else {
+            Shape::from((g.n, g.c_out, g.oh, g.ow))
+        }
+    }
+
+    fn out_img(&self, g: &Geom) -> usize {
+        if self.pool {
+            g.c_out * (g.oh / 2) * (g.ow / 2)
+        } else {
+            g.out_img()
+        }
+    }
+}
+
+impl CustomOp3 for BlockOp {
+    fn name(&self) -> &'static str {
+        "ablate-conv-bn-relu-pool"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(l1.shape(), l2.shape(), self.padding)?;
+        let (x, wt) = (cpu_f32(s1, l1)?, cpu_f32(s2, l2)?);
+        let (c, hw) = (g.c_out, g.hw_out());
+        let (bias, gamma, beta) = unpack(cpu_f32(s3, l3)?, c, self.has_bias)?;
+        let out_img = self.out_img(&g);
+        let n_out = g.n * out_img;
+        let mut out: Vec<f32> = Vec::with_capacity(n_out);
+        // One byte per image without pooling, so that the per-image zips below still run.
+        let idx_img = if self.pool { out_img.max(1) } else { 1 };
+        let mut argmax = vec![0u8; g.n * idx_img];
+        let affine = |mean: &[f32], invstd: &[f32]| -> Vec<Affine> {
+            (0..c)
+                .map(|ch| Affine {
+                    m: mean[ch],
+                    k: invstd[ch] * gamma[ch],
+                    b: beta[ch],
+                })
+                .collect()
+        };
+        match &self.mode {
+            OpMode::Eval { .. } if n_out == 0 => {}
+            OpMode::Eval { mean, invstd } => {
+                let aff = affine(mean, invstd);
+                out.spare_capacity_mut()[..n_out]
+                    .par_chunks_mut(out_img)
+                    .zip(argmax.par_chunks_mut(idx_img))
+                    .zip(x.par_chunks(g.in_img()))
+                    .for_each(|((on, ixn), xn)| {
+                        with_buf(&IMG, g.out_img(), |buf| {
+                            // SAFETY: `forward_image` only writes initialized values.
+                            let buf =
+                                unsafe { &mut *(buf as *mut [f32] as *mut [MaybeUninit<f32>]) };
+                            let yn = forward_image(&g, xn, wt, &bias, buf);
+                            emit_image(yn, &g, &aff, self.pool, on, ixn);
+                        })
+                    });
+                // SAFETY: `emit_image` wrote every output element.
+                unsafe { out.set_len(n_out) };
+            }
+            OpMode::Train(cell) => {
+                let total = g.n * g.out_img();
+                let mut y = scratch::take(total);
+                let mut part = vec![(0f64, 0f64); g.n * c];
+                y.spare_capacity_mut()[..total]
+                    .par_chunks_mut(g.out_img())
+                    .zip(x.par_chunks(g.in_img()))
+                    .zip(part.par_chunks_mut(c))
+                    .for_each(|((yn, xn), pn)| {
+                        let yn = forward_image(&g, xn, wt, &bias, yn);
+                        for (p, row) in pn.iter_mut().zip(yn.chunks(hw)) {
+                            *p = mean_m2(row);
+                        }
+                    });
+                // SAFETY: `forward_image` initialized every element.
+                unsafe { y.set_len(total) };
+                let [mean, invstd, var_unbiased] = combine(&part, g.n, c, hw, self.eps);
+                let aff = affine(&mean, &invstd);
+                // (No output at all when pooling a 1-pixel-wide output.)
+                out.spare_capacity_mut()[..n_out]
+                    .par_chunks_mut(out_img.max(1))
+                    .zip(argmax.par_chunks_mut(idx_img))
+                    .zip(y.par_chunks(g.out_img()))
+                    .for_each(|((on, ixn), yn)| emit_image(yn, &g, &aff, self.pool, on, ixn));
+                // SAFETY: `emit_image` wrote every output element.
+                unsafe { out.set_len(n_out) };
+                *cell.lock().map_err(|_| poisoned())? = Some((mean.clone(), var_unbiased));
+                *self.saved.lock().map_err(|_| poisoned())? = Some(Arc::new(Saved {
+                    y: Pooled(y),
+                    argmax,
+                    mean,
+                    invstd,
+                }));
+            }
+        }
+        Ok((CpuStorage::F32(out), self.out_shape(&g)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        wt: &Tensor,
+        packed: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let need_dx = x.track_op();
+        let need_dw = wt.track_op();
+        let need_dp = packed.track_op();
+        if !(need_dx || need_dw || need_dp) {
+            return Ok((None, None, None));
+        }
+        let saved = self
+            .saved
+            .lock()
+            .map_err(|_| poisoned())?
+            .clone()
+            .ok_or_else(|| {
+                candle_core::Error::Msg(
+                    "conv block: backward without a training-mode forward".into(),
+                )
+            })?;
+        let grad = grad.contiguous()?;
+        let g = Geom::new(x.shape(), wt.shape(), self.padding)?;
+        let (dx, dw, dpacked) = {
+            let (sx, lx) = x.storage_and_layout();
+            let (sw, lw) = wt.storage_and_layout();
+            let (sp, lp) = packed.storage_and_layout();
+            let (sr, lr) = res.storage_and_layout();
+            let (sg, lg) = grad.storage_and_layout();
+            match (&*sx, &*sw, &*sp, &*sr, &*sg) {
+                (
+                    Storage::Cpu(sx),
+                    Storage::Cpu(sw),
+                    Storage::Cpu(sp),
+                    Storage::Cpu(sr),
+                    Storage::Cpu(sg),
+                ) => self.backward_cpu(
+                    &g,
+                    &saved,
+                    cpu_f32(sx, lx)?,
+                    cpu_f32(sw, lw)?,
+                    cpu_f32(sp, lp)?,
+                    cpu_f32(sr, lr)?,
+                    cpu_f32(sg, lg)?,
+                    need_dx,
+                )?,
+                _ => bail!("conv block: backward of the fast kernel needs cpu tensors"),
+            }
+        };
+        let dev = x.device();
+        let dx = match dx {
+            Some(dx) if need_dx => Some(Tensor::from_vec(dx, x.shape(), dev)?),
+            _ => None,
+        };
+        let dw = if need_dw {
+            Some(Tensor::from_vec(dw, wt.shape(), dev)?)
+        } else {
+            None
+        };
+        let dp = if need_dp {
+            Some(Tensor::from_vec(dpacked, packed.shape(), dev)?)
+        } else {
+            None
+        };
+        Ok((dx, dw, dp))
+    }
+}
+
+impl BlockOp {
+    /// Returns `(dx, dweight, dpacked)`.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn backward_cpu(
+        &self,
+        g: &Geom,
+        saved: &Saved,
+        x: &[f32],
+        wt: &[f32],
+        packed: &[f32],
+        res: &[f32],
+        grad: &[f32],
+        need_dx: bool,
+    ) -> Result<(Option<Vec<f32>>, Vec<f32>, Vec<f32>)> {
+        let (n, c, hw, ow) = (g.n, g.c_out, g.hw_out(), g.ow);
+        let (_, gamma, _) = unpack(packed, c, self.has_bias)?;
+        let y = &saved.y.0;
+        let (mean, invstd) = (&saved.mean, &saved.invstd);
+        let out_img = self.out_img(g);
+        let plane = out_img / c.max(1);
+        let pw = ow / 2;
+        if grad.len() != n * out_img || res.len() != n * out_img || y.len() != n * g.out_img() {
+            bail!(
+                "conv block backward: gradient of {} elements, expected {}",
+                grad.len(),
+                n * out_img
+            )
+        }
+        // Pass 1: per channel Σdz and Σdz·x̂, where dz is the gradient at the ReLU's output
+        // masked by `output > 0` (f64, image order).
+        let sums: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (m, is) = (mean[ch], invstd[ch]);
+                let (mut sa, mut sb) = (0f64, 0f64);
+                for img in 0..n {
+                    let o0 = (img * c + ch) * plane;
+                    let yp = &y[(img * c + ch) * hw..][..hw];
+                    let (r, d) = (&res[o0..o0 + plane], &grad[o0..o0 + plane]);
+                    if self.pool {
+                        let ix = &saved.argmax[o0..o0 + plane];
+                        let (mut a, mut b) = (0f32, 0f32);
+                        for (o, ((&rv, &dv), &iv)) in r.iter().zip(d).zip(ix).enumerate() {
+                            if rv > 0.0 {
+                                let xh = (yp[window_pos(o, iv, pw, ow)] - m) * is;
+                                a += dv;
+                                b += dv * xh;
+                            }
+                        }
+                        sa += a as f64;
+                        sb += b as f64;
+                    } else {
+                        let mut a = [0f32; 8];
+                        let mut b = [0f32; 8];
+                        for (i, ((&rv, &dv), &yv)) in r.iter().zip(d).zip(yp).enumerate() {
+                            let dz = if rv > 0.0 { dv } else { 0.0 };
+                            a[i % 8] += dz;
+                            b[i % 8] += dz * ((yv - m) * is);
+                        }
+                        sa += a.iter().map(|&v| v as f64).sum::<f64>();
+                        sb += b.iter().map(|&v| v as f64).sum::<f64>();
+                    }
+                }
+                (sa, sb)
+            })
+            .collect();
+        let train = matches!(self.mode, OpMode::Train(_));
+        let inv_m = 1.0 / (n * hw) as f64;
+        // dy = k·dz - ka - (y - m)·kb per channel.
+        let coef: Vec<(f32, f32, f32, f32)> = (0..c)
+            .map(|ch| {
+                let k = gamma[ch] * invstd[ch];
+                let (ka, kb) = if train {
+                    let (sa, sb) = sums[ch];
+                    (
+                        (k as f64 * sa * inv_m) as f32,
+                        (k as f64 * sb * inv_m * invstd[ch] as f64) as f32,
+                    )
+                } else {
+                    (0.0, 0.0)
+                };
+                (k, ka, kb, mean[ch])
+            })
+            .collect();
+        let fill = |img: usize, buf: &mut [f32]| {
+            for (ch, &(k, ka, kb, m)) in coef.iter().enumerate() {
+                let yp = &y[(img * c + ch) * hw..][..hw];
+                let dp = &mut buf[ch * hw..(ch + 1) * hw];
+                let o0 = (img * c + ch) * plane;
+                let (r, d) = (&res[o0..o0 + plane], &grad[o0..o0 + plane]);
+                if self.pool {
+                    for (dv, &yv) in dp.iter_mut().zip(yp) {
+                        *dv = -ka - (yv - m) * kb;
+                    }
+                    let ix = &saved.argmax[o0..o0 + plane];
+                    for (o, ((&rv, &gv), &iv)) in r.iter().zip(d).zip(ix).enumerate() {
+                        if rv > 0.0 {
+                            dp[window_pos(o, iv, pw, ow)] += k * gv;
+                        }
+                    }
+                } else {
+                    for (((dv, &yv), &rv), &gv) in dp.iter_mut().zip(yp).zip(r).zip(d) {
+                        let dz = if rv > 0.0 { gv } else { 0.0 };
+                        *dv = k * dz - ka - (yv - m) * kb;
+                    }
+                }
+            }
+        };
+        let out = g.out_img();
+        let grads = backward_cpu_with(g, x, wt, need_dx, |img, f| {
+            with_buf(&IMG, out, |buf| {
+                fill(img, buf);
+                f(buf)
+            })
+        });
+        let mut dpacked = Vec::with_capacity(if self.has_bias { 3 * c } else { 2 * c });
+        if self.has_bias {
+            dpacked.extend_from_slice(&grads.db);
+        }
+        dpacked.extend(sums.iter().map(|s| s.1 as f32));
+        dpacked.extend(sums.iter().map(|s| s.0 as f32));
+        Ok((grads.dx, grads.dw, dpacked))
+    }
+}
+
+fn poisoned() -> candle_core::Error {
+    candle_core::Error::Msg("conv block: lock poisoned".into())
+}

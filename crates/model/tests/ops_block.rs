@@ -1,0 +1,256 @@
+//! The fused block op (`ops::block`: convolution -> BatchNorm -> ReLU -> optional 2x2 max-pool
+//! in one candle custom op) against the composition of the reference ops
+//! (`conv_bn_relu_reference`: candle's `conv2d` + plain-candle BatchNorm/ReLU + the argmax
+//! max-pool, differentiated by candle's autograd): outputs, batch statistics and every
+//! gradient, in training and evaluation mode; and whole networks with the fused path against
+//! the same networks on `Kernels::Reference`.
+
+use ablate_model::layers::Mode;
+use ablate_model::ops::block::{
+    conv_bn_relu_eval, conv_bn_relu_reference, conv_bn_relu_train, BlockParams,
+};
+use ablate_model::ops::kernels::Kernels;
+use ablate_model::{ModelSpec, Net};
+use candle_core::{Device, Result, Tensor, Var};
+use rand_chacha::ChaCha8Rng;
+
+mod common;
+use common::{rand_tensor, rel_err, rng, with_threads};
+
+/// Shapes `(n, c_in, h, w, c_out, k, padding)`: the seed's 3x3/pad 1 layers at small sizes, odd
+/// sides (the pool drops the last row/column), batch 1, a 1x1 output, no padding.
+const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
+    (4, 3, 8, 8, 5, 3, 1),
+    (1, 2, 5, 7, 3, 3, 1),
+    (3, 4, 6, 6, 2, 3, 0),
+    (2, 3, 9, 5, 4, 1, 0),
+    (5, 2, 1, 1, 3, 3, 1),
+    (2, 32, 4, 4, 8, 3, 1),
+];
+
+struct Case {
+    x: Var,
+    w: Var,
+    b: Var,
+    gamma: Var,
+    beta: Var,
+    running_mean: Tensor,
+    running_var: Tensor,
+    pad: usize,
+}
+
+fn case(
+    seed: u64,
+    (n, ci, h, w, co, k, pad): (usize, usize, usize, usize, usize, usize, usize),
+) -> Result<Case> {
+    let mut r = rng(seed);
+    let t = |r: &mut ChaCha8Rng, d: &[usize], lo, hi| rand_tensor(r, d, lo, hi);
+    Ok(Case {
+        x: Var::from_tensor(&t(&mut r, &[n, ci, h, w], -1.0, 1.0)?)?,
+        w: Var::from_tensor(&t(&mut r, &[co, ci, k, k], -0.5, 0.5)?)?,
+        // An offset per channel, so that the batch mean is not near 0.
+        b: Var::from_tensor(&t(&mut r, &[co], -2.0, 2.0)?)?,
+        // Negative scales too: then ReLU(BN(.)) is decreasing in the convolution output.
+        gamma: Var::from_tensor(&t(&mut r, &[co], -1.5, 1.5)?)?,
+        beta: Var::from_tensor(&t(&mut r, &[co], -0.5, 0.5)?)?,
+        running_mean: t(&mut r, &[co], -1.0, 1.0)?,
+        running_var: t(&mut r, &[co], 0.5, 2.0)?,
+        pad,
+    })
+}
+
+impl Case {
+    fn params(&self, bias: bool, pool: bool) -> BlockParams<'_> {
+        BlockParams {
+            weight: self.w.as_tensor(),
+            bias: bias.then(|| self.b.as_tensor()),
+            padding: self.pad,
+            gamma: self.gamma.as_tensor(),
+            beta: self.beta.as_tensor(),
+            eps: 1e-5,
+            pool,
+        }
+    }
+
+    fn vars(&self, bias: bool) -> Vec<(&'static str, &Var)> {
+        let mut v = vec![("x", &self.x), ("weight", &self.w)];
+        if bias {
+            v.push(("bias", &self.b));
+        }
+        v.push(("gamma", &self.gamma));
+        v.push(("beta", &self.beta));
+        v
+    }
+}
+
+/// Output, statistics and gradients of `Σ out ⊙ r` for `r` seeded like the output's shape.
+fn train_run(
+    c: &Case,
+    bias: bool,
+    pool: bool,
+    fused: bool,
+) -> Result<(Tensor, Vec<Tensor>, Vec<Tensor>)> {
+    let p = c.params(bias, pool);
+    let (out, stats) = if fused {
+        conv_bn_relu_train(c.x.as_tensor(), &p)?
+    } else {
+        conv_bn_relu_reference(c.x.as_tensor(), &p, None)?
+    };
+    let r = rand_tensor(&mut rng(out.elem_count() as u64), out.dims(), -1.0, 1.0)?;
+    let grads = (&out * &r)?.sum_all()?.backward()?;
+    let g = c
+        .vars(bias)
+        .into_iter()
+        .map(|(name, v)| {
+            grads
+                .get(v)
+                .cloned()
+                .unwrap_or_else(|| panic!("no gradient for {name}"))
+        })
+        .collect();
+    Ok((out, vec![stats.mean, stats.var_unbiased], g))
+}
+
+#[test]
+fn train_mode_matches_the_reference_composition() -> Result<()> {
+    for (i, &s) in SHAPES.iter().enumerate() {
+        for (pool, bias) in [(true, true), (false, true), (true, false), (false, false)] {
+            let c = case(i as u64, s)?;
+            let (a, sa, ga) = train_run(&c, bias, pool, true)?;
+            let (b, sb, gb) = train_run(&c, bias, pool, false)?;
+            let what = format!("shape {s:?} pool {pool} bias {bias}");
+            assert_eq!(a.dims(), b.dims(), "{what}");
+            let e = rel_err(&a, &b)?;
+            assert!(e < 1e-5, "{what}: output rel err {e}");
+            for (x, y) in sa.iter().zip(&sb) {
+                let e = rel_err(x, y)?;
+                assert!(e < 1e-5, "{what}: statistics rel err {e}");
+            }
+            for ((name, _), (x, y)) in c.vars(bias).iter().zip(ga.iter().zip(&gb)) {
+                if *name == "bias" {
+                    // Exactly zero in exact arithmetic (BatchNorm removes the batch mean):
+                    // both sides are rounding noise; compare against the weight gradient.
+                    let scale = gb[1].abs()?.max_all()?.to_scalar::<f32>()?;
+                    let d = (x - y)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                    assert!(
+                        d <= 1e-5 * scale.max(1e-3),
+                        "{what}: bias gradient off by {d}"
+                    );
+                    continue;
+                }
+                let e = rel_err(x, y)?;
+                assert!(e < 2e-5, "{what}: gradient of {name} rel err {e}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn eval_mode_matches_the_reference_composition() -> Result<()> {
+    for (i, &s) in SHAPES.iter().enumerate() {
+        for pool in [true, false] {
+            let c = case(100 + i as u64, s)?;
+            let x = c.x.as_tensor().detach();
+            let (w, b, gm, bt) = (
+                c.w.as_tensor().detach(),
+                c.b.as_tensor().detach(),
+                c.gamma.as_tensor().detach(),
+                c.beta.as_tensor().detach(),
+            );
+            let p = BlockParams {
+                weight: &w,
+                bias: Some(&b),
+                padding: c.pad,
+                gamma: &gm,
+                beta: &bt,
+                eps: 1e-5,
+                pool,
+            };
+            let a = conv_bn_relu_eval(&x, &p, &c.running_mean, &c.running_var)?;
+            let (r, _) = conv_bn_relu_reference(&x, &p, Some((&c.running_mean, &c.running_var)))?;
+            let e = rel_err(&a, &r)?;
+            assert!(e < 1e-5, "shape {s:?} pool {pool}: eval output rel err {e}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn all_negative_windows_pass_no_gradient() -> Result<()> {
+    // β far below zero: every ReLU output is 0, every pooling window a four-way tie; the
+    // gradient of everything but β's own sum must vanish, as in the reference.
+    let c = case(7, (3, 2, 6, 6, 3, 3, 1))?;
+    c.beta.set(&Tensor::full(-100f32, 3, &Device::Cpu)?)?;
+    let (a, _, ga) = train_run(&c, true, true, true)?;
+    let (_, _, gb) = train_run(&c, true, true, false)?;
+    assert_eq!(a.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+    for (x, y) in ga.iter().zip(&gb) {
+        assert_eq!(x.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+        assert_eq!(y.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+    }
+    Ok(())
+}
+
+#[test]
+fn results_do_not_depend_on_thread_count() -> Result<()> {
+    let c = case(42, (13, 4, 7, 6, 5, 3, 1))?;
+    let run = |threads: usize| -> Result<Vec<Vec<f32>>> {
+        with_threads(threads, || {
+            let (out, stats, grads) = train_run(&c, true, true, true)?;
+            std::iter::once(out)
+                .chain(stats)
+                .chain(grads)
+                .map(|t| t.flatten_all()?.to_vec1::<f32>())
+                .collect()
+        })
+    };
+    let one = run(1)?;
+    assert_eq!(one, run(2)?);
+    assert_eq!(one, run(5)?);
+    Ok(())
+}
+
+/// Logits, gradients and running statistics after one train-mode step of `spec`.
+fn net_step(spec: &str, kernels: Kernels) -> Result<Vec<(String, Tensor)>> {
+    let spec: ModelSpec = spec.parse().expect("spec");
+    let mut net = Net::new(&spec, 10, &Device::Cpu, 3)?;
+    net.set_kernels(kernels);
+    let x = rand_tensor(&mut rng(9), &[4, 3, 32, 32], -2.0, 2.0)?;
+    let mode = Mode::Train { dropout_seed: None };
+    let logits = net.forward(&x, mode)?;
+    let r = rand_tensor(&mut rng(10), logits.dims(), -1.0, 1.0)?;
+    let grads = (&logits * &r)?.sum_all()?.backward()?;
+    let mut out = vec![("logits".to_string(), logits)];
+    for (name, v) in net.trainable() {
+        let g = grads.get(&v).cloned().expect("gradient");
+        out.push((format!("grad.{name}"), g));
+    }
+    out.extend(net.buffers());
+    out.push(("eval".into(), net.forward(&x, Mode::Eval)?));
+    Ok(out)
+}
+
+#[test]
+fn fused_networks_match_reference_kernels() -> Result<()> {
+    // The fused op runs for blocks without attention, with attention after the pool, and
+    // (unpooled) with attention between ReLU and pool.
+    for spec in [
+        "attention=none",
+        "attention=se,reduction=4",
+        "attention=se,placement=post_pool,blocks=1+3",
+        "attention=eca,blocks=2",
+        "attention=cbam,placement=post_relu",
+    ] {
+        let fast = net_step(spec, Kernels::Fast)?;
+        let reference = net_step(spec, Kernels::Reference)?;
+        for ((name, a), (_, b)) in fast.iter().zip(&reference) {
+            if name.starts_with("grad.conv") && name.ends_with(".bias") {
+                continue; // rounding noise on both sides (see the op test above)
+            }
+            let e = rel_err(a, b)?;
+            assert!(e < 1e-4, "{spec}: {name} rel err {e}");
+        }
+    }
+    Ok(())
+}
