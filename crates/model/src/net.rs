@@ -16,7 +16,7 @@ use crate::layers::{
     dropout, BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Linear, LinearConfig, Mode,
     Param,
 };
-use crate::ops::block::{conv_bn_relu_eval, conv_bn_relu_train, BlockParams};
+use crate::ops::block::{conv_bn_relu_eval, conv_bn_relu_train, BlockParams, SeParams};
 use crate::ops::kernels::Kernels;
 use crate::ops::max_pool2x2;
 use crate::spec::{ModelSpec, Placement, BLOCK_CHANNELS, BLOCK_INPUT_SIDE};
@@ -36,6 +36,17 @@ struct Block {
     conv: Conv2d,
     bn: BatchNorm2d,
     attention: Option<Attention>,
+}
+
+/// What follows `conv -> BN -> ReLU` inside a fused block op (`crate::ops::block`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fused {
+    /// The 2x2 max-pool.
+    Pooled,
+    /// Nothing: the block's attention module and the pool run as separate ops.
+    Unpooled,
+    /// The block's SE module, then the pool.
+    SePooled,
 }
 
 /// The seed CNN and its attention variants.
@@ -219,11 +230,17 @@ impl Net {
         let placement = block.attention.as_ref().map(|_| self.spec.placement);
         match placement {
             None | Some(Placement::PostPool) if fusable => {
-                let y = Self::fused_block(block, x, mode, true)?;
+                let y = Self::fused_block(block, x, mode, Fused::Pooled)?;
                 return attend(y, Placement::PostPool, rec);
             }
+            // SE between ReLU and pool (the seed's placement) fuses too.
+            Some(Placement::PostRelu)
+                if fusable && matches!(block.attention, Some(Attention::Se(_))) =>
+            {
+                return Self::fused_block(block, x, mode, Fused::SePooled);
+            }
             Some(Placement::PostRelu) if fusable => {
-                let y = Self::fused_block(block, x, mode, false)?;
+                let y = Self::fused_block(block, x, mode, Fused::Unpooled)?;
                 let y = attend(y, Placement::PostRelu, &mut *rec)?;
                 return max_pool2x2(&y);
             }
@@ -244,13 +261,24 @@ impl Net {
         attend(y, Placement::PostPool, rec)
     }
 
-    /// `conv -> BN -> ReLU`, pooled with `pool`, as one fused op; updates BatchNorm's running
+    /// `conv -> BN -> ReLU` (then as `what` says) as one fused op; updates BatchNorm's running
     /// statistics in training mode.
-    fn fused_block(block: &Block, x: &Tensor, mode: Mode, pool: bool) -> Result<Tensor> {
+    fn fused_block(block: &Block, x: &Tensor, mode: Mode, what: Fused) -> Result<Tensor> {
+        let pool = what != Fused::Unpooled;
         let (conv, bn) = (&block.conv, &block.bn);
         let weight = conv.weight.get(mode);
         let bias = conv.bias.as_ref().map(|b| b.get(mode));
         let (gamma, beta) = (bn.weight.get(mode), bn.bias.get(mode));
+        let se = match &block.attention {
+            Some(Attention::Se(se)) if what == Fused::SePooled => Some((
+                se.fc0.weight.get(mode),
+                se.fc0.bias.as_ref().map(|b| b.get(mode)),
+                se.fc2.weight.get(mode),
+                se.fc2.bias.as_ref().map(|b| b.get(mode)),
+                se.config,
+            )),
+            _ => None,
+        };
         let p = BlockParams {
             weight: &weight,
             bias: bias.as_ref(),
@@ -259,6 +287,14 @@ impl Net {
             beta: &beta,
             eps: bn.config.eps,
             pool,
+            se: se.as_ref().map(|(w1, b1, w2, b2, cfg)| SeParams {
+                w1,
+                b1: b1.as_ref(),
+                w2,
+                b2: b2.as_ref(),
+                squeeze: cfg.squeeze,
+                gate: cfg.gate,
+            }),
         };
         match mode {
             Mode::Eval => conv_bn_relu_eval(

@@ -7,8 +7,9 @@
 
 use ablate_model::layers::Mode;
 use ablate_model::ops::block::{
-    conv_bn_relu_eval, conv_bn_relu_reference, conv_bn_relu_train, BlockParams,
+    conv_bn_relu_eval, conv_bn_relu_reference, conv_bn_relu_train, BlockParams, SeParams,
 };
+use ablate_model::{Gate, Squeeze};
 use ablate_model::ops::kernels::Kernels;
 use ablate_model::{ModelSpec, Net};
 use candle_core::{Device, Result, Tensor, Var};
@@ -69,6 +70,7 @@ impl Case {
             beta: self.beta.as_tensor(),
             eps: 1e-5,
             pool,
+            se: None,
         }
     }
 
@@ -166,6 +168,7 @@ fn eval_mode_matches_the_reference_composition() -> Result<()> {
                 beta: &bt,
                 eps: 1e-5,
                 pool,
+                se: None,
             };
             let a = conv_bn_relu_eval(&x, &p, &c.running_mean, &c.running_var)?;
             let (r, _) = conv_bn_relu_reference(&x, &p, Some((&c.running_mean, &c.running_var)))?;
@@ -240,6 +243,8 @@ fn fused_networks_match_reference_kernels() -> Result<()> {
         "attention=se,reduction=4",
         "attention=se,placement=post_pool,blocks=1+3",
         "attention=eca,blocks=2",
+        "attention=se,reduction=2,squeeze=max,gate=hard_sigmoid",
+        "attention=se,squeeze=avg_max,attention_bias=true,blocks=2+3",
         "attention=cbam,placement=post_relu",
     ] {
         let fast = net_step(spec, Kernels::Fast)?;
@@ -250,6 +255,68 @@ fn fused_networks_match_reference_kernels() -> Result<()> {
             }
             let e = rel_err(a, b)?;
             assert!(e < 1e-4, "{spec}: {name} rel err {e}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn se_stage_matches_the_reference_composition() -> Result<()> {
+    // conv -> BN -> ReLU -> SE -> pool in one op, every squeeze and gate, with and without the
+    // MLP's biases, against candle ops (mean/max, matmul, sigmoid/hardsigmoid, broadcast_mul).
+    let squeezes = [Squeeze::Avg, Squeeze::Max, Squeeze::AvgMax];
+    let gates = [Gate::Sigmoid, Gate::HardSigmoid];
+    for (i, &shape) in SHAPES.iter().enumerate() {
+        for (j, (&squeeze, &gate, bias)) in squeezes
+            .iter()
+            .flat_map(|s| gates.iter().flat_map(move |g| [(s, g, false), (s, g, true)]))
+            .enumerate()
+        {
+            let c = case(300 + i as u64, shape)?;
+            let co = shape.4;
+            let hidden = (co / 2).max(1);
+            let mut r = rng(400 + j as u64);
+            // Weights large enough that the hard sigmoid saturates for some channels.
+            let w1 = Var::from_tensor(&rand_tensor(&mut r, &[hidden, co], -2.0, 2.0)?)?;
+            let b1 = Var::from_tensor(&rand_tensor(&mut r, &[hidden], -0.5, 0.5)?)?;
+            let w2 = Var::from_tensor(&rand_tensor(&mut r, &[co, hidden], -2.0, 2.0)?)?;
+            let b2 = Var::from_tensor(&rand_tensor(&mut r, &[co], -0.5, 0.5)?)?;
+            let run = |fused: bool| -> Result<Vec<Tensor>> {
+                let mut p = c.params(true, true);
+                p.se = Some(SeParams {
+                    w1: w1.as_tensor(),
+                    b1: bias.then(|| b1.as_tensor()),
+                    w2: w2.as_tensor(),
+                    b2: bias.then(|| b2.as_tensor()),
+                    squeeze,
+                    gate,
+                });
+                let (out, stats) = if fused {
+                    conv_bn_relu_train(c.x.as_tensor(), &p)?
+                } else {
+                    conv_bn_relu_reference(c.x.as_tensor(), &p, None)?
+                };
+                let rr = rand_tensor(&mut rng(7), out.dims(), -1.0, 1.0)?;
+                let grads = (&out * &rr)?.sum_all()?.backward()?;
+                let mut vars = vec![&c.x, &c.w, &c.gamma, &c.beta, &w1, &w2];
+                if bias {
+                    vars.extend([&b1, &b2]);
+                }
+                let mut all = vec![out, stats.mean, stats.var_unbiased];
+                for v in vars {
+                    all.push(grads.get(v).cloned().expect("gradient"));
+                }
+                Ok(all)
+            };
+            let (a, b) = (run(true)?, run(false)?);
+            let names = ["out", "mean", "var", "dx", "dw", "dgamma", "dbeta", "dw1", "dw2", "db1", "db2"];
+            for ((x, y), name) in a.iter().zip(&b).zip(names) {
+                let e = rel_err(x, y)?;
+                assert!(
+                    e < 5e-5,
+                    "shape {shape:?} {squeeze:?} {gate:?} bias {bias}: {name} rel err {e}"
+                );
+            }
         }
     }
     Ok(())

@@ -37,6 +37,10 @@ use super::conv::{backward_cpu_with, conv2d_reference, forward_image, with_buf, 
 use super::kernels::{cpu_f32, shifted_sums};
 use super::maxpool::max_pool2x2;
 use super::scratch::{self, Pooled};
+use super::se_excite::{self, SeDims, SeImage, SeWeights};
+use crate::attention::{scale_channels, squeeze_channels};
+use crate::layers::apply_gate;
+use crate::spec::{Gate, Squeeze};
 
 /// The parameters of one block.
 #[derive(Debug, Clone, Copy)]
@@ -55,21 +59,76 @@ pub struct BlockParams<'a> {
     pub eps: f64,
     /// Whether a 2x2 max-pool (stride 2, floor) follows the ReLU.
     pub pool: bool,
+    /// A squeeze-and-excitation module between the ReLU and the pool (needs `pool`).
+    pub se: Option<SeParams<'a>>,
+}
+
+/// The parameters of a squeeze-and-excitation module (`crate::attention::Se`) fused into the
+/// block: `out = pool(z * gate(Σ W2·relu(W1·squeeze(z) + b1) + b2))`.
+#[derive(Debug, Clone, Copy)]
+pub struct SeParams<'a> {
+    /// `fc.0.weight` `[hidden, C]`.
+    pub w1: &'a Tensor,
+    /// `fc.0.bias` `[hidden]`, if any.
+    pub b1: Option<&'a Tensor>,
+    /// `fc.2.weight` `[C, hidden]`.
+    pub w2: &'a Tensor,
+    /// `fc.2.bias` `[C]`, if any (both biases or neither).
+    pub b2: Option<&'a Tensor>,
+    /// The channel descriptor.
+    pub squeeze: Squeeze,
+    /// The gate function.
+    pub gate: Gate,
 }
 
 impl BlockParams<'_> {
     fn packed(&self) -> Result<Tensor> {
-        let parts: Vec<&Tensor> = self
+        let mut parts: Vec<Tensor> = self
             .bias
             .into_iter()
             .chain([self.gamma, self.beta])
+            .cloned()
             .collect();
+        if let Some(se) = &self.se {
+            for t in [Some(se.w1), se.b1, Some(se.w2), se.b2].into_iter().flatten() {
+                parts.push(t.flatten_all()?);
+            }
+        }
         Tensor::cat(&parts, 0)?.contiguous()
+    }
+
+    /// The SE module's sizes, checked against the block's channels.
+    fn se_dims(&self, c: usize) -> Result<Option<SeDims>> {
+        let Some(se) = &self.se else { return Ok(None) };
+        if !self.pool {
+            bail!("conv block: a fused squeeze-and-excitation needs the pool after it")
+        }
+        let (hidden, wc) = se.w1.dims2()?;
+        if wc != c || se.w2.dims() != [c, hidden] {
+            bail!(
+                "conv block: squeeze-and-excitation weights {:?} and {:?} for {c} channels",
+                se.w1.dims(),
+                se.w2.dims()
+            )
+        }
+        let bias = match (se.b1, se.b2) {
+            (Some(b1), Some(b2)) if b1.dims() == [hidden] && b2.dims() == [c] => true,
+            (None, None) => false,
+            _ => bail!("conv block: squeeze-and-excitation biases must both be given, [{hidden}] and [{c}]"),
+        };
+        Ok(Some(SeDims {
+            c,
+            hidden,
+            squeeze: se.squeeze,
+            gate: se.gate,
+            bias,
+        }))
     }
 
     fn check(&self, x: &Tensor) -> Result<Geom> {
         let g = Geom::new(x.shape(), self.weight.shape(), self.padding)?;
         let c = g.c_out;
+        self.se_dims(c)?;
         for (what, t) in self.bias.map(|b| ("bias", b)).into_iter().chain([
             ("batch norm weight", self.gamma),
             ("batch norm bias", self.beta),
@@ -105,6 +164,7 @@ pub fn conv_bn_relu_train(x: &Tensor, p: &BlockParams<'_>) -> Result<(Tensor, Ba
         eps: p.eps,
         pool: p.pool,
         has_bias: p.bias.is_some(),
+        se: p.se_dims(g.c_out)?,
         mode: OpMode::Train(stats.clone()),
         saved: Mutex::new(None),
     };
@@ -142,7 +202,13 @@ pub fn conv_bn_relu_eval(
         || p.weight.track_op()
         || p.gamma.track_op()
         || p.beta.track_op()
-        || p.bias.is_some_and(|b| b.track_op());
+        || p.bias.is_some_and(|b| b.track_op())
+        || p.se.is_some_and(|se| {
+            [Some(se.w1), se.b1, Some(se.w2), se.b2]
+                .into_iter()
+                .flatten()
+                .any(Tensor::track_op)
+        });
     if tracked || !(x.device().is_cpu() && x.dtype() == candle_core::DType::F32) {
         return conv_bn_relu_reference(x, p, Some((running_mean, running_var))).map(|r| r.0);
     }
@@ -166,6 +232,7 @@ pub fn conv_bn_relu_eval(
         eps: p.eps,
         pool: p.pool,
         has_bias: p.bias.is_some(),
+        se: p.se_dims(g.c_out)?,
         mode: OpMode::Eval { mean, invstd },
         saved: Mutex::new(None),
     };
@@ -196,6 +263,29 @@ pub fn conv_bn_relu_reference(
             (z, stats)
         }
     };
+    let z = match &p.se {
+        Some(se) => {
+            let (first, second) = squeeze_channels(&z, se.squeeze)?;
+            let excite = |s: &Tensor| -> Result<Tensor> {
+                let h = s.matmul(&se.w1.t()?)?;
+                let h = match se.b1 {
+                    Some(b) => h.broadcast_add(b)?,
+                    None => h,
+                };
+                let o = h.relu()?.matmul(&se.w2.t()?)?;
+                match se.b2 {
+                    Some(b) => o.broadcast_add(b),
+                    None => Ok(o),
+                }
+            };
+            let mut pre = excite(&first)?;
+            if let Some(s) = second {
+                pre = (pre + excite(&s)?)?;
+            }
+            scale_channels(&z, &apply_gate(&pre, se.gate)?)?
+        }
+        None => z,
+    };
     let z = if p.pool { max_pool2x2(&z)? } else { z };
     Ok((z, stats))
 }
@@ -216,6 +306,50 @@ struct Saved {
     argmax: Vec<u8>,
     mean: Vec<f32>,
     invstd: Vec<f32>,
+    /// With a fused SE module: its per-image forward values.
+    se: Option<SeSaved>,
+}
+
+/// The SE forward values of the whole batch (per image: `[branches, C]` descriptors,
+/// `[branches, hidden]` hidden activations, `[C]` logits, gates and max positions).
+struct SeSaved {
+    s: Vec<f32>,
+    h: Vec<f32>,
+    pre: Vec<f32>,
+    g: Vec<f32>,
+    maxpos: Vec<u32>,
+}
+
+impl SeSaved {
+    fn new(d: &SeDims, n: usize) -> SeSaved {
+        let nb = d.branches();
+        SeSaved {
+            s: vec![0.0; n * nb * d.c],
+            h: vec![0.0; n * nb * d.hidden],
+            pre: vec![0.0; n * d.c],
+            g: vec![0.0; n * d.c],
+            maxpos: vec![0; n * d.c],
+        }
+    }
+
+    /// The mutable per-image views, in image order.
+    fn images(&mut self, d: &SeDims) -> Vec<SeImage<'_>> {
+        let nb = d.branches();
+        self.s
+            .chunks_mut(nb * d.c)
+            .zip(self.h.chunks_mut(nb * d.hidden.max(1)))
+            .zip(self.pre.chunks_mut(d.c))
+            .zip(self.g.chunks_mut(d.c))
+            .zip(self.maxpos.chunks_mut(d.c))
+            .map(|((((s, h), pre), g), maxpos)| SeImage {
+                s,
+                h,
+                pre,
+                g,
+                maxpos,
+            })
+            .collect()
+    }
 }
 
 /// The custom op: arguments `(x, weight, packed [bias?, γ, β])`.
@@ -224,13 +358,28 @@ struct BlockOp {
     eps: f64,
     pool: bool,
     has_bias: bool,
+    se: Option<SeDims>,
     mode: OpMode,
     saved: Mutex<Option<Arc<Saved>>>,
 }
 
-/// `(bias, γ, β)` out of the packed parameters (`bias` all zeros without one).
-fn unpack(packed: &[f32], c: usize, has_bias: bool) -> Result<(Vec<f32>, &[f32], &[f32])> {
-    let want = if has_bias { 3 * c } else { 2 * c };
+/// The packed parameters: convolution bias (all zeros without one), γ, β, and the SE module's.
+struct Unpacked<'a> {
+    bias: Vec<f32>,
+    gamma: &'a [f32],
+    beta: &'a [f32],
+    se: &'a [f32],
+}
+
+/// `(bias, γ, β, se)` out of the packed parameters.
+fn unpack<'a>(
+    packed: &'a [f32],
+    c: usize,
+    has_bias: bool,
+    se: Option<&SeDims>,
+) -> Result<Unpacked<'a>> {
+    let base = if has_bias { 3 * c } else { 2 * c };
+    let want = base + se.map_or(0, SeDims::n_params);
     if packed.len() != want {
         bail!(
             "conv block: {} packed parameters, expected {want}",
@@ -242,7 +391,12 @@ fn unpack(packed: &[f32], c: usize, has_bias: bool) -> Result<(Vec<f32>, &[f32],
     } else {
         (vec![0.0; c], packed)
     };
-    Ok((bias, &rest[..c], &rest[c..]))
+    Ok(Unpacked {
+        bias,
+        gamma: &rest[..c],
+        beta: &rest[c..2 * c],
+        se: &rest[2 * c..],
+    })
 }
 
 /// Mean and centred sum of squares of one plane: the mean in f64 first, then
@@ -305,9 +459,52 @@ impl Affine {
     }
 }
 
+/// Max-pools one plane `src` (`[oh, ow]`) of values `f(src)` into `o` (`[oh/2, ow/2]`), with
+/// the window position of each maximum in `ix`.
+#[inline(always)]
+fn pool_plane(
+    src: &[f32],
+    ow: usize,
+    (ph, pw): (usize, usize),
+    f: impl Fn(f32) -> f32,
+    o: &mut [MaybeUninit<f32>],
+    ix: &mut [u8],
+) {
+    for py in 0..ph {
+        let r0 = &src[2 * py * ow..][..2 * pw];
+        let r1 = &src[(2 * py + 1) * ow..][..2 * pw];
+        let orow = &mut o[py * pw..(py + 1) * pw];
+        let irow = &mut ix[py * pw..(py + 1) * pw];
+        for (px, (ov, iv)) in orow.iter_mut().zip(irow.iter_mut()).enumerate() {
+            let c = 2 * px;
+            let (mut bv, mut bi) = (f(r0[c]), 0u8);
+            (bv, bi) = pick(bv, bi, f(r0[c + 1]), 1);
+            (bv, bi) = pick(bv, bi, f(r1[c]), 2);
+            (bv, bi) = pick(bv, bi, f(r1[c + 1]), 3);
+            ov.write(bv);
+            *iv = bi;
+        }
+    }
+}
+
+/// A fused SE module's dimensions, weights and one image's forward values.
+type SeStage<'a, 'b> = (&'a SeDims, &'a SeWeights<'a>, SeImage<'b>);
+
+/// One [`SeStage`] per image (all `None` without an SE module).
+fn se_views<'a>(
+    saved: &'a mut Option<SeSaved>,
+    d: Option<&'a SeDims>,
+    w: Option<&'a SeWeights<'a>>,
+    n: usize,
+) -> Vec<Option<SeStage<'a, 'a>>> {
+    match (saved, d, w) {
+        (Some(sv), Some(d), Some(w)) => sv.images(d).into_iter().map(|i| Some((d, w, i))).collect(),
+        _ => (0..n).map(|_| None).collect(),
+    }
+}
+
 /// Writes one image's output from its convolution output `yn` (`[C, oh*ow]`): dense, or pooled
-/// with the argmax positions in `idx`.
-#[allow(clippy::too_many_arguments)]
+/// with the argmax positions in `idx`; with an SE stage, pooled after scaling by its gate.
 fn emit_image(
     yn: &[f32],
     g: &Geom,
@@ -315,6 +512,7 @@ fn emit_image(
     pool: bool,
     out: &mut [MaybeUninit<f32>],
     idx: &mut [u8],
+    se: Option<SeStage<'_, '_>>,
 ) {
     let (hw, oh, ow) = (g.hw_out(), g.oh, g.ow);
     if !pool {
@@ -330,27 +528,24 @@ fn emit_image(
     if phw == 0 {
         return;
     }
-    for (((o, ix), y), &a) in out
-        .chunks_mut(phw)
-        .zip(idx.chunks_mut(phw))
-        .zip(yn.chunks(hw))
-        .zip(aff)
-    {
-        for py in 0..ph {
-            let r0 = &y[2 * py * ow..][..2 * pw];
-            let r1 = &y[(2 * py + 1) * ow..][..2 * pw];
-            let orow = &mut o[py * pw..(py + 1) * pw];
-            let irow = &mut ix[py * pw..(py + 1) * pw];
-            for (px, (ov, iv)) in orow.iter_mut().zip(irow.iter_mut()).enumerate() {
-                let c = 2 * px;
-                let (mut bv, mut bi) = (a.apply(r0[c]), 0u8);
-                (bv, bi) = pick(bv, bi, a.apply(r0[c + 1]), 1);
-                (bv, bi) = pick(bv, bi, a.apply(r1[c]), 2);
-                (bv, bi) = pick(bv, bi, a.apply(r1[c + 1]), 3);
-                ov.write(bv);
-                *iv = bi;
+    let planes = out.chunks_mut(phw).zip(idx.chunks_mut(phw));
+    match se {
+        None => {
+            for (((o, ix), y), &a) in planes.zip(yn.chunks(hw)).zip(aff) {
+                pool_plane(y, ow, (ph, pw), |v| a.apply(v), o, ix);
             }
         }
+        Some((d, wt, mut img)) => with_buf(&ZBUF, g.c_out * hw, |z| {
+            for ((zr, yr), &a) in z.chunks_mut(hw).zip(yn.chunks(hw)).zip(aff) {
+                for (zv, &v) in zr.iter_mut().zip(yr) {
+                    *zv = a.apply(v);
+                }
+            }
+            se_excite::forward(d, wt, z, hw, &mut img);
+            for (((o, ix), zp), &gc) in planes.zip(z.chunks(hw)).zip(img.g.iter()) {
+                pool_plane(zp, ow, (ph, pw), |v| v * gc, o, ix);
+            }
+        }),
     }
 }
 
@@ -358,6 +553,8 @@ thread_local! {
     /// Per-thread buffer for one image's convolution output (evaluation) or its gradient
     /// (backward).
     static IMG: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per-thread buffer for one image's ReLU output, the input of a fused SE module.
+    static ZBUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The input-space position of window position `a` of pooled output `o` in a plane of width
@@ -403,7 +600,14 @@ impl CustomOp3 for BlockOp {
         let g = Geom::new(l1.shape(), l2.shape(), self.padding)?;
         let (x, wt) = (cpu_f32(s1, l1)?, cpu_f32(s2, l2)?);
         let (c, hw) = (g.c_out, g.hw_out());
-        let (bias, gamma, beta) = unpack(cpu_f32(s3, l3)?, c, self.has_bias)?;
+        let Unpacked {
+            bias,
+            gamma,
+            beta,
+            se: se_params,
+        } = unpack(cpu_f32(s3, l3)?, c, self.has_bias, self.se.as_ref())?;
+        let se_w = self.se.as_ref().map(|d| SeWeights::unpack(d, se_params));
+        let mut se_saved = self.se.as_ref().map(|d| SeSaved::new(d, g.n));
         let out_img = self.out_img(&g);
         let n_out = g.n * out_img;
         let mut out: Vec<f32> = Vec::with_capacity(n_out);
@@ -427,13 +631,14 @@ impl CustomOp3 for BlockOp {
                     .par_chunks_mut(out_img)
                     .zip(argmax.par_chunks_mut(idx_img))
                     .zip(x.par_chunks(g.in_img()))
-                    .for_each(|((on, ixn), xn)| {
+                    .zip(se_views(&mut se_saved, self.se.as_ref(), se_w.as_ref(), g.n))
+                    .for_each(|(((on, ixn), xn), se)| {
                         with_buf(&IMG, g.out_img(), |buf| {
                             // SAFETY: `forward_image` only writes initialized values.
                             let buf =
                                 unsafe { &mut *(buf as *mut [f32] as *mut [MaybeUninit<f32>]) };
                             let yn = forward_image(&g, xn, wt, &bias, buf);
-                            emit_image(yn, &g, &aff, self.pool, on, ixn);
+                            emit_image(yn, &g, &aff, self.pool, on, ixn, se);
                         })
                     });
                 // SAFETY: `emit_image` wrote every output element.
@@ -462,7 +667,10 @@ impl CustomOp3 for BlockOp {
                     .par_chunks_mut(out_img.max(1))
                     .zip(argmax.par_chunks_mut(idx_img))
                     .zip(y.par_chunks(g.out_img()))
-                    .for_each(|((on, ixn), yn)| emit_image(yn, &g, &aff, self.pool, on, ixn));
+                    .zip(se_views(&mut se_saved, self.se.as_ref(), se_w.as_ref(), g.n))
+                    .for_each(|(((on, ixn), yn), se)| {
+                        emit_image(yn, &g, &aff, self.pool, on, ixn, se)
+                    });
                 // SAFETY: `emit_image` wrote every output element.
                 unsafe { out.set_len(n_out) };
                 *cell.lock().map_err(|_| poisoned())? = Some((mean.clone(), var_unbiased));
@@ -471,6 +679,7 @@ impl CustomOp3 for BlockOp {
                     argmax,
                     mean,
                     invstd,
+                    se: se_saved,
                 }));
             }
         }
@@ -563,7 +772,8 @@ impl BlockOp {
         need_dx: bool,
     ) -> Result<(Option<Vec<f32>>, Vec<f32>, Vec<f32>)> {
         let (n, c, hw, ow) = (g.n, g.c_out, g.hw_out(), g.ow);
-        let (_, gamma, _) = unpack(packed, c, self.has_bias)?;
+        let up = unpack(packed, c, self.has_bias, self.se.as_ref())?;
+        let gamma = up.gamma;
         let y = &saved.y.0;
         let (mean, invstd) = (&saved.mean, &saved.invstd);
         let out_img = self.out_img(g);
@@ -575,6 +785,9 @@ impl BlockOp {
                 grad.len(),
                 n * out_img
             )
+        }
+        if let (Some(d), Some(sv)) = (&self.se, &saved.se) {
+            return self.backward_se(g, saved, d, sv, &up, x, wt, grad, need_dx);
         }
         // Pass 1: per channel Σdz and Σdz·x̂, where dz is the gradient at the ReLU's output
         // masked by `output > 0` (f64, image order).
@@ -669,6 +882,173 @@ impl BlockOp {
         }
         dpacked.extend(sums.iter().map(|s| s.1 as f32));
         dpacked.extend(sums.iter().map(|s| s.0 as f32));
+        Ok((grads.dx, grads.dw, dpacked))
+    }
+}
+
+impl BlockOp {
+    /// The backward with a fused SE module between ReLU and pool. Two passes over the images:
+    /// the first computes the gate gradient, the SE module's backward (descriptor and parameter
+    /// gradients) and the per-image BatchNorm sums; the second recomputes each image's
+    /// ReLU-output gradient and feeds the convolution backward.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn backward_se(
+        &self,
+        g: &Geom,
+        saved: &Saved,
+        d: &SeDims,
+        sv: &SeSaved,
+        up: &Unpacked<'_>,
+        x: &[f32],
+        wt: &[f32],
+        grad: &[f32],
+        need_dx: bool,
+    ) -> Result<(Option<Vec<f32>>, Vec<f32>, Vec<f32>)> {
+        let (n, c, hw, ow) = (g.n, g.c_out, g.hw_out(), g.ow);
+        let (y, argmax) = (&saved.y.0, &saved.argmax);
+        let (mean, invstd) = (&saved.mean, &saved.invstd);
+        let plane = (g.oh / 2) * (g.ow / 2);
+        let pw = ow / 2;
+        let nb = d.branches();
+        let has_avg = matches!(d.squeeze, Squeeze::Avg | Squeeze::AvgMax);
+        let max_branch = match d.squeeze {
+            Squeeze::Avg => None,
+            Squeeze::Max => Some(0),
+            Squeeze::AvgMax => Some(1),
+        };
+        let wts = SeWeights::unpack(d, up.se);
+        let aff: Vec<Affine> = (0..c)
+            .map(|ch| Affine {
+                m: mean[ch],
+                k: invstd[ch] * up.gamma[ch],
+                b: up.beta[ch],
+            })
+            .collect();
+        // dz at the ReLU's output of image `img`, masked by `z > 0`, into `buf` ([C, hw]).
+        let fill_dzm = |img: usize, ds: &[f32], buf: &mut [f32]| {
+            for ch in 0..c {
+                let row = &mut buf[ch * hw..(ch + 1) * hw];
+                let yrow = &y[(img * c + ch) * hw..][..hw];
+                row.fill(if has_avg { ds[ch] / hw as f32 } else { 0.0 });
+                if let Some(b) = max_branch {
+                    row[sv.maxpos[img * c + ch] as usize] += ds[b * c + ch];
+                }
+                let gc = sv.g[img * c + ch];
+                let o0 = (img * c + ch) * plane;
+                for (o, (&gv, &iv)) in grad[o0..o0 + plane]
+                    .iter()
+                    .zip(&argmax[o0..o0 + plane])
+                    .enumerate()
+                {
+                    row[window_pos(o, iv, pw, ow)] += gv * gc;
+                }
+                let a = aff[ch];
+                for (dv, &yv) in row.iter_mut().zip(yrow) {
+                    if a.apply(yv) <= 0.0 {
+                        *dv = 0.0;
+                    }
+                }
+            }
+        };
+        // Pass 1, per image: gate gradient, SE backward, BatchNorm sums.
+        type PerImage = (Vec<(f64, f64)>, Vec<f32>, Vec<f32>);
+        let per_image: Vec<PerImage> = (0..n)
+            .into_par_iter()
+            .map(|img| {
+                let mut dg = vec![0f32; c];
+                for (ch, dgc) in dg.iter_mut().enumerate() {
+                    let o0 = (img * c + ch) * plane;
+                    let yrow = &y[(img * c + ch) * hw..][..hw];
+                    for (o, (&gv, &iv)) in grad[o0..o0 + plane]
+                        .iter()
+                        .zip(&argmax[o0..o0 + plane])
+                        .enumerate()
+                    {
+                        *dgc += gv * aff[ch].apply(yrow[window_pos(o, iv, pw, ow)]);
+                    }
+                }
+                let mut ds = vec![0f32; nb * c];
+                let mut dparams = vec![0f32; d.n_params()];
+                let (bs, bh) = (nb * c, nb * d.hidden);
+                se_excite::backward(
+                    d,
+                    &wts,
+                    &sv.s[img * bs..(img + 1) * bs],
+                    &sv.h[img * bh..(img + 1) * bh],
+                    &sv.pre[img * c..(img + 1) * c],
+                    &sv.g[img * c..(img + 1) * c],
+                    &dg,
+                    &mut ds,
+                    &mut dparams,
+                );
+                let sums = with_buf(&IMG, c * hw, |buf| {
+                    fill_dzm(img, &ds, buf);
+                    (0..c)
+                        .map(|ch| {
+                            let (m, is) = (mean[ch], invstd[ch]);
+                            let yrow = &y[(img * c + ch) * hw..][..hw];
+                            let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
+                            for (i, (&dz, &yv)) in
+                                buf[ch * hw..(ch + 1) * hw].iter().zip(yrow).enumerate()
+                            {
+                                a[i % 8] += dz;
+                                b[i % 8] += dz * ((yv - m) * is);
+                            }
+                            (
+                                a.iter().map(|&v| v as f64).sum::<f64>(),
+                                b.iter().map(|&v| v as f64).sum::<f64>(),
+                            )
+                        })
+                        .collect()
+                });
+                (sums, ds, dparams)
+            })
+            .collect();
+        // Combine in image order.
+        let mut sums = vec![(0f64, 0f64); c];
+        let mut dse = vec![0f32; d.n_params()];
+        for (ps, _, dp) in &per_image {
+            for (s, p) in sums.iter_mut().zip(ps) {
+                s.0 += p.0;
+                s.1 += p.1;
+            }
+            for (a, b) in dse.iter_mut().zip(dp) {
+                *a += b;
+            }
+        }
+        let inv_m = 1.0 / (n * hw) as f64;
+        let coef: Vec<(f32, f32, f32)> = (0..c)
+            .map(|ch| {
+                let k = up.gamma[ch] * invstd[ch];
+                let (sa, sb) = sums[ch];
+                (
+                    k,
+                    (k as f64 * sa * inv_m) as f32,
+                    (k as f64 * sb * inv_m * invstd[ch] as f64) as f32,
+                )
+            })
+            .collect();
+        let out = g.out_img();
+        let grads = backward_cpu_with(g, x, wt, need_dx, |img, f| {
+            with_buf(&IMG, out, |buf| {
+                fill_dzm(img, &per_image[img].1, buf);
+                for (ch, &(k, ka, kb)) in coef.iter().enumerate() {
+                    let m = mean[ch];
+                    let yrow = &y[(img * c + ch) * hw..][..hw];
+                    for (dv, &yv) in buf[ch * hw..(ch + 1) * hw].iter_mut().zip(yrow) {
+                        *dv = k * *dv - ka - (yv - m) * kb;
+                    }
+                }
+                f(buf)
+            })
+        });
+        let mut dpacked = Vec::with_capacity(up.bias.len() * 3 + dse.len());
+        if self.has_bias {
+            dpacked.extend_from_slice(&grads.db);
+        }
+        dpacked.extend(sums.iter().map(|s| s.1 as f32));
+        dpacked.extend(sums.iter().map(|s| s.0 as f32));
+        dpacked.extend_from_slice(&dse);
         Ok((grads.dx, grads.dw, dpacked))
     }
 }

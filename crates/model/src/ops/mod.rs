@@ -9,5 +9,6 @@ pub mod conv;
 pub mod kernels;
 pub mod maxpool;
 mod scratch;
+mod se_excite;
 
 pub use maxpool::max_pool2x2;

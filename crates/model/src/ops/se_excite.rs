@@ -1,0 +1,207 @@
+//! The squeeze-and-excitation gate of one image (J. Hu, L. Shen, G. Sun, "Squeeze-and-Excitation
+//! Networks", CVPR 2018) on plain slices, forward and backward, for the fused block op
+//! ([`super::block`]): `g = gate(Σ_branches W2·relu(W1·s + b1) + b2)` with `s` the channel
+//! descriptor (average, maximum, or both as two branches through the shared MLP, as CBAM's
+//! channel attention and `crate::attention::Se`).
+//!
+//! Everything here is per image and small (`C x hidden` weights): plain loops, f32, fixed order.
+
+use crate::spec::{Gate, Squeeze};
+
+/// Sizes and options of one SE module.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SeDims {
+    pub(crate) c: usize,
+    pub(crate) hidden: usize,
+    pub(crate) squeeze: Squeeze,
+    pub(crate) gate: Gate,
+    pub(crate) bias: bool,
+}
+
+impl SeDims {
+    /// Descriptor branches: 1 (avg or max) or 2 (avg and max).
+    pub(crate) fn branches(&self) -> usize {
+        match self.squeeze {
+            Squeeze::AvgMax => 2,
+            _ => 1,
+        }
+    }
+
+    /// Number of packed parameters: `W1 [hidden, C]`, `b1?`, `W2 [C, hidden]`, `b2?`.
+    pub(crate) fn n_params(&self) -> usize {
+        let w = 2 * self.c * self.hidden;
+        if self.bias {
+            w + self.hidden + self.c
+        } else {
+            w
+        }
+    }
+}
+
+/// The parameters, unpacked from `[W1, b1?, W2, b2?]`.
+pub(crate) struct SeWeights<'a> {
+    w1: &'a [f32],
+    b1: Option<&'a [f32]>,
+    w2: &'a [f32],
+    b2: Option<&'a [f32]>,
+}
+
+impl<'a> SeWeights<'a> {
+    pub(crate) fn unpack(d: &SeDims, p: &'a [f32]) -> SeWeights<'a> {
+        let (ch, hid) = (d.c, d.hidden);
+        let (w1, rest) = p.split_at(hid * ch);
+        let (b1, rest) = if d.bias {
+            let (b, r) = rest.split_at(hid);
+            (Some(b), r)
+        } else {
+            (None, rest)
+        };
+        let (w2, rest) = rest.split_at(ch * hid);
+        let b2 = if d.bias { Some(&rest[..ch]) } else { None };
+        SeWeights { w1, b1, w2, b2 }
+    }
+}
+
+/// What the forward of one image keeps for the backward.
+pub(crate) struct SeImage<'a> {
+    /// Descriptors `[branches, C]`.
+    pub(crate) s: &'a mut [f32],
+    /// Hidden activations after ReLU `[branches, hidden]`.
+    pub(crate) h: &'a mut [f32],
+    /// Gate logits `[C]`.
+    pub(crate) pre: &'a mut [f32],
+    /// Gate values `[C]`.
+    pub(crate) g: &'a mut [f32],
+    /// With a max descriptor: the plane position of each channel's first maximum `[C]`.
+    pub(crate) maxpos: &'a mut [u32],
+}
+
+/// Forward of one image: descriptors of `z` (`[C, hw]`), the MLP, the gate.
+pub(crate) fn forward(d: &SeDims, wt: &SeWeights<'_>, z: &[f32], hw: usize, out: &mut SeImage<'_>) {
+    let (ch, hid) = (d.c, d.hidden);
+    let mut b = 0;
+    if matches!(d.squeeze, Squeeze::Avg | Squeeze::AvgMax) {
+        for (c, plane) in z.chunks(hw).enumerate().take(ch) {
+            out.s[c] = plane.iter().sum::<f32>() / hw as f32;
+        }
+        b += 1;
+    }
+    if matches!(d.squeeze, Squeeze::Max | Squeeze::AvgMax) {
+        for (c, plane) in z.chunks(hw).enumerate().take(ch) {
+            let (mut best, mut at) = (plane[0], 0u32);
+            for (p, &v) in plane.iter().enumerate().skip(1) {
+                if v > best {
+                    best = v;
+                    at = p as u32;
+                }
+            }
+            out.s[b * ch + c] = best;
+            out.maxpos[c] = at;
+        }
+    }
+    for c in 0..ch {
+        out.pre[c] = 0.0;
+    }
+    for br in 0..d.branches() {
+        let s = &out.s[br * ch..(br + 1) * ch];
+        let h = &mut out.h[br * hid..(br + 1) * hid];
+        for (j, hj) in h.iter_mut().enumerate() {
+            let row = &wt.w1[j * ch..(j + 1) * ch];
+            let mut acc = wt.b1.map_or(0.0, |b| b[j]);
+            acc += row.iter().zip(s).map(|(w, v)| w * v).sum::<f32>();
+            *hj = acc.max(0.0);
+        }
+        for (c, pc) in out.pre.iter_mut().enumerate() {
+            let row = &wt.w2[c * hid..(c + 1) * hid];
+            let mut acc = wt.b2.map_or(0.0, |b| b[c]);
+            acc += row.iter().zip(h.iter()).map(|(w, v)| w * v).sum::<f32>();
+            *pc += acc;
+        }
+    }
+    for (gc, &p) in out.g.iter_mut().zip(out.pre.iter()) {
+        *gc = match d.gate {
+            Gate::Sigmoid => 1.0 / (1.0 + (-p).exp()),
+            Gate::HardSigmoid => (p * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0),
+        };
+    }
+}
+
+/// Backward of one image: from `dg` (`[C]`, the loss gradient at the gate values) to the
+/// descriptors' gradients `ds` (`[branches, C]`) and the parameter gradients, added into
+/// `dparams` (packed as the parameters).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward(
+    d: &SeDims,
+    wt: &SeWeights<'_>,
+    s: &[f32],
+    h: &[f32],
+    pre: &[f32],
+    g: &[f32],
+    dg: &[f32],
+    ds: &mut [f32],
+    dparams: &mut [f32],
+) {
+    let (ch, hid) = (d.c, d.hidden);
+    let dpre: Vec<f32> = (0..ch)
+        .map(|c| {
+            dg[c]
+                * match d.gate {
+                    Gate::Sigmoid => g[c] * (1.0 - g[c]),
+                    Gate::HardSigmoid => {
+                        if pre[c] > -3.0 && pre[c] < 3.0 {
+                            1.0 / 6.0
+                        } else {
+                            0.0
+                        }
+                    }
+                }
+        })
+        .collect();
+    let (dw1, rest) = dparams.split_at_mut(hid * ch);
+    let (mut db1, rest) = if d.bias {
+        let (b, r) = rest.split_at_mut(hid);
+        (Some(b), r)
+    } else {
+        (None, rest)
+    };
+    let (dw2, rest) = rest.split_at_mut(ch * hid);
+    let mut db2 = if d.bias { Some(&mut rest[..ch]) } else { None };
+    let mut dh = vec![0f32; hid];
+    for br in 0..d.branches() {
+        let sb = &s[br * ch..(br + 1) * ch];
+        let hb = &h[br * hid..(br + 1) * hid];
+        for (j, dhj) in dh.iter_mut().enumerate() {
+            *dhj = if hb[j] > 0.0 {
+                (0..ch).map(|c| wt.w2[c * hid + j] * dpre[c]).sum::<f32>()
+            } else {
+                0.0
+            };
+        }
+        for c in 0..ch {
+            let row = &mut dw2[c * hid..(c + 1) * hid];
+            for (w, &hv) in row.iter_mut().zip(hb) {
+                *w += dpre[c] * hv;
+            }
+        }
+        if let Some(db2) = db2.as_deref_mut() {
+            for (b, &v) in db2.iter_mut().zip(&dpre) {
+                *b += v;
+            }
+        }
+        for (j, &dhj) in dh.iter().enumerate() {
+            let row = &mut dw1[j * ch..(j + 1) * ch];
+            for (w, &sv) in row.iter_mut().zip(sb) {
+                *w += dhj * sv;
+            }
+        }
+        if let Some(db1) = db1.as_deref_mut() {
+            for (b, &v) in db1.iter_mut().zip(&dh) {
+                *b += v;
+            }
+        }
+        let dsb = &mut ds[br * ch..(br + 1) * ch];
+        for (c, dsc) in dsb.iter_mut().enumerate() {
+            *dsc = (0..hid).map(|j| wt.w1[j * ch + c] * dh[j]).sum::<f32>();
+        }
+    }
+}
