@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: ablate_model::allocator::Allocator = ablate_model::allocator::Allocator;
 
 fn batch(n: usize, device: &Device) -> (Tensor, Tensor) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -51,6 +51,7 @@ fn net(spec: &ModelSpec) -> Net {
 }
 
 fn train(c: &mut Criterion) {
+    ablate_model::allocator::configure();
     let mut group = c.benchmark_group("step/train");
     group
         .sample_size(10)

@@ -26,7 +26,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: ablate_model::allocator::Allocator = ablate_model::allocator::Allocator;
 
 struct Args {
     batch: usize,
@@ -120,6 +120,7 @@ fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() {
+    ablate_model::allocator::configure();
     let args = match parse() {
         Ok(a) => a,
         Err(e) => {

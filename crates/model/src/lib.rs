@@ -9,6 +9,7 @@
 //!
 //! See `docs/models.md`.
 
+pub mod allocator;
 pub mod attention;
 pub mod init;
 pub mod layers;

@@ -9,8 +9,8 @@ use ablate_model::layers::Mode;
 use ablate_model::ops::block::{
     conv_bn_relu_eval, conv_bn_relu_reference, conv_bn_relu_train, BlockParams, SeParams,
 };
-use ablate_model::{Gate, Squeeze};
 use ablate_model::ops::kernels::Kernels;
+use ablate_model::{Gate, Squeeze};
 use ablate_model::{ModelSpec, Net};
 use candle_core::{Device, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
@@ -269,7 +269,11 @@ fn se_stage_matches_the_reference_composition() -> Result<()> {
     for (i, &shape) in SHAPES.iter().enumerate() {
         for (j, (&squeeze, &gate, bias)) in squeezes
             .iter()
-            .flat_map(|s| gates.iter().flat_map(move |g| [(s, g, false), (s, g, true)]))
+            .flat_map(|s| {
+                gates
+                    .iter()
+                    .flat_map(move |g| [(s, g, false), (s, g, true)])
+            })
             .enumerate()
         {
             let c = case(300 + i as u64, shape)?;
@@ -309,7 +313,9 @@ fn se_stage_matches_the_reference_composition() -> Result<()> {
                 Ok(all)
             };
             let (a, b) = (run(true)?, run(false)?);
-            let names = ["out", "mean", "var", "dx", "dw", "dgamma", "dbeta", "dw1", "dw2", "db1", "db2"];
+            let names = [
+                "out", "mean", "var", "dx", "dw", "dgamma", "dbeta", "dw1", "dw2", "db1", "db2",
+            ];
             for ((x, y), name) in a.iter().zip(&b).zip(names) {
                 let e = rel_err(x, y)?;
                 assert!(

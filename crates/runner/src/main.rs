@@ -8,9 +8,10 @@ use ablate_runner::cli::{Cli, Command, DataCommand, EXIT_ERROR};
 use ablate_runner::commands;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: ablate_model::allocator::Allocator = ablate_model::allocator::Allocator;
 
 fn main() -> ExitCode {
+    ablate_model::allocator::configure();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sweep(args) => commands::sweep::run(args),

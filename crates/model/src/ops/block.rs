@@ -90,7 +90,10 @@ impl BlockParams<'_> {
             .cloned()
             .collect();
         if let Some(se) = &self.se {
-            for t in [Some(se.w1), se.b1, Some(se.w2), se.b2].into_iter().flatten() {
+            for t in [Some(se.w1), se.b1, Some(se.w2), se.b2]
+                .into_iter()
+                .flatten()
+            {
                 parts.push(t.flatten_all()?);
             }
         }
@@ -557,12 +560,47 @@ thread_local! {
     static ZBUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The input-space position of window position `a` of pooled output `o` in a plane of width
-/// `ow` whose pooled width is `pw`.
+/// `(Σ dz, Σ dz·(y - m)·is)` over one plane with `dz` masked by the ReLU (`af.apply(y) > 0`),
+/// in eight f32 lanes (vectorizes), then f64.
+#[inline]
+fn masked_sums(dz: &[f32], y: &[f32], af: Affine, is: f32) -> (f64, f64) {
+    let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
+    let (dc, yc) = (dz.chunks_exact(8), y.chunks_exact(8));
+    let (dr, yr) = (dc.remainder(), yc.remainder());
+    let term = |dv: f32, yv: f32| {
+        let t = yv - af.m;
+        let d = if t * af.k + af.b > 0.0 { dv } else { 0.0 };
+        (d, d * (t * is))
+    };
+    for (d8, y8) in dc.zip(yc) {
+        for l in 0..8 {
+            let (p, q) = term(d8[l], y8[l]);
+            a[l] += p;
+            b[l] += q;
+        }
+    }
+    for (l, (&dv, &yv)) in dr.iter().zip(yr).enumerate() {
+        let (p, q) = term(dv, yv);
+        a[l] += p;
+        b[l] += q;
+    }
+    (
+        a.iter().map(|&v| v as f64).sum(),
+        b.iter().map(|&v| v as f64).sum(),
+    )
+}
+
+/// The input-plane positions of the maxima of one pooled plane, in output order: `ix` holds the
+/// window positions (0..4) of a plane of pooled width `pw`; the input plane has width `ow`.
 #[inline(always)]
-fn window_pos(o: usize, a: u8, pw: usize, ow: usize) -> usize {
-    let (py, px) = (o / pw, o % pw);
-    (2 * py + (a >> 1) as usize) * ow + 2 * px + (a & 1) as usize
+fn argmax_positions(ix: &[u8], pw: usize, ow: usize) -> impl Iterator<Item = usize> + '_ {
+    ix.chunks_exact(pw.max(1))
+        .enumerate()
+        .flat_map(move |(py, row)| {
+            row.iter()
+                .enumerate()
+                .map(move |(px, &a)| (2 * py + (a >> 1) as usize) * ow + 2 * px + (a & 1) as usize)
+        })
 }
 
 impl BlockOp {
@@ -631,7 +669,12 @@ impl CustomOp3 for BlockOp {
                     .par_chunks_mut(out_img)
                     .zip(argmax.par_chunks_mut(idx_img))
                     .zip(x.par_chunks(g.in_img()))
-                    .zip(se_views(&mut se_saved, self.se.as_ref(), se_w.as_ref(), g.n))
+                    .zip(se_views(
+                        &mut se_saved,
+                        self.se.as_ref(),
+                        se_w.as_ref(),
+                        g.n,
+                    ))
                     .for_each(|(((on, ixn), xn), se)| {
                         with_buf(&IMG, g.out_img(), |buf| {
                             // SAFETY: `forward_image` only writes initialized values.
@@ -667,7 +710,12 @@ impl CustomOp3 for BlockOp {
                     .par_chunks_mut(out_img.max(1))
                     .zip(argmax.par_chunks_mut(idx_img))
                     .zip(y.par_chunks(g.out_img()))
-                    .zip(se_views(&mut se_saved, self.se.as_ref(), se_w.as_ref(), g.n))
+                    .zip(se_views(
+                        &mut se_saved,
+                        self.se.as_ref(),
+                        se_w.as_ref(),
+                        g.n,
+                    ))
                     .for_each(|(((on, ixn), yn), se)| {
                         emit_image(yn, &g, &aff, self.pool, on, ixn, se)
                     });
@@ -803,9 +851,9 @@ impl BlockOp {
                     if self.pool {
                         let ix = &saved.argmax[o0..o0 + plane];
                         let (mut a, mut b) = (0f32, 0f32);
-                        for (o, ((&rv, &dv), &iv)) in r.iter().zip(d).zip(ix).enumerate() {
+                        for ((&rv, &dv), pos) in r.iter().zip(d).zip(argmax_positions(ix, pw, ow)) {
                             if rv > 0.0 {
-                                let xh = (yp[window_pos(o, iv, pw, ow)] - m) * is;
+                                let xh = (yp[pos] - m) * is;
                                 a += dv;
                                 b += dv * xh;
                             }
@@ -856,9 +904,9 @@ impl BlockOp {
                         *dv = -ka - (yv - m) * kb;
                     }
                     let ix = &saved.argmax[o0..o0 + plane];
-                    for (o, ((&rv, &gv), &iv)) in r.iter().zip(d).zip(ix).enumerate() {
+                    for ((&rv, &gv), pos) in r.iter().zip(d).zip(argmax_positions(ix, pw, ow)) {
                         if rv > 0.0 {
-                            dp[window_pos(o, iv, pw, ow)] += k * gv;
+                            dp[pos] += k * gv;
                         }
                     }
                 } else {
@@ -924,29 +972,20 @@ impl BlockOp {
                 b: up.beta[ch],
             })
             .collect();
-        // dz at the ReLU's output of image `img`, masked by `z > 0`, into `buf` ([C, hw]).
-        let fill_dzm = |img: usize, ds: &[f32], buf: &mut [f32]| {
+        // dz at the ReLU's output of image `img`, not yet masked by `z > 0`, into `buf`
+        // ([C, hw]).
+        let fill_dz = |img: usize, ds: &[f32], buf: &mut [f32]| {
             for ch in 0..c {
                 let row = &mut buf[ch * hw..(ch + 1) * hw];
-                let yrow = &y[(img * c + ch) * hw..][..hw];
                 row.fill(if has_avg { ds[ch] / hw as f32 } else { 0.0 });
                 if let Some(b) = max_branch {
                     row[sv.maxpos[img * c + ch] as usize] += ds[b * c + ch];
                 }
                 let gc = sv.g[img * c + ch];
                 let o0 = (img * c + ch) * plane;
-                for (o, (&gv, &iv)) in grad[o0..o0 + plane]
-                    .iter()
-                    .zip(&argmax[o0..o0 + plane])
-                    .enumerate()
-                {
-                    row[window_pos(o, iv, pw, ow)] += gv * gc;
-                }
-                let a = aff[ch];
-                for (dv, &yv) in row.iter_mut().zip(yrow) {
-                    if a.apply(yv) <= 0.0 {
-                        *dv = 0.0;
-                    }
+                let positions = argmax_positions(&argmax[o0..o0 + plane], pw, ow);
+                for (&gv, pos) in grad[o0..o0 + plane].iter().zip(positions) {
+                    row[pos] += gv * gc;
                 }
             }
         };
@@ -959,12 +998,9 @@ impl BlockOp {
                 for (ch, dgc) in dg.iter_mut().enumerate() {
                     let o0 = (img * c + ch) * plane;
                     let yrow = &y[(img * c + ch) * hw..][..hw];
-                    for (o, (&gv, &iv)) in grad[o0..o0 + plane]
-                        .iter()
-                        .zip(&argmax[o0..o0 + plane])
-                        .enumerate()
-                    {
-                        *dgc += gv * aff[ch].apply(yrow[window_pos(o, iv, pw, ow)]);
+                    let positions = argmax_positions(&argmax[o0..o0 + plane], pw, ow);
+                    for (&gv, pos) in grad[o0..o0 + plane].iter().zip(positions) {
+                        *dgc += gv * aff[ch].apply(yrow[pos]);
                     }
                 }
                 let mut ds = vec![0f32; nb * c];
@@ -982,22 +1018,11 @@ impl BlockOp {
                     &mut dparams,
                 );
                 let sums = with_buf(&IMG, c * hw, |buf| {
-                    fill_dzm(img, &ds, buf);
+                    fill_dz(img, &ds, buf);
                     (0..c)
                         .map(|ch| {
-                            let (m, is) = (mean[ch], invstd[ch]);
                             let yrow = &y[(img * c + ch) * hw..][..hw];
-                            let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
-                            for (i, (&dz, &yv)) in
-                                buf[ch * hw..(ch + 1) * hw].iter().zip(yrow).enumerate()
-                            {
-                                a[i % 8] += dz;
-                                b[i % 8] += dz * ((yv - m) * is);
-                            }
-                            (
-                                a.iter().map(|&v| v as f64).sum::<f64>(),
-                                b.iter().map(|&v| v as f64).sum::<f64>(),
-                            )
+                            masked_sums(&buf[ch * hw..(ch + 1) * hw], yrow, aff[ch], invstd[ch])
                         })
                         .collect()
                 });
@@ -1031,12 +1056,15 @@ impl BlockOp {
         let out = g.out_img();
         let grads = backward_cpu_with(g, x, wt, need_dx, |img, f| {
             with_buf(&IMG, out, |buf| {
-                fill_dzm(img, &per_image[img].1, buf);
+                fill_dz(img, &per_image[img].1, buf);
                 for (ch, &(k, ka, kb)) in coef.iter().enumerate() {
-                    let m = mean[ch];
+                    let a = aff[ch];
                     let yrow = &y[(img * c + ch) * hw..][..hw];
                     for (dv, &yv) in buf[ch * hw..(ch + 1) * hw].iter_mut().zip(yrow) {
-                        *dv = k * *dv - ka - (yv - m) * kb;
+                        // ReLU mask, branch-free: `a.apply(yv) > 0` without the `max`.
+                        let t = yv - a.m;
+                        let dz = if t * a.k + a.b > 0.0 { *dv } else { 0.0 };
+                        *dv = k * dz - ka - t * kb;
                     }
                 }
                 f(buf)

@@ -76,13 +76,30 @@ pub(crate) struct SeImage<'a> {
     pub(crate) maxpos: &'a mut [u32],
 }
 
+/// `Σ xs` in eight f32 lanes (vectorizes; a plain `sum` is one serial dependency chain).
+#[inline]
+fn lane_sum(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] += c[l];
+        }
+    }
+    for (l, &v) in rest.iter().enumerate() {
+        acc[l] += v;
+    }
+    acc.iter().sum()
+}
+
 /// Forward of one image: descriptors of `z` (`[C, hw]`), the MLP, the gate.
 pub(crate) fn forward(d: &SeDims, wt: &SeWeights<'_>, z: &[f32], hw: usize, out: &mut SeImage<'_>) {
     let (ch, hid) = (d.c, d.hidden);
     let mut b = 0;
     if matches!(d.squeeze, Squeeze::Avg | Squeeze::AvgMax) {
         for (c, plane) in z.chunks(hw).enumerate().take(ch) {
-            out.s[c] = plane.iter().sum::<f32>() / hw as f32;
+            out.s[c] = lane_sum(plane) / hw as f32;
         }
         b += 1;
     }
