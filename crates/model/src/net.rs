@@ -146,7 +146,12 @@ impl Net {
         for b in &mut self.blocks {
             b.conv.kernels = kernels;
             b.bn.kernels = kernels;
+            if let Some(att) = &mut b.attention {
+                att.set_kernels(kernels);
+            }
         }
+        self.fc1.kernels = kernels;
+        self.fc2.kernels = kernels;
     }
 
     /// Logits.

@@ -17,6 +17,7 @@ pub use se::{Se, SeConfig};
 pub use spatial::{SpatialAttention, SpatialConfig};
 
 use crate::layers::{Mode, Param};
+use crate::ops::kernels::Kernels;
 use crate::spec::{AttentionKind, ModelSpec, Squeeze, BLOCK_CHANNELS};
 
 /// Gate values produced by one attention forward (detached from the graph).
@@ -42,6 +43,17 @@ pub enum Attention {
 }
 
 impl Attention {
+    /// Fast CPU kernels or plain candle ops for the module's fully connected layers.
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        let se = match self {
+            Attention::Se(m) => m,
+            Attention::Cbam(m) => &mut m.channel,
+            Attention::Eca(_) | Attention::Spatial(_) => return,
+        };
+        se.fc0.kernels = kernels;
+        se.fc2.kernels = kernels;
+    }
+
     /// The module of `spec.attention` for block `block` (1-based), or `None` for no attention.
     pub fn for_block(
         spec: &ModelSpec,

@@ -4,6 +4,7 @@ use candle_core::{Device, Result, Tensor};
 
 use super::{Mode, Param};
 use crate::init;
+use crate::ops::kernels::Kernels;
 
 /// Configuration of a [`Linear`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +34,8 @@ pub struct Linear {
     pub weight: Param,
     /// `[out]`, when `config.bias`.
     pub bias: Option<Param>,
+    /// Fast CPU kernel (`crate::ops::linear`) or plain candle ops; [`Kernels::Fast`] by default.
+    pub kernels: Kernels,
 }
 
 impl Linear {
@@ -53,6 +56,7 @@ impl Linear {
             config,
             weight,
             bias,
+            kernels: Kernels::default(),
         })
     }
 
@@ -66,10 +70,7 @@ impl Linear {
     /// # Shapes
     /// x: `[N, in]` -> `[N, out]`.
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let y = x.matmul(&self.weight.get(mode).t()?)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(&b.get(mode)),
-            None => Ok(y),
-        }
+        let bias = self.bias.as_ref().map(|b| b.get(mode));
+        crate::ops::linear::linear(x, &self.weight.get(mode), bias.as_ref(), self.kernels)
     }
 }

@@ -215,9 +215,44 @@ fn col2im(g: &Geom, dcol: &[f32], dx: &mut [f32]) {
 }
 
 /// Row-major gemm on slices: `dst[m, n] = (accumulate ? dst : 0) + a[m, k] * b[k, n]`, where
-/// `a` and `b` are given with explicit (row, column) strides.
+/// `a` and `b` are given with explicit (row, column) strides. Single-threaded: the callers
+/// parallelize over images.
 #[allow(clippy::too_many_arguments)]
 fn gemm_rm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+) {
+    gemm_rm_par(
+        Parallelism::None,
+        m,
+        n,
+        k,
+        dst,
+        accumulate,
+        a,
+        a_rs,
+        a_cs,
+        b,
+        b_rs,
+        b_cs,
+    )
+}
+
+/// [`gemm_rm`] with the given parallelism. The `gemm` crate splits the output among threads and
+/// keeps the summation order over `k` fixed, so the result does not depend on the number of
+/// threads.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_rm_par(
+    par: Parallelism,
     m: usize,
     n: usize,
     k: usize,
@@ -254,7 +289,7 @@ fn gemm_rm(
             false,
             false,
             false,
-            Parallelism::None,
+            par,
         )
     }
 }

@@ -7,6 +7,7 @@ pub mod block;
 pub mod bn_relu;
 pub mod conv;
 pub mod kernels;
+pub mod linear;
 pub mod maxpool;
 mod scratch;
 mod se_excite;
