@@ -327,3 +327,75 @@ fn se_stage_matches_the_reference_composition() -> Result<()> {
     }
     Ok(())
 }
+
+/// `Σ out ⊙ r` in f64.
+fn loss64(out: &Tensor, r: &Tensor) -> Result<f64> {
+    common::dot(out, r)
+}
+
+#[test]
+fn gradients_match_finite_differences() -> Result<()> {
+    // The directional derivative along a random direction in all inputs and parameters at once
+    // (x, weight, bias, γ, β and, with SE, its MLP), against a central difference of the fused
+    // op itself in f64 sums. Seeded: the inputs are fixed, so no kink of ReLU or max-pool moves
+    // between runs.
+    for (seed, with_se) in [(11u64, false), (12, true)] {
+        let shape = (3, 2, 6, 6, 4, 3, 1);
+        let c = case(seed, shape)?;
+        let mut r = rng(seed + 100);
+        let w1 = Var::from_tensor(&rand_tensor(&mut r, &[2, 4], -1.0, 1.0)?)?;
+        let w2 = Var::from_tensor(&rand_tensor(&mut r, &[4, 2], -1.0, 1.0)?)?;
+        let vars: Vec<&Var> = if with_se {
+            vec![&c.x, &c.w, &c.b, &c.gamma, &c.beta, &w1, &w2]
+        } else {
+            vec![&c.x, &c.w, &c.b, &c.gamma, &c.beta]
+        };
+        let dirs: Vec<Tensor> = vars
+            .iter()
+            .map(|v| rand_tensor(&mut r, v.dims(), -1.0, 1.0))
+            .collect::<Result<_>>()?;
+        let forward = |ts: &[Tensor]| -> Result<Tensor> {
+            let p = BlockParams {
+                weight: &ts[1],
+                bias: Some(&ts[2]),
+                padding: 1,
+                gamma: &ts[3],
+                beta: &ts[4],
+                eps: 1e-5,
+                pool: true,
+                se: with_se.then(|| SeParams {
+                    w1: &ts[5],
+                    b1: None,
+                    w2: &ts[6],
+                    b2: None,
+                    squeeze: Squeeze::Avg,
+                    gate: Gate::Sigmoid,
+                }),
+            };
+            Ok(conv_bn_relu_train(&ts[0], &p)?.0)
+        };
+        let at = |t: f64| -> Result<Vec<Tensor>> {
+            vars.iter()
+                .zip(&dirs)
+                .map(|(v, d)| v.as_tensor().detach() + (d * t)?)
+                .collect()
+        };
+        let base: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let out = forward(&base)?;
+        let rr = rand_tensor(&mut rng(seed + 200), out.dims(), -1.0, 1.0)?;
+        let grads = (&out * &rr)?.sum_all()?.backward()?;
+        let analytic: f64 = vars
+            .iter()
+            .zip(&dirs)
+            .map(|(v, d)| common::dot(grads.get(v).expect("gradient"), d))
+            .sum::<Result<f64>>()?;
+        let h = 1e-3;
+        let fd = (loss64(&forward(&at(h)?)?, &rr)? - loss64(&forward(&at(-h)?)?, &rr)?) / (2.0 * h);
+        let rel = (fd - analytic).abs() / analytic.abs().max(1e-3);
+        assert!(
+            rel < 2e-3,
+            "se {with_se}: finite difference {fd}, analytic {analytic}, rel {rel}"
+        );
+    }
+    Ok(())
+}

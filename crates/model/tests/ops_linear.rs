@@ -71,3 +71,47 @@ fn results_do_not_depend_on_thread_count() -> Result<()> {
     assert_eq!(one, collect(5)?);
     Ok(())
 }
+
+#[test]
+fn gradients_match_finite_differences() -> Result<()> {
+    // `Σ r ⊙ (x·Wᵀ + b)` is quadratic along any direction in (x, W, b), so a central difference
+    // with step 1 equals the directional derivative up to rounding.
+    let mut r = rng(21);
+    let (n, fin, fout) = (6, 33, 9);
+    let x = Var::from_tensor(&rand_tensor(&mut r, &[n, fin], -1.0, 1.0)?)?;
+    let w = Var::from_tensor(&rand_tensor(&mut r, &[fout, fin], -1.0, 1.0)?)?;
+    let b = Var::from_tensor(&rand_tensor(&mut r, &[fout], -1.0, 1.0)?)?;
+    let rr = rand_tensor(&mut r, &[n, fout], -1.0, 1.0)?;
+    let vars = [&x, &w, &b];
+    let dirs: Vec<Tensor> = vars
+        .iter()
+        .map(|v| rand_tensor(&mut r, v.dims(), -1.0, 1.0))
+        .collect::<Result<_>>()?;
+    let f = |t: f64| -> Result<f64> {
+        let p: Vec<Tensor> = vars
+            .iter()
+            .zip(&dirs)
+            .map(|(v, d)| v.as_tensor().detach() + (d * t)?)
+            .collect::<Result<_>>()?;
+        common::dot(&linear(&p[0], &p[1], Some(&p[2]), Kernels::Fast)?, &rr)
+    };
+    let y = linear(
+        x.as_tensor(),
+        w.as_tensor(),
+        Some(b.as_tensor()),
+        Kernels::Fast,
+    )?;
+    let g = (&y * &rr)?.sum_all()?.backward()?;
+    let analytic: f64 = vars
+        .iter()
+        .zip(&dirs)
+        .map(|(v, d)| common::dot(g.get(v).expect("gradient"), d))
+        .sum::<Result<f64>>()?;
+    let fd = (f(1.0)? - f(-1.0)?) / 2.0;
+    let rel = (fd - analytic).abs() / analytic.abs().max(1e-3);
+    assert!(
+        rel < 1e-4,
+        "finite difference {fd}, analytic {analytic}, rel {rel}"
+    );
+    Ok(())
+}
