@@ -399,3 +399,43 @@ fn gradients_match_finite_differences() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn statistics_stay_accurate_with_a_large_mean() -> Result<()> {
+    // Convolution outputs around 1000 with a spread of about 0.01: a naive E[y²] - E[y]² in
+    // f32 would lose every digit of the variance.
+    let c = case(31, (4, 3, 6, 6, 3, 3, 1))?;
+    c.b.set(&Tensor::full(1000f32, 3, &candle_core::Device::Cpu)?)?;
+    c.w.set(&(c.w.as_tensor() * 0.01)?)?;
+    let p = c.params(true, true);
+    let (_, stats) = conv_bn_relu_train(c.x.as_tensor(), &p)?;
+    let y = ablate_model::ops::conv::conv2d_reference(
+        c.x.as_tensor(),
+        c.w.as_tensor(),
+        Some(c.b.as_tensor()),
+        1,
+    )?;
+    let (n, ch, h, w) = y.dims4()?;
+    let v = y.flatten_all()?.to_vec1::<f32>()?;
+    let mean = stats.mean.to_vec1::<f32>()?;
+    let var = stats.var_unbiased.to_vec1::<f32>()?;
+    for k in 0..ch {
+        let xs: Vec<f64> = (0..n)
+            .flat_map(|i| v[(i * ch + k) * h * w..][..h * w].iter().map(|&x| x as f64))
+            .collect();
+        let m = xs.iter().sum::<f64>() / xs.len() as f64;
+        let var64 = xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (xs.len() - 1) as f64;
+        assert!(
+            (mean[k] as f64 - m).abs() < 1e-3,
+            "channel {k}: mean {} vs {m}",
+            mean[k]
+        );
+        let rel = (var[k] as f64 - var64).abs() / var64;
+        assert!(
+            rel < 1e-3,
+            "channel {k}: variance {} vs {var64} (rel {rel})",
+            var[k]
+        );
+    }
+    Ok(())
+}

@@ -402,12 +402,14 @@ fn unpack<'a>(
     })
 }
 
-/// Mean and centred sum of squares of one plane: the mean in f64 first, then
-/// [`shifted_sums`] around it (with the exact correction for the shift being rounded).
+/// Mean and centred sum of squares of one plane, in one pass of [`shifted_sums`] around the mean
+/// of its first 16 values (close enough to the plane's mean that `Σd² - (Σd)²/n` does not
+/// cancel: the shift is within a few standard deviations of the mean), with the exact
+/// correction for the shift not being the mean.
 fn mean_m2(xs: &[f32]) -> (f64, f64) {
     let n = xs.len() as f64;
-    let (s0, _) = shifted_sums(xs, 0.0);
-    let shift = (s0 / n) as f32;
+    let head = &xs[..xs.len().min(16)];
+    let shift = head.iter().sum::<f32>() / head.len().max(1) as f32;
     let (s, q) = shifted_sums(xs, shift);
     let mean = shift as f64 + s / n;
     (mean, (q - s * s / n).max(0.0))
