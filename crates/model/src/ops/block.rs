@@ -623,6 +623,43 @@ impl BlockOp {
     }
 }
 
+impl BlockOp {
+    /// Writes the whole batch's output (`out`, empty with capacity, gets its length) and argmax
+    /// indices, parallel over images; `y_of(img, f)` calls `f` with image `img`'s convolution
+    /// output.
+    fn emit_batch<Y>(
+        &self,
+        g: &Geom,
+        aff: &[Affine],
+        out: &mut Vec<f32>,
+        argmax: &mut [u8],
+        se: Vec<Option<SeStage<'_, '_>>>,
+        y_of: Y,
+    ) where
+        Y: Fn(usize, &mut dyn FnMut(&[f32])) + Sync,
+    {
+        let out_img = self.out_img(g);
+        let n_out = g.n * out_img;
+        if n_out > 0 {
+            let idx_img = argmax.len() / g.n.max(1);
+            out.spare_capacity_mut()[..n_out]
+                .par_chunks_mut(out_img)
+                .zip(argmax.par_chunks_mut(idx_img))
+                .zip(se)
+                .enumerate()
+                .for_each(|(img, ((on, ixn), se))| {
+                    let mut se = Some(se);
+                    y_of(img, &mut |yn| {
+                        emit_image(yn, g, aff, self.pool, on, ixn, se.take().flatten())
+                    });
+                });
+        }
+        // SAFETY: `emit_image` wrote every output element (none when `n_out` is 0: pooling a
+        // one-pixel-wide output).
+        unsafe { out.set_len(n_out) };
+    }
+}
+
 impl CustomOp3 for BlockOp {
     fn name(&self) -> &'static str {
         "ablate-conv-bn-relu-pool"
@@ -664,30 +701,18 @@ impl CustomOp3 for BlockOp {
                 .collect()
         };
         match &self.mode {
-            OpMode::Eval { .. } if n_out == 0 => {}
             OpMode::Eval { mean, invstd } => {
+                // Each image's convolution output lives only in a per-thread buffer.
                 let aff = affine(mean, invstd);
-                out.spare_capacity_mut()[..n_out]
-                    .par_chunks_mut(out_img)
-                    .zip(argmax.par_chunks_mut(idx_img))
-                    .zip(x.par_chunks(g.in_img()))
-                    .zip(se_views(
-                        &mut se_saved,
-                        self.se.as_ref(),
-                        se_w.as_ref(),
-                        g.n,
-                    ))
-                    .for_each(|(((on, ixn), xn), se)| {
-                        with_buf(&IMG, g.out_img(), |buf| {
-                            // SAFETY: `forward_image` only writes initialized values.
-                            let buf =
-                                unsafe { &mut *(buf as *mut [f32] as *mut [MaybeUninit<f32>]) };
-                            let yn = forward_image(&g, xn, wt, &bias, buf);
-                            emit_image(yn, &g, &aff, self.pool, on, ixn, se);
-                        })
-                    });
-                // SAFETY: `emit_image` wrote every output element.
-                unsafe { out.set_len(n_out) };
+                let views = se_views(&mut se_saved, self.se.as_ref(), se_w.as_ref(), g.n);
+                self.emit_batch(&g, &aff, &mut out, &mut argmax, views, |img, f| {
+                    with_buf(&IMG, g.out_img(), |buf| {
+                        // SAFETY: `forward_image` only writes initialized values.
+                        let buf = unsafe { &mut *(buf as *mut [f32] as *mut [MaybeUninit<f32>]) };
+                        let xn = &x[img * g.in_img()..(img + 1) * g.in_img()];
+                        f(forward_image(&g, xn, wt, &bias, buf))
+                    })
+                });
             }
             OpMode::Train(cell) => {
                 let total = g.n * g.out_img();
@@ -707,22 +732,10 @@ impl CustomOp3 for BlockOp {
                 unsafe { y.set_len(total) };
                 let [mean, invstd, var_unbiased] = combine(&part, g.n, c, hw, self.eps);
                 let aff = affine(&mean, &invstd);
-                // (No output at all when pooling a 1-pixel-wide output.)
-                out.spare_capacity_mut()[..n_out]
-                    .par_chunks_mut(out_img.max(1))
-                    .zip(argmax.par_chunks_mut(idx_img))
-                    .zip(y.par_chunks(g.out_img()))
-                    .zip(se_views(
-                        &mut se_saved,
-                        self.se.as_ref(),
-                        se_w.as_ref(),
-                        g.n,
-                    ))
-                    .for_each(|(((on, ixn), yn), se)| {
-                        emit_image(yn, &g, &aff, self.pool, on, ixn, se)
-                    });
-                // SAFETY: `emit_image` wrote every output element.
-                unsafe { out.set_len(n_out) };
+                let views = se_views(&mut se_saved, self.se.as_ref(), se_w.as_ref(), g.n);
+                self.emit_batch(&g, &aff, &mut out, &mut argmax, views, |img, f| {
+                    f(&y[img * g.out_img()..(img + 1) * g.out_img()])
+                });
                 *cell.lock().map_err(|_| poisoned())? = Some((mean.clone(), var_unbiased));
                 *self.saved.lock().map_err(|_| poisoned())? = Some(Arc::new(Saved {
                     y: Pooled(y),

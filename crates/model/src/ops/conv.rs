@@ -19,7 +19,10 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, T
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use super::kernels::{cpu_f32, Kernels};
+use super::kernels::{bias_or_zeros, cpu_f32, Kernels};
+
+/// The gemm parallelism inside the per-image kernels.
+const SERIAL: Parallelism = Parallelism::None;
 
 /// Images per chunk of the weight-gradient reduction. Fixed (not derived from the thread
 /// count) so that the summation order, and thus the result, is the same on any machine.
@@ -52,15 +55,7 @@ pub fn conv2d(
         bail!("conv2d: kernel {kh}x{kw} larger than padded input {h}x{w} (padding {padding})")
     }
     let has_bias = bias.is_some();
-    let bias = match bias {
-        Some(b) => {
-            if b.dims() != [c_out] {
-                bail!("conv2d: bias shape {:?}, expected [{c_out}]", b.dims())
-            }
-            b.contiguous()?
-        }
-        None => Tensor::zeros(c_out, x.dtype(), x.device())?,
-    };
+    let bias = bias_or_zeros(bias, c_out, x, "conv2d")?;
     x.contiguous()?
         .apply_op3(&weight.contiguous()?, &bias, Conv2dOp { padding, has_bias })
 }
@@ -215,43 +210,12 @@ fn col2im(g: &Geom, dcol: &[f32], dx: &mut [f32]) {
 }
 
 /// Row-major gemm on slices: `dst[m, n] = (accumulate ? dst : 0) + a[m, k] * b[k, n]`, where
-/// `a` and `b` are given with explicit (row, column) strides. Single-threaded: the callers
-/// parallelize over images.
+/// `a` and `b` are given with explicit (row, column) strides. `par`: the convolution kernels
+/// run it single-threaded (they parallelize over images). The `gemm` crate splits the output
+/// among threads and keeps the summation order over `k` fixed, so the result does not depend
+/// on the number of threads.
 #[allow(clippy::too_many_arguments)]
-fn gemm_rm(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    accumulate: bool,
-    a: &[f32],
-    a_rs: usize,
-    a_cs: usize,
-    b: &[f32],
-    b_rs: usize,
-    b_cs: usize,
-) {
-    gemm_rm_par(
-        Parallelism::None,
-        m,
-        n,
-        k,
-        dst,
-        accumulate,
-        a,
-        a_rs,
-        a_cs,
-        b,
-        b_rs,
-        b_cs,
-    )
-}
-
-/// [`gemm_rm`] with the given parallelism. The `gemm` crate splits the output among threads and
-/// keeps the summation order over `k` fixed, so the result does not depend on the number of
-/// threads.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_rm_par(
+pub(crate) fn gemm_rm(
     par: Parallelism,
     m: usize,
     n: usize,
@@ -326,11 +290,11 @@ pub(crate) fn forward_image<'a>(
     // SAFETY: every element was just initialized (the rows cover `yn`).
     let yn = unsafe { &mut *(yn as *mut [MaybeUninit<f32>] as *mut [f32]) };
     if g.kh == 1 && g.kw == 1 && g.pad == 0 {
-        gemm_rm(g.c_out, hw, k, yn, true, wt, k, 1, xn, hw, 1);
+        gemm_rm(SERIAL, g.c_out, hw, k, yn, true, wt, k, 1, xn, hw, 1);
     } else {
         with_buf(&COL, k * hw, |col| {
             im2col(g, xn, col);
-            gemm_rm(g.c_out, hw, k, yn, true, wt, k, 1, col, hw, 1);
+            gemm_rm(SERIAL, g.c_out, hw, k, yn, true, wt, k, 1, col, hw, 1);
         });
     }
     yn
@@ -408,7 +372,7 @@ where
                             col
                         };
                         // dWᵀ[K, Cout] += col[K, HW] x dYᵀ[HW, Cout]
-                        gemm_rm(k, co, hw, pdw, j > 0, col, hw, 1, dyn_, 1, hw);
+                        gemm_rm(SERIAL, k, co, hw, pdw, j > 0, col, hw, 1, dyn_, 1, hw);
                     });
                     if need_dx {
                         let dxn = &mut dxc[j * g.in_img()..(j + 1) * g.in_img()];
@@ -417,10 +381,10 @@ where
                         let dxn = unsafe { &mut *(dxn as *mut [MaybeUninit<f32>] as *mut [f32]) };
                         if direct {
                             // dX[Cin, HW] = Wᵀ[Cin, Cout] x dY[Cout, HW]
-                            gemm_rm(k, hw, co, dxn, false, &w_t, co, 1, dyn_, hw, 1);
+                            gemm_rm(SERIAL, k, hw, co, dxn, false, &w_t, co, 1, dyn_, hw, 1);
                         } else {
                             with_buf(&DCOL, k * hw, |dcol| {
-                                gemm_rm(k, hw, co, dcol, false, &w_t, co, 1, dyn_, hw, 1);
+                                gemm_rm(SERIAL, k, hw, co, dcol, false, &w_t, co, 1, dyn_, hw, 1);
                                 col2im(g, dcol, dxn);
                             });
                         }

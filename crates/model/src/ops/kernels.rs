@@ -4,7 +4,7 @@
 //! The reference path (plain candle ops, differentiated by candle's own autograd) is what the
 //! tests compare the fast kernels against, and what runs on every non-CPU device.
 
-use candle_core::{bail, DType, Device, Layout, Result};
+use candle_core::{bail, DType, Device, Layout, Result, Tensor};
 
 /// Which implementation the layers use for their hot ops.
 ///
@@ -53,6 +53,21 @@ impl Kernels {
 pub struct KernelsEnvError {
     /// The value found.
     pub value: String,
+}
+
+/// The bias argument of a custom op: `bias` checked to be `[n]` and made contiguous, or zeros
+/// like `x` when there is none (`what` names the op in the error).
+pub(crate) fn bias_or_zeros(
+    bias: Option<&Tensor>,
+    n: usize,
+    x: &Tensor,
+    what: &str,
+) -> Result<Tensor> {
+    match bias {
+        Some(b) if b.dims() == [n] => b.contiguous(),
+        Some(b) => bail!("{what}: bias shape {:?}, expected [{n}]", b.dims()),
+        None => Tensor::zeros(n, x.dtype(), x.device()),
+    }
 }
 
 /// The f32 elements of a contiguous CPU storage, from the layout's start offset on.

@@ -12,8 +12,8 @@
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use gemm::Parallelism;
 
-use super::conv::gemm_rm_par;
-use super::kernels::{cpu_f32, Kernels};
+use super::conv::gemm_rm;
+use super::kernels::{bias_or_zeros, cpu_f32, Kernels};
 
 /// `x·Wᵀ + b`.
 ///
@@ -34,15 +34,7 @@ pub fn linear(
         bail!("linear: input has {fin} features, weight expects {win}")
     }
     let has_bias = bias.is_some();
-    let bias = match bias {
-        Some(b) => {
-            if b.dims() != [fout] {
-                bail!("linear: bias shape {:?}, expected [{fout}]", b.dims())
-            }
-            b.contiguous()?
-        }
-        None => Tensor::zeros(fout, x.dtype(), x.device())?,
-    };
+    let bias = bias_or_zeros(bias, fout, x, "linear")?;
     x.contiguous()?
         .apply_op3(&weight.contiguous()?, &bias, LinearOp { has_bias })
 }
@@ -93,7 +85,7 @@ impl CustomOp3 for LinearOp {
             y.extend_from_slice(b);
         }
         // y[N, out] += x[N, in] · Wᵀ[in, out]
-        gemm_rm_par(
+        gemm_rm(
             parallelism(),
             n,
             fout,
@@ -138,13 +130,13 @@ impl CustomOp3 for LinearOp {
             let dx = need_dx.then(|| {
                 // dX[N, in] = dY[N, out] · W[out, in]
                 let mut dx = vec![0f32; n * fin];
-                gemm_rm_par(par, n, fin, fout, &mut dx, false, dy, fout, 1, ws, fin, 1);
+                gemm_rm(par, n, fin, fout, &mut dx, false, dy, fout, 1, ws, fin, 1);
                 dx
             });
             let dw = need_dw.then(|| {
                 // dW[out, in] = dYᵀ[out, N] · X[N, in]
                 let mut dw = vec![0f32; fout * fin];
-                gemm_rm_par(par, fout, fin, n, &mut dw, false, dy, 1, fout, xs, fin, 1);
+                gemm_rm(par, fout, fin, n, &mut dw, false, dy, 1, fout, xs, fin, 1);
                 dw
             });
             let db = need_db.then(|| {
