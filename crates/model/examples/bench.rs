@@ -7,6 +7,9 @@
 //!     [--models baseline,se_r16]
 //! ```
 //!
+//! Besides `baseline` and `se_r16`, a model may be any spec in the `key=value,...` form of
+//! `ablate eval --model` (then separated by `;`: `--models 'attention=eca;attention=cbam'`).
+//!
 //! The kernels are the ones `Net::new` picks (`ABLATE_KERNELS=reference` in the environment
 //! selects plain candle ops where the layers support the switch).
 //!
@@ -56,7 +59,11 @@ fn parse() -> Result<Args, String> {
             "--batch" => a.batch = num(val()?)?,
             "--steps" => a.steps = num(val()?)?,
             "--warmup" => a.warmup = num(val()?)?,
-            "--models" => a.models = val()?.split(',').map(str::to_string).collect(),
+            "--models" => {
+                let v = val()?;
+                let sep = if v.contains('=') { ';' } else { ',' };
+                a.models = v.split(sep).map(str::to_string).collect();
+            }
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -74,7 +81,10 @@ fn spec(name: &str) -> Result<ModelSpec, String> {
             reduction: 16,
             ..ModelSpec::default()
         }),
-        other => Err(format!("unknown model `{other}`: baseline or se_r16")),
+        // Any other spec in the `key=value,...` form of `ablate eval --model`.
+        other => other
+            .parse::<ModelSpec>()
+            .map_err(|e| format!("unknown model `{other}`: baseline, se_r16 or a spec: {e}")),
     }
 }
 

@@ -43,12 +43,20 @@ pub enum Attention {
 }
 
 impl Attention {
-    /// Fast CPU kernels or plain candle ops for the module's fully connected layers.
+    /// Fast CPU kernels or plain candle ops for the module's fully connected layers, its
+    /// convolution and its channel pooling.
     pub fn set_kernels(&mut self, kernels: Kernels) {
         let se = match self {
             Attention::Se(m) => m,
-            Attention::Cbam(m) => &mut m.channel,
-            Attention::Eca(_) | Attention::Spatial(_) => return,
+            Attention::Cbam(m) => {
+                m.spatial.conv.kernels = kernels;
+                &mut m.channel
+            }
+            Attention::Spatial(m) => {
+                m.conv.kernels = kernels;
+                return;
+            }
+            Attention::Eca(_) => return,
         };
         se.fc0.kernels = kernels;
         se.fc2.kernels = kernels;

@@ -79,9 +79,7 @@ impl SpatialAttention {
     /// # Shapes
     /// x: `[B, C, H, W]` -> `[B, 1, H, W]`.
     pub fn spatial_gate(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let avg = x.mean_keepdim(1)?;
-        let max = x.max_keepdim(1)?;
-        let pooled = Tensor::cat(&[&avg, &max], 1)?;
+        let pooled = crate::ops::channel_pool::channel_mean_max(x, self.conv.kernels)?;
         apply_gate(&self.conv.forward(&pooled, mode)?, self.config.gate)
     }
 

@@ -5,6 +5,7 @@
 
 pub mod block;
 pub mod bn_relu;
+pub mod channel_pool;
 pub mod conv;
 pub mod kernels;
 pub mod linear;
