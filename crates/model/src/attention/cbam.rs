@@ -53,7 +53,7 @@ impl Cbam {
         let cg = self.channel.channel_gate(x, mode)?;
         let xc = scale_channels(x, &cg)?;
         let sg = self.spatial.spatial_gate(&xc, mode)?;
-        let y = xc.broadcast_mul(&sg)?;
+        let y = crate::ops::scale::scale_pixels(&xc, &sg, self.spatial.conv.kernels)?;
         Ok((
             y,
             Gates {

@@ -161,7 +161,8 @@ pub fn squeeze_channels(x: &Tensor, how: Squeeze) -> Result<(Tensor, Option<Tens
     })
 }
 
-/// Multiplies `x` by a channel gate.
+/// Multiplies `x` by a channel gate (candle's `broadcast_mul`: measured faster end to end than
+/// a custom op for this shape, see `crate::ops::scale`).
 ///
 /// # Shapes
 /// x: `[B, C, H, W]`, gate `[B, C]` -> `[B, C, H, W]`.

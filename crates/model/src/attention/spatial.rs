@@ -87,7 +87,7 @@ impl SpatialAttention {
     /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, spatial gate `[B, 1, H, W]`).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, Gates)> {
         let g = self.spatial_gate(x, mode)?;
-        let y = x.broadcast_mul(&g)?;
+        let y = crate::ops::scale::scale_pixels(x, &g, self.conv.kernels)?;
         Ok((
             y,
             Gates {

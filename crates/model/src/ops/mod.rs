@@ -10,6 +10,7 @@ pub mod conv;
 pub mod kernels;
 pub mod linear;
 pub mod maxpool;
+pub mod scale;
 mod scratch;
 mod se_excite;
 
