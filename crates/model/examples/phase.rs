@@ -144,7 +144,7 @@ fn blocks() -> Result<(), Box<dyn std::error::Error>> {
             beta: beta.as_tensor(),
             eps: 1e-5,
             pool: true,
-            se: None,
+            gate: None,
         };
         let impls: [(&str, &dyn Fn() -> candle_core::Result<Tensor>); 3] = [
             ("plain candle", &|| {

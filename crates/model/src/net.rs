@@ -16,7 +16,9 @@ use crate::layers::{
     dropout, BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Linear, LinearConfig, Mode,
     Param,
 };
-use crate::ops::block::{conv_bn_relu_eval, conv_bn_relu_train, BlockParams, SeParams};
+use crate::ops::block::{
+    conv_bn_relu_eval, conv_bn_relu_train, BlockParams, ChannelGate, EcaParams, SeParams,
+};
 use crate::ops::kernels::Kernels;
 use crate::ops::max_pool2x2;
 use crate::spec::{ModelSpec, Placement, BLOCK_CHANNELS, BLOCK_INPUT_SIDE};
@@ -45,8 +47,8 @@ enum Fused {
     Pooled,
     /// Nothing: the block's attention module and the pool run as separate ops.
     Unpooled,
-    /// The block's SE module, then the pool.
-    SePooled,
+    /// The block's channel attention (SE or ECA), then the pool.
+    GatePooled,
 }
 
 /// The seed CNN and its attention variants.
@@ -238,11 +240,12 @@ impl Net {
                 let y = Self::fused_block(block, x, mode, Fused::Pooled)?;
                 return attend(y, Placement::PostPool, rec);
             }
-            // SE between ReLU and pool (the seed's placement) fuses too.
+            // SE or ECA between ReLU and pool (the seed's placement) fuses too.
             Some(Placement::PostRelu)
-                if fusable && matches!(block.attention, Some(Attention::Se(_))) =>
+                if fusable
+                    && matches!(block.attention, Some(Attention::Se(_) | Attention::Eca(_))) =>
             {
-                return Self::fused_block(block, x, mode, Fused::SePooled);
+                return Self::fused_block(block, x, mode, Fused::GatePooled);
             }
             Some(Placement::PostRelu) if fusable => {
                 let y = Self::fused_block(block, x, mode, Fused::Unpooled)?;
@@ -274,14 +277,38 @@ impl Net {
         let weight = conv.weight.get(mode);
         let bias = conv.bias.as_ref().map(|b| b.get(mode));
         let (gamma, beta) = (bn.weight.get(mode), bn.bias.get(mode));
-        let se = match &block.attention {
-            Some(Attention::Se(se)) if what == Fused::SePooled => Some((
-                se.fc0.weight.get(mode),
+        // The fused channel gate's tensors, owned here (`ChannelGate` borrows them).
+        let gated = what == Fused::GatePooled;
+        let gate_tensors: Vec<Option<Tensor>> = match &block.attention {
+            Some(Attention::Se(se)) if gated => vec![
+                Some(se.fc0.weight.get(mode)),
                 se.fc0.bias.as_ref().map(|b| b.get(mode)),
-                se.fc2.weight.get(mode),
+                Some(se.fc2.weight.get(mode)),
                 se.fc2.bias.as_ref().map(|b| b.get(mode)),
-                se.config,
-            )),
+            ],
+            Some(Attention::Eca(eca)) if gated => vec![
+                Some(eca.weight.get(mode)),
+                eca.bias.as_ref().map(|b| b.get(mode)),
+            ],
+            _ => Vec::new(),
+        };
+        let gate = match (&block.attention, gate_tensors.as_slice()) {
+            (Some(Attention::Se(se)), [Some(w1), b1, Some(w2), b2]) => {
+                Some(ChannelGate::Se(SeParams {
+                    w1,
+                    b1: b1.as_ref(),
+                    w2,
+                    b2: b2.as_ref(),
+                    squeeze: se.config.squeeze,
+                    gate: se.config.gate,
+                }))
+            }
+            (Some(Attention::Eca(eca)), [Some(w), b]) => Some(ChannelGate::Eca(EcaParams {
+                weight: w,
+                bias: b.as_ref(),
+                squeeze: eca.config.squeeze,
+                gate: eca.config.gate,
+            })),
             _ => None,
         };
         let p = BlockParams {
@@ -292,14 +319,7 @@ impl Net {
             beta: &beta,
             eps: bn.config.eps,
             pool,
-            se: se.as_ref().map(|(w1, b1, w2, b2, cfg)| SeParams {
-                w1,
-                b1: b1.as_ref(),
-                w2,
-                b2: b2.as_ref(),
-                squeeze: cfg.squeeze,
-                gate: cfg.gate,
-            }),
+            gate,
         };
         match mode {
             Mode::Eval => conv_bn_relu_eval(

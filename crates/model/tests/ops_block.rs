@@ -7,7 +7,8 @@
 
 use ablate_model::layers::Mode;
 use ablate_model::ops::block::{
-    conv_bn_relu_eval, conv_bn_relu_reference, conv_bn_relu_train, BlockParams, SeParams,
+    conv_bn_relu_eval, conv_bn_relu_reference, conv_bn_relu_train, BlockParams, ChannelGate,
+    EcaParams, SeParams,
 };
 use ablate_model::ops::kernels::Kernels;
 use ablate_model::{Gate, Squeeze};
@@ -70,7 +71,7 @@ impl Case {
             beta: self.beta.as_tensor(),
             eps: 1e-5,
             pool,
-            se: None,
+            gate: None,
         }
     }
 
@@ -168,7 +169,7 @@ fn eval_mode_matches_the_reference_composition() -> Result<()> {
                 beta: &bt,
                 eps: 1e-5,
                 pool,
-                se: None,
+                gate: None,
             };
             let a = conv_bn_relu_eval(&x, &p, &c.running_mean, &c.running_var)?;
             let (r, _) = conv_bn_relu_reference(&x, &p, Some((&c.running_mean, &c.running_var)))?;
@@ -245,6 +246,8 @@ fn fused_networks_match_reference_kernels() -> Result<()> {
         "attention=eca,blocks=2",
         "attention=se,reduction=2,squeeze=max,gate=hard_sigmoid",
         "attention=se,squeeze=avg_max,attention_bias=true,blocks=2+3",
+        "attention=eca,squeeze=avg_max,gate=hard_sigmoid,attention_bias=true",
+        "attention=eca,squeeze=max,eca_kernel=5",
         "attention=cbam,placement=post_relu",
     ] {
         let fast = net_step(spec, Kernels::Fast)?;
@@ -287,14 +290,14 @@ fn se_stage_matches_the_reference_composition() -> Result<()> {
             let b2 = Var::from_tensor(&rand_tensor(&mut r, &[co], -0.5, 0.5)?)?;
             let run = |fused: bool| -> Result<Vec<Tensor>> {
                 let mut p = c.params(true, true);
-                p.se = Some(SeParams {
+                p.gate = Some(ChannelGate::Se(SeParams {
                     w1: w1.as_tensor(),
                     b1: bias.then(|| b1.as_tensor()),
                     w2: w2.as_tensor(),
                     b2: bias.then(|| b2.as_tensor()),
                     squeeze,
                     gate,
-                });
+                }));
                 let (out, stats) = if fused {
                     conv_bn_relu_train(c.x.as_tensor(), &p)?
                 } else {
@@ -363,13 +366,15 @@ fn gradients_match_finite_differences() -> Result<()> {
                 beta: &ts[4],
                 eps: 1e-5,
                 pool: true,
-                se: with_se.then(|| SeParams {
-                    w1: &ts[5],
-                    b1: None,
-                    w2: &ts[6],
-                    b2: None,
-                    squeeze: Squeeze::Avg,
-                    gate: Gate::Sigmoid,
+                gate: with_se.then(|| {
+                    ChannelGate::Se(SeParams {
+                        w1: &ts[5],
+                        b1: None,
+                        w2: &ts[6],
+                        b2: None,
+                        squeeze: Squeeze::Avg,
+                        gate: Gate::Sigmoid,
+                    })
                 }),
             };
             Ok(conv_bn_relu_train(&ts[0], &p)?.0)
@@ -436,6 +441,71 @@ fn statistics_stay_accurate_with_a_large_mean() -> Result<()> {
             "channel {k}: variance {} vs {var64} (rel {rel})",
             var[k]
         );
+    }
+    Ok(())
+}
+
+#[test]
+fn eca_stage_matches_the_reference_composition() -> Result<()> {
+    // conv -> BN -> ReLU -> ECA -> pool in one op, every squeeze and gate, kernel 1, 3 and 5,
+    // with and without bias, against candle ops (mean/max, conv1d, sigmoid/hardsigmoid,
+    // broadcast_mul).
+    let squeezes = [Squeeze::Avg, Squeeze::Max, Squeeze::AvgMax];
+    let gates = [Gate::Sigmoid, Gate::HardSigmoid];
+    let mut j = 0u64;
+    for (i, &shape) in SHAPES.iter().enumerate() {
+        for &squeeze in &squeezes {
+            for &gate in &gates {
+                for (k, bias) in [(3, false), (5, true), (1, true)] {
+                    // candle's conv1d backward (the reference) underflows when the kernel is
+                    // wider than the channel count (its conv_transpose1d output length).
+                    if shape.4 < k {
+                        continue;
+                    }
+                    j += 1;
+                    let c = case(500 + i as u64, shape)?;
+                    let mut r = rng(600 + j);
+                    let w = Var::from_tensor(&rand_tensor(&mut r, &[1, 1, k], -2.0, 2.0)?)?;
+                    let b = Var::from_tensor(&rand_tensor(&mut r, &[1], -0.5, 0.5)?)?;
+                    let run = |fused: bool| -> Result<Vec<Tensor>> {
+                        let mut p = c.params(true, true);
+                        p.gate = Some(ChannelGate::Eca(EcaParams {
+                            weight: w.as_tensor(),
+                            bias: bias.then(|| b.as_tensor()),
+                            squeeze,
+                            gate,
+                        }));
+                        let (out, stats) = if fused {
+                            conv_bn_relu_train(c.x.as_tensor(), &p)?
+                        } else {
+                            conv_bn_relu_reference(c.x.as_tensor(), &p, None)?
+                        };
+                        let rr = rand_tensor(&mut rng(8), out.dims(), -1.0, 1.0)?;
+                        let grads = (&out * &rr)?.sum_all()?.backward()?;
+                        let mut vars = vec![&c.x, &c.w, &c.gamma, &c.beta, &w];
+                        if bias {
+                            vars.push(&b);
+                        }
+                        let mut all = vec![out, stats.mean, stats.var_unbiased];
+                        for v in vars {
+                            all.push(grads.get(v).cloned().expect("gradient"));
+                        }
+                        Ok(all)
+                    };
+                    let (a, bb) = (run(true)?, run(false)?);
+                    let names = [
+                        "out", "mean", "var", "dx", "dw", "dgamma", "dbeta", "deca_w", "deca_b",
+                    ];
+                    for ((x, y), name) in a.iter().zip(&bb).zip(names) {
+                        let e = rel_err(x, y)?;
+                        assert!(
+                            e < 5e-5,
+                            "shape {shape:?} {squeeze:?} {gate:?} k {k} bias {bias}: {name} rel err {e}"
+                        );
+                    }
+                }
+            }
+        }
     }
     Ok(())
 }

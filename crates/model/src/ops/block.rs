@@ -37,7 +37,7 @@ use super::conv::{backward_cpu_with, conv2d_reference, forward_image, with_buf, 
 use super::kernels::{cpu_f32, shifted_sums};
 use super::maxpool::max_pool2x2;
 use super::scratch::{self, Pooled};
-use super::se_excite::{self, SeDims, SeImage, SeWeights};
+use super::se_excite::{self, Excite, SeDims, SeImage, SeWeights};
 use crate::attention::{scale_channels, squeeze_channels};
 use crate::layers::apply_gate;
 use crate::spec::{Gate, Squeeze};
@@ -59,8 +59,57 @@ pub struct BlockParams<'a> {
     pub eps: f64,
     /// Whether a 2x2 max-pool (stride 2, floor) follows the ReLU.
     pub pool: bool,
-    /// A squeeze-and-excitation module between the ReLU and the pool (needs `pool`).
-    pub se: Option<SeParams<'a>>,
+    /// A channel-attention module (SE or ECA) between the ReLU and the pool (needs `pool`).
+    pub gate: Option<ChannelGate<'a>>,
+}
+
+/// A channel-attention module fused into the block: `out = pool(z * gate(excite(squeeze(z))))`.
+#[derive(Debug, Clone, Copy)]
+pub enum ChannelGate<'a> {
+    /// Squeeze-and-excitation (`crate::attention::Se`).
+    Se(SeParams<'a>),
+    /// Efficient channel attention (`crate::attention::Eca`).
+    Eca(EcaParams<'a>),
+}
+
+impl<'a> ChannelGate<'a> {
+    /// The module's parameter tensors, in packed order.
+    fn tensors(&self) -> Vec<&'a Tensor> {
+        match *self {
+            ChannelGate::Se(se) => [Some(se.w1), se.b1, Some(se.w2), se.b2]
+                .into_iter()
+                .flatten()
+                .collect(),
+            ChannelGate::Eca(eca) => [Some(eca.weight), eca.bias].into_iter().flatten().collect(),
+        }
+    }
+
+    fn squeeze(&self) -> Squeeze {
+        match self {
+            ChannelGate::Se(se) => se.squeeze,
+            ChannelGate::Eca(eca) => eca.squeeze,
+        }
+    }
+
+    fn gate_fn(&self) -> Gate {
+        match self {
+            ChannelGate::Se(se) => se.gate,
+            ChannelGate::Eca(eca) => eca.gate,
+        }
+    }
+}
+
+/// The parameters of an ECA module fused into the block: `gate(conv1d_k(squeeze(z)) + b)`.
+#[derive(Debug, Clone, Copy)]
+pub struct EcaParams<'a> {
+    /// `conv.weight` `[1, 1, k]`, `k` odd.
+    pub weight: &'a Tensor,
+    /// `conv.bias` `[1]`, if any.
+    pub bias: Option<&'a Tensor>,
+    /// The channel descriptor.
+    pub squeeze: Squeeze,
+    /// The gate function.
+    pub gate: Gate,
 }
 
 /// The parameters of a squeeze-and-excitation module (`crate::attention::Se`) fused into the
@@ -89,23 +138,43 @@ impl BlockParams<'_> {
             .chain([self.gamma, self.beta])
             .cloned()
             .collect();
-        if let Some(se) = &self.se {
-            for t in [Some(se.w1), se.b1, Some(se.w2), se.b2]
-                .into_iter()
-                .flatten()
-            {
+        if let Some(gate) = &self.gate {
+            for t in gate.tensors() {
                 parts.push(t.flatten_all()?);
             }
         }
         Tensor::cat(&parts, 0)?.contiguous()
     }
 
-    /// The SE module's sizes, checked against the block's channels.
+    /// The channel gate's sizes, checked against the block's channels.
     fn se_dims(&self, c: usize) -> Result<Option<SeDims>> {
-        let Some(se) = &self.se else { return Ok(None) };
+        let Some(gate) = &self.gate else {
+            return Ok(None);
+        };
         if !self.pool {
-            bail!("conv block: a fused squeeze-and-excitation needs the pool after it")
+            bail!("conv block: a fused channel attention needs the pool after it")
         }
+        let se = match gate {
+            ChannelGate::Se(se) => se,
+            ChannelGate::Eca(eca) => {
+                let k = match eca.weight.dims() {
+                    &[1, 1, k] if k % 2 == 1 => k,
+                    d => bail!("conv block: ECA weight {d:?}, expected [1, 1, k] with k odd"),
+                };
+                let bias = match eca.bias {
+                    Some(b) if b.dims() == [1] => true,
+                    Some(b) => bail!("conv block: ECA bias {:?}, expected [1]", b.dims()),
+                    None => false,
+                };
+                return Ok(Some(SeDims {
+                    c,
+                    excite: Excite::Conv1d { kernel: k },
+                    squeeze: eca.squeeze,
+                    gate: eca.gate,
+                    bias,
+                }));
+            }
+        };
         let (hidden, wc) = se.w1.dims2()?;
         if wc != c || se.w2.dims() != [c, hidden] {
             bail!(
@@ -121,7 +190,7 @@ impl BlockParams<'_> {
         };
         Ok(Some(SeDims {
             c,
-            hidden,
+            excite: Excite::Mlp { hidden },
             squeeze: se.squeeze,
             gate: se.gate,
             bias,
@@ -206,12 +275,8 @@ pub fn conv_bn_relu_eval(
         || p.gamma.track_op()
         || p.beta.track_op()
         || p.bias.is_some_and(|b| b.track_op())
-        || p.se.is_some_and(|se| {
-            [Some(se.w1), se.b1, Some(se.w2), se.b2]
-                .into_iter()
-                .flatten()
-                .any(Tensor::track_op)
-        });
+        || p.gate
+            .is_some_and(|g| g.tensors().into_iter().any(Tensor::track_op));
     if tracked || !(x.device().is_cpu() && x.dtype() == candle_core::DType::F32) {
         return conv_bn_relu_reference(x, p, Some((running_mean, running_var))).map(|r| r.0);
     }
@@ -266,26 +331,42 @@ pub fn conv_bn_relu_reference(
             (z, stats)
         }
     };
-    let z = match &p.se {
-        Some(se) => {
-            let (first, second) = squeeze_channels(&z, se.squeeze)?;
+    let z = match &p.gate {
+        Some(gate) => {
+            let (first, second) = squeeze_channels(&z, gate.squeeze())?;
             let excite = |s: &Tensor| -> Result<Tensor> {
-                let h = s.matmul(&se.w1.t()?)?;
-                let h = match se.b1 {
-                    Some(b) => h.broadcast_add(b)?,
-                    None => h,
-                };
-                let o = h.relu()?.matmul(&se.w2.t()?)?;
-                match se.b2 {
-                    Some(b) => o.broadcast_add(b),
-                    None => Ok(o),
+                match gate {
+                    ChannelGate::Se(se) => {
+                        let h = s.matmul(&se.w1.t()?)?;
+                        let h = match se.b1 {
+                            Some(b) => h.broadcast_add(b)?,
+                            None => h,
+                        };
+                        let o = h.relu()?.matmul(&se.w2.t()?)?;
+                        match se.b2 {
+                            Some(b) => o.broadcast_add(b),
+                            None => Ok(o),
+                        }
+                    }
+                    ChannelGate::Eca(eca) => {
+                        let (b, c) = s.dims2()?;
+                        let k = eca.weight.dim(2)?;
+                        let o = s
+                            .reshape((b, 1, c))?
+                            .conv1d(eca.weight, (k - 1) / 2, 1, 1, 1)?
+                            .reshape((b, c))?;
+                        match eca.bias {
+                            Some(bias) => o.broadcast_add(bias),
+                            None => Ok(o),
+                        }
+                    }
                 }
             };
             let mut pre = excite(&first)?;
             if let Some(s) = second {
                 pre = (pre + excite(&s)?)?;
             }
-            scale_channels(&z, &apply_gate(&pre, se.gate)?)?
+            scale_channels(&z, &apply_gate(&pre, gate.gate_fn())?)?
         }
         None => z,
     };
@@ -328,7 +409,8 @@ impl SeSaved {
         let nb = d.branches();
         SeSaved {
             s: vec![0.0; n * nb * d.c],
-            h: vec![0.0; n * nb * d.hidden],
+            // (At least one per image and branch, so that `images` yields every image.)
+            h: vec![0.0; n * nb * d.hidden().max(1)],
             pre: vec![0.0; n * d.c],
             g: vec![0.0; n * d.c],
             maxpos: vec![0; n * d.c],
@@ -340,7 +422,7 @@ impl SeSaved {
         let nb = d.branches();
         self.s
             .chunks_mut(nb * d.c)
-            .zip(self.h.chunks_mut(nb * d.hidden.max(1)))
+            .zip(self.h.chunks_mut(nb * d.hidden().max(1)))
             .zip(self.pre.chunks_mut(d.c))
             .zip(self.g.chunks_mut(d.c))
             .zip(self.maxpos.chunks_mut(d.c))
@@ -1020,7 +1102,7 @@ impl BlockOp {
                 }
                 let mut ds = vec![0f32; nb * c];
                 let mut dparams = vec![0f32; d.n_params()];
-                let (bs, bh) = (nb * c, nb * d.hidden);
+                let (bs, bh) = (nb * c, nb * d.hidden());
                 se_excite::backward(
                     d,
                     &wts,

@@ -1,18 +1,31 @@
-//! The squeeze-and-excitation gate of one image (J. Hu, L. Shen, G. Sun, "Squeeze-and-Excitation
-//! Networks", CVPR 2018) on plain slices, forward and backward, for the fused block op
-//! ([`super::block`]): `g = gate(Σ_branches W2·relu(W1·s + b1) + b2)` with `s` the channel
-//! descriptor (average, maximum, or both as two branches through the shared MLP, as CBAM's
-//! channel attention and `crate::attention::Se`).
+//! The channel gate of one image on plain slices, forward and backward, for the fused block op
+//! ([`super::block`]): `g = gate(Σ_branches excite(s))` with `s` the channel descriptor
+//! (average, maximum, or both as two branches through the shared excitation, as CBAM's channel
+//! attention), and `excite` either
 //!
-//! Everything here is per image and small (`C x hidden` weights): plain loops, f32, fixed order.
+//! - squeeze-and-excitation's MLP, `W2·relu(W1·s + b1) + b2` (J. Hu, L. Shen, G. Sun,
+//!   "Squeeze-and-Excitation Networks", CVPR 2018; `crate::attention::Se`), or
+//! - ECA's 1-D convolution across the channels, `conv1d_k(s) + b` with zero padding
+//!   `(k - 1) / 2` (Q. Wang et al., "ECA-Net", CVPR 2020; `crate::attention::Eca`).
+//!
+//! Everything here is per image and small: plain loops, f32, fixed order.
 
 use crate::spec::{Gate, Squeeze};
 
-/// Sizes and options of one SE module.
+/// The excitation of the descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Excite {
+    /// SE's bottleneck MLP of width `hidden`.
+    Mlp { hidden: usize },
+    /// ECA's 1-D convolution of odd size `kernel` across the channels.
+    Conv1d { kernel: usize },
+}
+
+/// Sizes and options of one channel gate.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SeDims {
     pub(crate) c: usize,
-    pub(crate) hidden: usize,
+    pub(crate) excite: Excite,
     pub(crate) squeeze: Squeeze,
     pub(crate) gate: Gate,
     pub(crate) bias: bool,
@@ -27,38 +40,61 @@ impl SeDims {
         }
     }
 
-    /// Number of packed parameters: `W1 [hidden, C]`, `b1?`, `W2 [C, hidden]`, `b2?`.
+    /// Hidden activations kept per branch (the MLP's width; none for ECA).
+    pub(crate) fn hidden(&self) -> usize {
+        match self.excite {
+            Excite::Mlp { hidden } => hidden,
+            Excite::Conv1d { .. } => 0,
+        }
+    }
+
+    /// Number of packed parameters: MLP `W1 [hidden, C]`, `b1?`, `W2 [C, hidden]`, `b2?`;
+    /// ECA `w [k]`, `b? [1]`.
     pub(crate) fn n_params(&self) -> usize {
-        let w = 2 * self.c * self.hidden;
-        if self.bias {
-            w + self.hidden + self.c
-        } else {
-            w
+        match self.excite {
+            Excite::Mlp { hidden } => {
+                2 * self.c * hidden + if self.bias { hidden + self.c } else { 0 }
+            }
+            Excite::Conv1d { kernel } => kernel + usize::from(self.bias),
         }
     }
 }
 
-/// The parameters, unpacked from `[W1, b1?, W2, b2?]`.
-pub(crate) struct SeWeights<'a> {
-    w1: &'a [f32],
-    b1: Option<&'a [f32]>,
-    w2: &'a [f32],
-    b2: Option<&'a [f32]>,
+/// The parameters, unpacked from their packed order.
+pub(crate) enum SeWeights<'a> {
+    Mlp {
+        w1: &'a [f32],
+        b1: Option<&'a [f32]>,
+        w2: &'a [f32],
+        b2: Option<&'a [f32]>,
+    },
+    Conv1d {
+        w: &'a [f32],
+        b: Option<f32>,
+    },
 }
 
 impl<'a> SeWeights<'a> {
     pub(crate) fn unpack(d: &SeDims, p: &'a [f32]) -> SeWeights<'a> {
-        let (ch, hid) = (d.c, d.hidden);
-        let (w1, rest) = p.split_at(hid * ch);
-        let (b1, rest) = if d.bias {
-            let (b, r) = rest.split_at(hid);
-            (Some(b), r)
-        } else {
-            (None, rest)
-        };
-        let (w2, rest) = rest.split_at(ch * hid);
-        let b2 = if d.bias { Some(&rest[..ch]) } else { None };
-        SeWeights { w1, b1, w2, b2 }
+        let ch = d.c;
+        match d.excite {
+            Excite::Mlp { hidden: hid } => {
+                let (w1, rest) = p.split_at(hid * ch);
+                let (b1, rest) = if d.bias {
+                    let (b, r) = rest.split_at(hid);
+                    (Some(b), r)
+                } else {
+                    (None, rest)
+                };
+                let (w2, rest) = rest.split_at(ch * hid);
+                let b2 = if d.bias { Some(&rest[..ch]) } else { None };
+                SeWeights::Mlp { w1, b1, w2, b2 }
+            }
+            Excite::Conv1d { kernel } => SeWeights::Conv1d {
+                w: &p[..kernel],
+                b: if d.bias { Some(p[kernel]) } else { None },
+            },
+        }
     }
 }
 
@@ -95,7 +131,7 @@ fn lane_sum(xs: &[f32]) -> f32 {
 
 /// Forward of one image: descriptors of `z` (`[C, hw]`), the MLP, the gate.
 pub(crate) fn forward(d: &SeDims, wt: &SeWeights<'_>, z: &[f32], hw: usize, out: &mut SeImage<'_>) {
-    let (ch, hid) = (d.c, d.hidden);
+    let ch = d.c;
     let mut b = 0;
     if matches!(d.squeeze, Squeeze::Avg | Squeeze::AvgMax) {
         for (c, plane) in z.chunks(hw).enumerate().take(ch) {
@@ -119,20 +155,37 @@ pub(crate) fn forward(d: &SeDims, wt: &SeWeights<'_>, z: &[f32], hw: usize, out:
     for c in 0..ch {
         out.pre[c] = 0.0;
     }
+    let hid = d.hidden();
     for br in 0..d.branches() {
         let s = &out.s[br * ch..(br + 1) * ch];
-        let h = &mut out.h[br * hid..(br + 1) * hid];
-        for (j, hj) in h.iter_mut().enumerate() {
-            let row = &wt.w1[j * ch..(j + 1) * ch];
-            let mut acc = wt.b1.map_or(0.0, |b| b[j]);
-            acc += row.iter().zip(s).map(|(w, v)| w * v).sum::<f32>();
-            *hj = acc.max(0.0);
-        }
-        for (c, pc) in out.pre.iter_mut().enumerate() {
-            let row = &wt.w2[c * hid..(c + 1) * hid];
-            let mut acc = wt.b2.map_or(0.0, |b| b[c]);
-            acc += row.iter().zip(h.iter()).map(|(w, v)| w * v).sum::<f32>();
-            *pc += acc;
+        match *wt {
+            SeWeights::Mlp { w1, b1, w2, b2 } => {
+                let h = &mut out.h[br * hid..(br + 1) * hid];
+                for (j, hj) in h.iter_mut().enumerate() {
+                    let row = &w1[j * ch..(j + 1) * ch];
+                    let mut acc = b1.map_or(0.0, |b| b[j]);
+                    acc += row.iter().zip(s).map(|(w, v)| w * v).sum::<f32>();
+                    *hj = acc.max(0.0);
+                }
+                for (c, pc) in out.pre.iter_mut().enumerate() {
+                    let row = &w2[c * hid..(c + 1) * hid];
+                    let mut acc = b2.map_or(0.0, |b| b[c]);
+                    acc += row.iter().zip(h.iter()).map(|(w, v)| w * v).sum::<f32>();
+                    *pc += acc;
+                }
+            }
+            SeWeights::Conv1d { w, b } => {
+                let pad = (w.len() - 1) / 2;
+                for (c, pc) in out.pre.iter_mut().enumerate() {
+                    let mut acc = 0f32;
+                    for (j, &wj) in w.iter().enumerate() {
+                        if let Some(i) = (c + j).checked_sub(pad).filter(|&i| i < ch) {
+                            acc += wj * s[i];
+                        }
+                    }
+                    *pc += acc + b.unwrap_or(0.0);
+                }
+            }
         }
     }
     for (gc, &p) in out.g.iter_mut().zip(out.pre.iter()) {
@@ -158,7 +211,7 @@ pub(crate) fn backward(
     ds: &mut [f32],
     dparams: &mut [f32],
 ) {
-    let (ch, hid) = (d.c, d.hidden);
+    let ch = d.c;
     let dpre: Vec<f32> = (0..ch)
         .map(|c| {
             dg[c]
@@ -174,6 +227,50 @@ pub(crate) fn backward(
                 }
         })
         .collect();
+    match *wt {
+        SeWeights::Mlp { w1, w2, .. } => mlp_backward(d, w1, w2, s, h, &dpre, ds, dparams),
+        SeWeights::Conv1d { w, .. } => {
+            let pad = (w.len() - 1) / 2;
+            let (dw, db) = dparams.split_at_mut(w.len());
+            for br in 0..d.branches() {
+                let sb = &s[br * ch..(br + 1) * ch];
+                for (j, dwj) in dw.iter_mut().enumerate() {
+                    for (c, &dp) in dpre.iter().enumerate() {
+                        if let Some(i) = (c + j).checked_sub(pad).filter(|&i| i < ch) {
+                            *dwj += dp * sb[i];
+                        }
+                    }
+                }
+                if let Some(b) = db.first_mut() {
+                    *b += dpre.iter().sum::<f32>();
+                }
+                for (i, dsi) in ds[br * ch..(br + 1) * ch].iter_mut().enumerate() {
+                    let mut acc = 0f32;
+                    for (j, &wj) in w.iter().enumerate() {
+                        if let Some(c) = (i + pad).checked_sub(j).filter(|&c| c < ch) {
+                            acc += wj * dpre[c];
+                        }
+                    }
+                    *dsi = acc;
+                }
+            }
+        }
+    }
+}
+
+/// The MLP's part of [`backward`].
+#[allow(clippy::too_many_arguments)]
+fn mlp_backward(
+    d: &SeDims,
+    w1: &[f32],
+    w2: &[f32],
+    s: &[f32],
+    h: &[f32],
+    dpre: &[f32],
+    ds: &mut [f32],
+    dparams: &mut [f32],
+) {
+    let (ch, hid) = (d.c, d.hidden());
     let (dw1, rest) = dparams.split_at_mut(hid * ch);
     let (mut db1, rest) = if d.bias {
         let (b, r) = rest.split_at_mut(hid);
@@ -189,7 +286,7 @@ pub(crate) fn backward(
         let hb = &h[br * hid..(br + 1) * hid];
         for (j, dhj) in dh.iter_mut().enumerate() {
             *dhj = if hb[j] > 0.0 {
-                (0..ch).map(|c| wt.w2[c * hid + j] * dpre[c]).sum::<f32>()
+                (0..ch).map(|c| w2[c * hid + j] * dpre[c]).sum::<f32>()
             } else {
                 0.0
             };
@@ -201,7 +298,7 @@ pub(crate) fn backward(
             }
         }
         if let Some(db2) = db2.as_deref_mut() {
-            for (b, &v) in db2.iter_mut().zip(&dpre) {
+            for (b, &v) in db2.iter_mut().zip(dpre) {
                 *b += v;
             }
         }
@@ -218,7 +315,7 @@ pub(crate) fn backward(
         }
         let dsb = &mut ds[br * ch..(br + 1) * ch];
         for (c, dsc) in dsb.iter_mut().enumerate() {
-            *dsc = (0..hid).map(|j| wt.w1[j * ch + c] * dh[j]).sum::<f32>();
+            *dsc = (0..hid).map(|j| w1[j * ch + c] * dh[j]).sum::<f32>();
         }
     }
 }
