@@ -1,0 +1,379 @@
+//! One block of the seed CNN, convolution -> BatchNorm2d -> ReLU, optionally followed by a
+//! 2x2 max-pool, as a single candle custom op with a CPU forward and backward.
+//!
+//! Same arithmetic as the separate ops ([`super::conv`], [`super::bn_relu`],
+//! [`super::maxpool`]), but candle's autograd sees one node per block instead of three or four:
+//! candle accumulates every node's gradient into a freshly zeroed tensor, so each intermediate
+//! `[N, C, H, W]` activation costs an allocation, a zeroing and an addition in the backward
+//! pass, several MB each per step. Here the intermediates stay inside the op:
+//!
+//! - forward, per image (parallel): im2col + gemm into the saved convolution output `y`, and
+//!   that image's per-channel mean and centred sum of squares while the image is in cache; the
+//!   batch statistics are then combined in image order (Chan et al.'s pairwise formula, in f64:
+//!   the result does not depend on the number of threads); a second pass writes
+//!   `relu(γ·x̂ + β)`, pooled with argmax indices (PyTorch's tie and NaN rules, as
+//!   [`super::maxpool`]) or dense.
+//! - backward: the per-channel sums `Σdz` and `Σdz·x̂` (with pooling only over the argmax
+//!   positions: everything else has a zero gradient), then, per image, the convolution output's
+//!   gradient `dy = γ/σ · (dz - Σdz/M - x̂·Σdz·x̂/M)` is computed into a per-thread buffer and
+//!   fed straight into the convolution's weight- and input-gradient gemms
+//!   ([`super::conv::backward_cpu_with`]): the dense `dy` of the whole batch never exists.
+//!
+//! The parameters travel as one packed tensor `[bias (if any), γ, β]` (candle's custom ops take
+//! at most three arguments); [`conv_bn_relu_train`] builds it with `Tensor::cat`, whose backward
+//! splits the packed gradient again.
+//!
+//! On a non-CPU device, for non-f32 tensors, in evaluation mode with an input that takes part in
+//! autograd, the functions compose the reference ops instead ([`conv_bn_relu_reference`]).
+
+//!
+//! Code map: this file holds the API (parameters, the training, evaluation and reference
+//! entry points); `op.rs` the custom op and its forward; `backward.rs` its backward passes.
+
+mod backward;
+mod op;
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{bail, Result, Tensor};
+
+use super::bn_relu::{batch_norm_eval_reference, batch_norm_train_reference, BatchStats};
+use super::conv::{conv2d_reference, Geom};
+use super::maxpool::max_pool2x2;
+use super::se_excite::{Excite, SeDims};
+use crate::attention::{scale_channels, squeeze_channels};
+use crate::layers::apply_gate;
+use crate::spec::{Gate, Squeeze};
+use op::{BlockOp, OpMode};
+
+/// The parameters of one block.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockParams<'a> {
+    /// Convolution weight `[Cout, Cin, k, k]`.
+    pub weight: &'a Tensor,
+    /// Convolution bias `[Cout]`, if the convolution has one.
+    pub bias: Option<&'a Tensor>,
+    /// Zero padding on each side of the convolution's input.
+    pub padding: usize,
+    /// BatchNorm scale γ `[Cout]`.
+    pub gamma: &'a Tensor,
+    /// BatchNorm shift β `[Cout]`.
+    pub beta: &'a Tensor,
+    /// Added to the variance (PyTorch's default 1e-5).
+    pub eps: f64,
+    /// Whether a 2x2 max-pool (stride 2, floor) follows the ReLU.
+    pub pool: bool,
+    /// A channel-attention module (SE or ECA) between the ReLU and the pool (needs `pool`).
+    pub gate: Option<ChannelGate<'a>>,
+}
+
+/// A channel-attention module fused into the block: `out = pool(z * gate(excite(squeeze(z))))`.
+#[derive(Debug, Clone, Copy)]
+pub enum ChannelGate<'a> {
+    /// Squeeze-and-excitation (`crate::attention::Se`).
+    Se(SeParams<'a>),
+    /// Efficient channel attention (`crate::attention::Eca`).
+    Eca(EcaParams<'a>),
+}
+
+impl<'a> ChannelGate<'a> {
+    /// The module's parameter tensors, in packed order.
+    fn tensors(&self) -> Vec<&'a Tensor> {
+        match *self {
+            ChannelGate::Se(se) => [Some(se.w1), se.b1, Some(se.w2), se.b2]
+                .into_iter()
+                .flatten()
+                .collect(),
+            ChannelGate::Eca(eca) => [Some(eca.weight), eca.bias].into_iter().flatten().collect(),
+        }
+    }
+
+    fn squeeze(&self) -> Squeeze {
+        match self {
+            ChannelGate::Se(se) => se.squeeze,
+            ChannelGate::Eca(eca) => eca.squeeze,
+        }
+    }
+
+    fn gate_fn(&self) -> Gate {
+        match self {
+            ChannelGate::Se(se) => se.gate,
+            ChannelGate::Eca(eca) => eca.gate,
+        }
+    }
+}
+
+/// The parameters of an ECA module fused into the block: `gate(conv1d_k(squeeze(z)) + b)`.
+#[derive(Debug, Clone, Copy)]
+pub struct EcaParams<'a> {
+    /// `conv.weight` `[1, 1, k]`, `k` odd.
+    pub weight: &'a Tensor,
+    /// `conv.bias` `[1]`, if any.
+    pub bias: Option<&'a Tensor>,
+    /// The channel descriptor.
+    pub squeeze: Squeeze,
+    /// The gate function.
+    pub gate: Gate,
+}
+
+/// The parameters of a squeeze-and-excitation module (`crate::attention::Se`) fused into the
+/// block: `out = pool(z * gate(Σ W2·relu(W1·squeeze(z) + b1) + b2))`.
+#[derive(Debug, Clone, Copy)]
+pub struct SeParams<'a> {
+    /// `fc.0.weight` `[hidden, C]`.
+    pub w1: &'a Tensor,
+    /// `fc.0.bias` `[hidden]`, if any.
+    pub b1: Option<&'a Tensor>,
+    /// `fc.2.weight` `[C, hidden]`.
+    pub w2: &'a Tensor,
+    /// `fc.2.bias` `[C]`, if any (both biases or neither).
+    pub b2: Option<&'a Tensor>,
+    /// The channel descriptor.
+    pub squeeze: Squeeze,
+    /// The gate function.
+    pub gate: Gate,
+}
+
+impl BlockParams<'_> {
+    fn packed(&self) -> Result<Tensor> {
+        let mut parts: Vec<Tensor> = self
+            .bias
+            .into_iter()
+            .chain([self.gamma, self.beta])
+            .cloned()
+            .collect();
+        if let Some(gate) = &self.gate {
+            for t in gate.tensors() {
+                parts.push(t.flatten_all()?);
+            }
+        }
+        Tensor::cat(&parts, 0)?.contiguous()
+    }
+
+    /// The channel gate's sizes, checked against the block's channels.
+    fn se_dims(&self, c: usize) -> Result<Option<SeDims>> {
+        let Some(gate) = &self.gate else {
+            return Ok(None);
+        };
+        if !self.pool {
+            bail!("conv block: a fused channel attention needs the pool after it")
+        }
+        let se = match gate {
+            ChannelGate::Se(se) => se,
+            ChannelGate::Eca(eca) => {
+                let k = match eca.weight.dims() {
+                    &[1, 1, k] if k % 2 == 1 => k,
+                    d => bail!("conv block: ECA weight {d:?}, expected [1, 1, k] with k odd"),
+                };
+                let bias = match eca.bias {
+                    Some(b) if b.dims() == [1] => true,
+                    Some(b) => bail!("conv block: ECA bias {:?}, expected [1]", b.dims()),
+                    None => false,
+                };
+                return Ok(Some(SeDims {
+                    c,
+                    excite: Excite::Conv1d { kernel: k },
+                    squeeze: eca.squeeze,
+                    gate: eca.gate,
+                    bias,
+                }));
+            }
+        };
+        let (hidden, wc) = se.w1.dims2()?;
+        if wc != c || se.w2.dims() != [c, hidden] {
+            bail!(
+                "conv block: squeeze-and-excitation weights {:?} and {:?} for {c} channels",
+                se.w1.dims(),
+                se.w2.dims()
+            )
+        }
+        let bias = match (se.b1, se.b2) {
+            (Some(b1), Some(b2)) if b1.dims() == [hidden] && b2.dims() == [c] => true,
+            (None, None) => false,
+            _ => bail!("conv block: squeeze-and-excitation biases must both be given, [{hidden}] and [{c}]"),
+        };
+        Ok(Some(SeDims {
+            c,
+            excite: Excite::Mlp { hidden },
+            squeeze: se.squeeze,
+            gate: se.gate,
+            bias,
+        }))
+    }
+
+    fn check(&self, x: &Tensor) -> Result<Geom> {
+        let g = Geom::new(x.shape(), self.weight.shape(), self.padding)?;
+        let c = g.c_out;
+        self.se_dims(c)?;
+        for (what, t) in self.bias.map(|b| ("bias", b)).into_iter().chain([
+            ("batch norm weight", self.gamma),
+            ("batch norm bias", self.beta),
+        ]) {
+            if t.dims() != [c] {
+                bail!("conv block: {what} shape {:?}, expected [{c}]", t.dims())
+            }
+        }
+        Ok(g)
+    }
+}
+
+/// Training mode: BatchNorm with the batch statistics, which come back for the layer's
+/// running-statistics update.
+///
+/// # Shapes
+/// `x`: `[N, Cin, H, W]`; returns `[N, Cout, H', W']` (`H' = H + 2p - k + 1`), or
+/// `[N, Cout, H'/2, W'/2]` (floor) with `pool`, and two `[Cout]` statistics.
+pub fn conv_bn_relu_train(x: &Tensor, p: &BlockParams<'_>) -> Result<(Tensor, BatchStats)> {
+    if !(x.device().is_cpu() && x.dtype() == candle_core::DType::F32) {
+        return conv_bn_relu_reference(x, p, None);
+    }
+    let g = p.check(x)?;
+    if g.n * g.hw_out() < 2 {
+        bail!(
+            "batch_norm: expected more than 1 value per channel in training, got input {:?}",
+            [g.n, g.c_out, g.oh, g.ow]
+        )
+    }
+    let stats = Arc::new(Mutex::new(None));
+    let op = BlockOp {
+        padding: p.padding,
+        eps: p.eps,
+        pool: p.pool,
+        has_bias: p.bias.is_some(),
+        se: p.se_dims(g.c_out)?,
+        mode: OpMode::Train(stats.clone()),
+        saved: Mutex::new(None),
+    };
+    let y = x
+        .contiguous()?
+        .apply_op3(&p.weight.contiguous()?, &p.packed()?, op)?;
+    let stats = stats
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("conv block: statistics lock poisoned".into()))?
+        .take();
+    let Some((mean, var_unbiased)) = stats else {
+        bail!("conv block: the forward kernel did not record batch statistics")
+    };
+    let c = g.c_out;
+    Ok((
+        y,
+        BatchStats {
+            mean: Tensor::from_vec(mean, c, x.device())?,
+            var_unbiased: Tensor::from_vec(var_unbiased, c, x.device())?,
+        },
+    ))
+}
+
+/// Evaluation mode: BatchNorm with the running statistics.
+///
+/// # Shapes
+/// As [`conv_bn_relu_train`]; `running_mean`, `running_var`: `[Cout]`.
+pub fn conv_bn_relu_eval(
+    x: &Tensor,
+    p: &BlockParams<'_>,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+) -> Result<Tensor> {
+    let tracked = x.track_op()
+        || p.weight.track_op()
+        || p.gamma.track_op()
+        || p.beta.track_op()
+        || p.bias.is_some_and(|b| b.track_op())
+        || p.gate
+            .is_some_and(|g| g.tensors().into_iter().any(Tensor::track_op));
+    if tracked || !(x.device().is_cpu() && x.dtype() == candle_core::DType::F32) {
+        return conv_bn_relu_reference(x, p, Some((running_mean, running_var))).map(|r| r.0);
+    }
+    let g = p.check(x)?;
+    let mean = running_mean.flatten_all()?.to_vec1::<f32>()?;
+    let var = running_var.flatten_all()?.to_vec1::<f32>()?;
+    if mean.len() != g.c_out || var.len() != g.c_out {
+        bail!(
+            "conv block: running statistics of {} and {} elements for {} channels",
+            mean.len(),
+            var.len(),
+            g.c_out
+        )
+    }
+    let invstd = var
+        .iter()
+        .map(|&v| (1.0 / (v as f64 + p.eps).sqrt()) as f32)
+        .collect();
+    let op = BlockOp {
+        padding: p.padding,
+        eps: p.eps,
+        pool: p.pool,
+        has_bias: p.bias.is_some(),
+        se: p.se_dims(g.c_out)?,
+        mode: OpMode::Eval { mean, invstd },
+        saved: Mutex::new(None),
+    };
+    x.contiguous()?
+        .apply_op3_no_bwd(&p.weight.contiguous()?, &p.packed()?, &op)
+}
+
+/// The reference composition: [`conv2d_reference`], the plain-candle BatchNorm + ReLU, and
+/// [`max_pool2x2`] with `pool`. `running` selects evaluation mode. In training mode the batch
+/// statistics are returned.
+///
+/// # Shapes
+/// As [`conv_bn_relu_train`].
+pub fn conv_bn_relu_reference(
+    x: &Tensor,
+    p: &BlockParams<'_>,
+    running: Option<(&Tensor, &Tensor)>,
+) -> Result<(Tensor, BatchStats)> {
+    let y = conv2d_reference(x, p.weight, p.bias, p.padding)?;
+    let (z, stats) = match running {
+        None => batch_norm_train_reference(&y, p.gamma, p.beta, p.eps, true)?,
+        Some((rm, rv)) => {
+            let z = batch_norm_eval_reference(&y, p.gamma, p.beta, rm, rv, p.eps, true)?;
+            let stats = BatchStats {
+                mean: rm.clone(),
+                var_unbiased: rv.clone(),
+            };
+            (z, stats)
+        }
+    };
+    let z = match &p.gate {
+        Some(gate) => {
+            let (first, second) = squeeze_channels(&z, gate.squeeze())?;
+            let excite = |s: &Tensor| -> Result<Tensor> {
+                match gate {
+                    ChannelGate::Se(se) => {
+                        let h = s.matmul(&se.w1.t()?)?;
+                        let h = match se.b1 {
+                            Some(b) => h.broadcast_add(b)?,
+                            None => h,
+                        };
+                        let o = h.relu()?.matmul(&se.w2.t()?)?;
+                        match se.b2 {
+                            Some(b) => o.broadcast_add(b),
+                            None => Ok(o),
+                        }
+                    }
+                    ChannelGate::Eca(eca) => {
+                        let (b, c) = s.dims2()?;
+                        let k = eca.weight.dim(2)?;
+                        let o = s
+                            .reshape((b, 1, c))?
+                            .conv1d(eca.weight, (k - 1) / 2, 1, 1, 1)?
+                            .reshape((b, c))?;
+                        match eca.bias {
+                            Some(bias) => o.broadcast_add(bias),
+                            None => Ok(o),
+                        }
+                    }
+                }
+            };
+            let mut pre = excite(&first)?;
+            if let Some(s) = second {
+                pre = (pre + excite(&s)?)?;
+            }
+            scale_channels(&z, &apply_gate(&pre, gate.gate_fn())?)?
+        }
+        None => z,
+    };
+    let z = if p.pool { max_pool2x2(&z)? } else { z };
+    Ok((z, stats))
+}
