@@ -1,5 +1,6 @@
 //! One block of the seed CNN, convolution -> BatchNorm2d -> ReLU, optionally followed by a
-//! 2x2 max-pool, as a single candle custom op with a CPU forward and backward.
+//! 2x2 max-pool with, before it, a channel-attention module (SE or ECA: [`ChannelGate`]), as a
+//! single candle custom op with a CPU forward and backward.
 //!
 //! Same arithmetic as the separate ops ([`super::conv`], [`super::bn_relu`],
 //! [`super::maxpool`]), but candle's autograd sees one node per block instead of three or four:
@@ -19,13 +20,17 @@
 //!   fed straight into the convolution's weight- and input-gradient gemms
 //!   ([`super::conv::backward_cpu_with`]): the dense `dy` of the whole batch never exists.
 //!
-//! The parameters travel as one packed tensor `[bias (if any), γ, β]` (candle's custom ops take
-//! at most three arguments); [`conv_bn_relu_train`] builds it with `Tensor::cat`, whose backward
-//! splits the packed gradient again.
+//! With a channel gate, the forward keeps each image's descriptors, hidden activations and gate
+//! values (a few hundred floats), and the backward makes two passes over the images: the gate
+//! and its module's gradients plus the BatchNorm sums, then the convolution backward
+//! (`backward.rs`, `super::se_excite`).
+//!
+//! The parameters travel as one packed tensor `[bias (if any), γ, β, gate module's]`
+//! (candle's custom ops take at most three arguments); [`conv_bn_relu_train`] builds it with
+//! `Tensor::cat`, whose backward splits the packed gradient again.
 //!
 //! On a non-CPU device, for non-f32 tensors, in evaluation mode with an input that takes part in
 //! autograd, the functions compose the reference ops instead ([`conv_bn_relu_reference`]).
-
 //!
 //! Code map: this file holds the API (parameters, the training, evaluation and reference
 //! entry points); `op.rs` the custom op and its forward; `backward.rs` its backward passes.
