@@ -263,6 +263,48 @@ fn fused_networks_match_reference_kernels() -> Result<()> {
     Ok(())
 }
 
+/// The fused op with channel gate `gate` (pooled) against the reference composition: output,
+/// batch statistics, and the gradients of x, the block's parameters and the gate module's
+/// `module_vars` (named for the failure message).
+fn gate_stage_matches(
+    c: &Case,
+    gate: ChannelGate<'_>,
+    module_vars: &[(&str, &Var)],
+    what: &str,
+) -> Result<()> {
+    let run = |fused: bool| -> Result<Vec<(String, Tensor)>> {
+        let mut p = c.params(true, true);
+        p.gate = Some(gate);
+        let (out, stats) = if fused {
+            conv_bn_relu_train(c.x.as_tensor(), &p)?
+        } else {
+            conv_bn_relu_reference(c.x.as_tensor(), &p, None)?
+        };
+        let rr = rand_tensor(&mut rng(7), out.dims(), -1.0, 1.0)?;
+        let grads = (&out * &rr)?.sum_all()?.backward()?;
+        let block = [
+            ("dx", &c.x),
+            ("dw", &c.w),
+            ("dgamma", &c.gamma),
+            ("dbeta", &c.beta),
+        ];
+        let mut all = vec![
+            ("out".to_string(), out),
+            ("mean".to_string(), stats.mean),
+            ("var".to_string(), stats.var_unbiased),
+        ];
+        for (name, v) in block.iter().chain(module_vars) {
+            all.push((name.to_string(), grads.get(v).cloned().expect("gradient")));
+        }
+        Ok(all)
+    };
+    for ((name, x), (_, y)) in run(true)?.iter().zip(&run(false)?) {
+        let e = rel_err(x, y)?;
+        assert!(e < 5e-5, "{what}: {name} rel err {e}");
+    }
+    Ok(())
+}
+
 #[test]
 fn se_stage_matches_the_reference_composition() -> Result<()> {
     // conv -> BN -> ReLU -> SE -> pool in one op, every squeeze and gate, with and without the
@@ -288,44 +330,20 @@ fn se_stage_matches_the_reference_composition() -> Result<()> {
             let b1 = Var::from_tensor(&rand_tensor(&mut r, &[hidden], -0.5, 0.5)?)?;
             let w2 = Var::from_tensor(&rand_tensor(&mut r, &[co, hidden], -2.0, 2.0)?)?;
             let b2 = Var::from_tensor(&rand_tensor(&mut r, &[co], -0.5, 0.5)?)?;
-            let run = |fused: bool| -> Result<Vec<Tensor>> {
-                let mut p = c.params(true, true);
-                p.gate = Some(ChannelGate::Se(SeParams {
-                    w1: w1.as_tensor(),
-                    b1: bias.then(|| b1.as_tensor()),
-                    w2: w2.as_tensor(),
-                    b2: bias.then(|| b2.as_tensor()),
-                    squeeze,
-                    gate,
-                }));
-                let (out, stats) = if fused {
-                    conv_bn_relu_train(c.x.as_tensor(), &p)?
-                } else {
-                    conv_bn_relu_reference(c.x.as_tensor(), &p, None)?
-                };
-                let rr = rand_tensor(&mut rng(7), out.dims(), -1.0, 1.0)?;
-                let grads = (&out * &rr)?.sum_all()?.backward()?;
-                let mut vars = vec![&c.x, &c.w, &c.gamma, &c.beta, &w1, &w2];
-                if bias {
-                    vars.extend([&b1, &b2]);
-                }
-                let mut all = vec![out, stats.mean, stats.var_unbiased];
-                for v in vars {
-                    all.push(grads.get(v).cloned().expect("gradient"));
-                }
-                Ok(all)
-            };
-            let (a, b) = (run(true)?, run(false)?);
-            let names = [
-                "out", "mean", "var", "dx", "dw", "dgamma", "dbeta", "dw1", "dw2", "db1", "db2",
-            ];
-            for ((x, y), name) in a.iter().zip(&b).zip(names) {
-                let e = rel_err(x, y)?;
-                assert!(
-                    e < 5e-5,
-                    "shape {shape:?} {squeeze:?} {gate:?} bias {bias}: {name} rel err {e}"
-                );
+            let se = ChannelGate::Se(SeParams {
+                w1: w1.as_tensor(),
+                b1: bias.then(|| b1.as_tensor()),
+                w2: w2.as_tensor(),
+                b2: bias.then(|| b2.as_tensor()),
+                squeeze,
+                gate,
+            });
+            let mut vars = vec![("dw1", &w1), ("dw2", &w2)];
+            if bias {
+                vars.extend([("db1", &b1), ("db2", &b2)]);
             }
+            let what = format!("shape {shape:?} {squeeze:?} {gate:?} bias {bias}");
+            gate_stage_matches(&c, se, &vars, &what)?;
         }
     }
     Ok(())
@@ -467,42 +485,18 @@ fn eca_stage_matches_the_reference_composition() -> Result<()> {
                     let mut r = rng(600 + j);
                     let w = Var::from_tensor(&rand_tensor(&mut r, &[1, 1, k], -2.0, 2.0)?)?;
                     let b = Var::from_tensor(&rand_tensor(&mut r, &[1], -0.5, 0.5)?)?;
-                    let run = |fused: bool| -> Result<Vec<Tensor>> {
-                        let mut p = c.params(true, true);
-                        p.gate = Some(ChannelGate::Eca(EcaParams {
-                            weight: w.as_tensor(),
-                            bias: bias.then(|| b.as_tensor()),
-                            squeeze,
-                            gate,
-                        }));
-                        let (out, stats) = if fused {
-                            conv_bn_relu_train(c.x.as_tensor(), &p)?
-                        } else {
-                            conv_bn_relu_reference(c.x.as_tensor(), &p, None)?
-                        };
-                        let rr = rand_tensor(&mut rng(8), out.dims(), -1.0, 1.0)?;
-                        let grads = (&out * &rr)?.sum_all()?.backward()?;
-                        let mut vars = vec![&c.x, &c.w, &c.gamma, &c.beta, &w];
-                        if bias {
-                            vars.push(&b);
-                        }
-                        let mut all = vec![out, stats.mean, stats.var_unbiased];
-                        for v in vars {
-                            all.push(grads.get(v).cloned().expect("gradient"));
-                        }
-                        Ok(all)
-                    };
-                    let (a, bb) = (run(true)?, run(false)?);
-                    let names = [
-                        "out", "mean", "var", "dx", "dw", "dgamma", "dbeta", "deca_w", "deca_b",
-                    ];
-                    for ((x, y), name) in a.iter().zip(&bb).zip(names) {
-                        let e = rel_err(x, y)?;
-                        assert!(
-                            e < 5e-5,
-                            "shape {shape:?} {squeeze:?} {gate:?} k {k} bias {bias}: {name} rel err {e}"
-                        );
+                    let eca = ChannelGate::Eca(EcaParams {
+                        weight: w.as_tensor(),
+                        bias: bias.then(|| b.as_tensor()),
+                        squeeze,
+                        gate,
+                    });
+                    let mut vars = vec![("deca_w", &w)];
+                    if bias {
+                        vars.push(("deca_b", &b));
                     }
+                    let what = format!("shape {shape:?} {squeeze:?} {gate:?} k {k} bias {bias}");
+                    gate_stage_matches(&c, eca, &vars, &what)?;
                 }
             }
         }

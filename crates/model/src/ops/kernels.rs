@@ -1,5 +1,5 @@
 //! The choice between our fast CPU kernels and plain candle ops, and small helpers shared by the
-//! custom ops in this folder ([`super::conv`], [`super::bn_relu`]).
+//! custom ops in this folder (slice access, bias arguments, shifted sums).
 //!
 //! The reference path (plain candle ops, differentiated by candle's own autograd) is what the
 //! tests compare the fast kernels against, and what runs on every non-CPU device.

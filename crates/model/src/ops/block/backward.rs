@@ -71,7 +71,7 @@ impl BlockOp {
         need_dx: bool,
     ) -> Result<(Option<Vec<f32>>, Vec<f32>, Vec<f32>)> {
         let (n, c, hw, ow) = (g.n, g.c_out, g.hw_out(), g.ow);
-        let up = unpack(packed, c, self.has_bias, self.se.as_ref())?;
+        let up = unpack(packed, c, self.has_bias, self.gate.as_ref())?;
         let gamma = up.gamma;
         let y = &saved.y.0;
         let (mean, invstd) = (&saved.mean, &saved.invstd);
@@ -85,7 +85,7 @@ impl BlockOp {
                 n * out_img
             )
         }
-        if let (Some(d), Some(sv)) = (&self.se, &saved.se) {
+        if let (Some(d), Some(sv)) = (&self.gate, &saved.se) {
             return self.backward_se(g, saved, d, sv, &up, x, wt, grad, need_dx);
         }
         // Pass 1: per channel Σdz and Σdz·x̂, where dz is the gradient at the ReLU's output

@@ -156,7 +156,7 @@ impl BlockParams<'_> {
     }
 
     /// The channel gate's sizes, checked against the block's channels.
-    fn se_dims(&self, c: usize) -> Result<Option<SeDims>> {
+    fn gate_dims(&self, c: usize) -> Result<Option<SeDims>> {
         let Some(gate) = &self.gate else {
             return Ok(None);
         };
@@ -209,7 +209,7 @@ impl BlockParams<'_> {
     fn check(&self, x: &Tensor) -> Result<Geom> {
         let g = Geom::new(x.shape(), self.weight.shape(), self.padding)?;
         let c = g.c_out;
-        self.se_dims(c)?;
+        self.gate_dims(c)?;
         for (what, t) in self.bias.map(|b| ("bias", b)).into_iter().chain([
             ("batch norm weight", self.gamma),
             ("batch norm bias", self.beta),
@@ -240,15 +240,7 @@ pub fn conv_bn_relu_train(x: &Tensor, p: &BlockParams<'_>) -> Result<(Tensor, Ba
         )
     }
     let stats = Arc::new(Mutex::new(None));
-    let op = BlockOp {
-        padding: p.padding,
-        eps: p.eps,
-        pool: p.pool,
-        has_bias: p.bias.is_some(),
-        se: p.se_dims(g.c_out)?,
-        mode: OpMode::Train(stats.clone()),
-        saved: Mutex::new(None),
-    };
+    let op = BlockOp::new(p, g.c_out, OpMode::Train(stats.clone()))?;
     let y = x
         .contiguous()?
         .apply_op3(&p.weight.contiguous()?, &p.packed()?, op)?;
@@ -304,17 +296,24 @@ pub fn conv_bn_relu_eval(
         .iter()
         .map(|&v| (1.0 / (v as f64 + p.eps).sqrt()) as f32)
         .collect();
-    let op = BlockOp {
-        padding: p.padding,
-        eps: p.eps,
-        pool: p.pool,
-        has_bias: p.bias.is_some(),
-        se: p.se_dims(g.c_out)?,
-        mode: OpMode::Eval { mean, invstd },
-        saved: Mutex::new(None),
-    };
+    let op = BlockOp::new(p, g.c_out, OpMode::Eval { mean, invstd })?;
     x.contiguous()?
         .apply_op3_no_bwd(&p.weight.contiguous()?, &p.packed()?, &op)
+}
+
+impl BlockOp {
+    /// The op for parameters `p` of a block with `c` output channels.
+    fn new(p: &BlockParams<'_>, c: usize, mode: OpMode) -> Result<BlockOp> {
+        Ok(BlockOp {
+            padding: p.padding,
+            eps: p.eps,
+            pool: p.pool,
+            has_bias: p.bias.is_some(),
+            gate: p.gate_dims(c)?,
+            mode,
+            saved: Mutex::new(None),
+        })
+    }
 }
 
 /// The reference composition: [`conv2d_reference`], the plain-candle BatchNorm + ReLU, and

@@ -80,12 +80,13 @@ pub(super) struct BlockOp {
     pub(super) eps: f64,
     pub(super) pool: bool,
     pub(super) has_bias: bool,
-    pub(super) se: Option<SeDims>,
+    /// The fused channel gate's sizes (SE or ECA), if any.
+    pub(super) gate: Option<SeDims>,
     pub(super) mode: OpMode,
     pub(super) saved: Mutex<Option<Arc<Saved>>>,
 }
 
-/// The packed parameters: convolution bias (all zeros without one), γ, β, and the SE module's.
+/// The packed parameters: convolution bias (all zeros without one), γ, β, and the channel gate's.
 pub(super) struct Unpacked<'a> {
     pub(super) bias: Vec<f32>,
     pub(super) gamma: &'a [f32],
@@ -364,9 +365,9 @@ impl CustomOp3 for BlockOp {
             gamma,
             beta,
             se: se_params,
-        } = unpack(cpu_f32(s3, l3)?, c, self.has_bias, self.se.as_ref())?;
-        let se_w = self.se.as_ref().map(|d| SeWeights::unpack(d, se_params));
-        let mut se_saved = self.se.as_ref().map(|d| SeSaved::new(d, g.n));
+        } = unpack(cpu_f32(s3, l3)?, c, self.has_bias, self.gate.as_ref())?;
+        let se_w = self.gate.as_ref().map(|d| SeWeights::unpack(d, se_params));
+        let mut se_saved = self.gate.as_ref().map(|d| SeSaved::new(d, g.n));
         let out_img = self.out_img(&g);
         let n_out = g.n * out_img;
         let mut out: Vec<f32> = Vec::with_capacity(n_out);
@@ -386,7 +387,7 @@ impl CustomOp3 for BlockOp {
             OpMode::Eval { mean, invstd } => {
                 // Each image's convolution output lives only in a per-thread buffer.
                 let aff = affine(mean, invstd);
-                let views = se_views(&mut se_saved, self.se.as_ref(), se_w.as_ref(), g.n);
+                let views = se_views(&mut se_saved, self.gate.as_ref(), se_w.as_ref(), g.n);
                 self.emit_batch(&g, &aff, &mut out, &mut argmax, views, |img, f| {
                     with_buf(&IMG, g.out_img(), |buf| {
                         // SAFETY: `forward_image` only writes initialized values.
@@ -414,7 +415,7 @@ impl CustomOp3 for BlockOp {
                 unsafe { y.set_len(total) };
                 let [mean, invstd, var_unbiased] = combine(&part, g.n, c, hw, self.eps);
                 let aff = affine(&mean, &invstd);
-                let views = se_views(&mut se_saved, self.se.as_ref(), se_w.as_ref(), g.n);
+                let views = se_views(&mut se_saved, self.gate.as_ref(), se_w.as_ref(), g.n);
                 self.emit_batch(&g, &aff, &mut out, &mut argmax, views, |img, f| {
                     f(&y[img * g.out_img()..(img + 1) * g.out_img()])
                 });
