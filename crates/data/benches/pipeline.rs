@@ -27,6 +27,7 @@ fn pipeline(c: &mut Criterion) {
             augment: Augment::from_config(&cfg),
             normalize: Normalize::from_config(&cfg),
             prefetch: 4,
+            streams: ablate_data::RandomStreams::Ablate,
         },
     );
     let eval = Loader::new(

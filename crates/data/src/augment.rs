@@ -104,10 +104,10 @@ impl Normalize {
             .enumerate()
         {
             let k = c.min(2);
-            let inv = 1.0 / self.std[k];
-            let shift = self.mean[k] * inv;
+            let (mean, std) = (self.mean[k], self.std[k]);
+            // torchvision's `Normalize`: `sub_(mean).div_(std)`, the same roundings.
             for (o, &x) in d.iter_mut().zip(s) {
-                *o = x * inv - shift;
+                *o = (x - mean) / std;
             }
         }
     }
@@ -216,6 +216,70 @@ impl Augment {
     }
 }
 
+/// The crop offset and flip of one image, drawn outside [`Augment::apply`] (PyTorch's
+/// streams, `crate::torch_rng`: the reference script draws them per batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CropFlip {
+    /// Row of the window in the padded image, in `[0, 2 * padding]`.
+    pub top: usize,
+    /// Column of the window in the padded image, in `[0, 2 * padding]`.
+    pub left: usize,
+    /// Whether the image is flipped horizontally.
+    pub flip: bool,
+}
+
+impl Augment {
+    /// Like [`Augment::apply`], with the crop offset and flip given. Only for crop and flip
+    /// (`RandomStreams::check_data`); any other op is skipped.
+    pub fn apply_drawn<'s>(
+        &self,
+        src: &[u8],
+        (c, h, w): (usize, usize, usize),
+        drawn: &CropFlip,
+        scratch: &'s mut Scratch,
+    ) -> &'s [f32] {
+        let n = c * h * w;
+        scratch.a.resize(n, 0.0);
+        scratch.b.resize(n, 0.0);
+        to_unit(src, &mut scratch.a);
+        let (mut cur, mut other) = (&mut scratch.a, &mut scratch.b);
+        for op in &self.ops {
+            match *op {
+                AugmentOp::Crop { padding } => {
+                    if padding > 0 {
+                        crop(cur, other, c, h, w, padding, drawn.top, drawn.left);
+                        std::mem::swap(&mut cur, &mut other);
+                    }
+                }
+                AugmentOp::Flip { .. } => {
+                    if drawn.flip {
+                        hflip(cur, c, h, w);
+                    }
+                }
+                AugmentOp::ColorJitter { .. } | AugmentOp::Rotate { .. } => {
+                    debug_assert!(false, "apply_drawn with {op:?}");
+                }
+            }
+        }
+        cur
+    }
+
+    /// The crop padding and flip probability, for drawing [`CropFlip`]s (no crop: padding 0;
+    /// no flip: probability 0).
+    pub fn crop_flip_params(&self) -> (usize, f32) {
+        let mut padding = 0;
+        let mut flip = 0.0;
+        for op in &self.ops {
+            match *op {
+                AugmentOp::Crop { padding: p } => padding = p,
+                AugmentOp::Flip { p } => flip = p,
+                _ => {}
+            }
+        }
+        (padding, flip)
+    }
+}
+
 /// The factors and order of one color-jitter draw (torchvision's `ColorJitter.get_params`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Jitter {
@@ -285,10 +349,10 @@ impl Jitter {
     }
 }
 
-/// u8 -> f32 in [0, 1] (`ToTensor`).
+/// u8 -> f32 in [0, 1] (`ToTensor`: `img.float().div(255)`, the same rounding).
 pub fn to_unit(src: &[u8], dst: &mut [f32]) {
     for (d, &s) in dst.iter_mut().zip(src) {
-        *d = s as f32 * (1.0 / 255.0);
+        *d = f32::from(s) / 255.0;
     }
 }
 
@@ -703,7 +767,7 @@ mod tests {
             &mut rng::rng(0, rng::Stream::Augment, 0, 0),
             &mut s1,
         );
-        assert_eq!(f[0], src[31] as f32 * (1.0 / 255.0));
+        assert_eq!(f[0], f32::from(src[31]) / 255.0);
         assert!(Augment::from_config(&DataConfig {
             augment: vec![],
             ..cfg

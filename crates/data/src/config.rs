@@ -51,6 +51,58 @@ impl std::fmt::Display for DatasetKind {
     }
 }
 
+/// Where a run's random numbers come from (`train.random_streams`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RandomStreams {
+    /// Our own keyed ChaCha8 streams: a parameter's initial value depends on (seed, name), an
+    /// image's augmentation on (seed, epoch, image), a dropout mask on (seed, iteration). Any
+    /// augmentation; batches built in any order on any number of threads.
+    #[default]
+    Ablate,
+    /// PyTorch's CPU generator used as `../shared/reference/torch_seed.py train` uses it
+    /// (`crate::torch_rng`): initial weights from `torch.manual_seed(seed)` in `state_dict`
+    /// order, then the dropout masks from that stream; the epoch orders, crop offsets and flips
+    /// from a second generator seeded with `seed`. A trial then starts from the same weights and
+    /// sees the same batches as the reference run with that seed. Needs `data.augment` to be
+    /// `["crop", "flip"]` (the reference's augmentation) or `[]`.
+    Pytorch,
+}
+
+impl RandomStreams {
+    /// The TOML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RandomStreams::Ablate => "ablate",
+            RandomStreams::Pytorch => "pytorch",
+        }
+    }
+
+    /// Whether this is the default ([`RandomStreams::Ablate`]); the default is left out of
+    /// serialized configs, so trial ids made before the key existed stay the same.
+    pub fn is_ablate(&self) -> bool {
+        *self == RandomStreams::Ablate
+    }
+
+    /// Checks that `data` can be drawn with these streams: PyTorch's draw only the reference
+    /// script's crop (then flip) augmentation. The error names the `data` key at fault.
+    pub fn check_data(self, data: &DataConfig) -> Result<(), DataConfigError> {
+        if self == RandomStreams::Pytorch
+            && !(data.augment.is_empty() || data.augment == [AugmentKind::Crop, AugmentKind::Flip])
+        {
+            let listed: Vec<&str> = data.augment.iter().map(|a| a.as_str()).collect();
+            return Err(bad(
+                "augment",
+                format!(
+                    "must be [\"crop\", \"flip\"] or [] with train.random_streams = \"pytorch\" \
+                     (the reference script's draws), got {listed:?}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One train-time augmentation; applied in the order listed in `data.augment`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -21,17 +21,21 @@ pub mod info;
 pub mod loader;
 mod rng;
 pub mod synthetic;
+pub mod torch_rng;
 
 use std::path::PathBuf;
 
 pub use augment::{Augment, AugmentOp, Normalize};
 pub use cifar::export_cifar_bin;
-pub use config::{AugmentKind, DataConfig, DataConfigError, DatasetKind, CIFAR10_MD5, CIFAR10_URL};
+pub use config::{
+    AugmentKind, DataConfig, DataConfigError, DatasetKind, RandomStreams, CIFAR10_MD5, CIFAR10_URL,
+};
 pub use error::DataError;
 pub use folder::{default_cache_dir, CacheUse};
 pub use imageset::{Dataset, ImageSet};
 pub use info::{info, DataInfo, SplitInfo};
 pub use loader::{Batch, Loader, LoaderConfig};
+pub use torch_rng::TorchGenerator;
 
 /// Loads the dataset of `cfg` (after validating it) and applies `train_limit` /
 /// `test_limit` as stratified subsets seeded by `subset_seed`.

@@ -4,6 +4,11 @@
 //!
 //! A batch is a pure function of (seed, epoch, batch index): which thread
 //! augments which image, and when, never changes a number.
+//!
+//! With [`RandomStreams::Pytorch`] the order and the crop/flip draws are instead those of
+//! `torch_seed.py train` (`crate::torch_rng`): one generator seeded with the seed, per epoch
+//! `randperm(n)`, then per batch `randint` x-offsets, `randint` y-offsets and `rand` flips.
+//! An epoch's draws are replayed from the seed, so an epoch can still start anywhere.
 
 use std::sync::Arc;
 use std::thread;
@@ -11,9 +16,11 @@ use std::thread;
 use crossbeam_channel::{bounded, Receiver};
 use rayon::prelude::*;
 
-use crate::augment::{to_unit, Augment, Normalize, Scratch};
+use crate::augment::{to_unit, Augment, CropFlip, Normalize, Scratch};
+use crate::config::RandomStreams;
 use crate::imageset::ImageSet;
 use crate::rng::{self, Stream};
+use crate::torch_rng::TorchGenerator;
 
 /// How a [`Loader`] batches a set.
 #[derive(Debug, Clone)]
@@ -32,6 +39,8 @@ pub struct LoaderConfig {
     pub normalize: Normalize,
     /// How many batches the background thread may build ahead (at least 1).
     pub prefetch: usize,
+    /// Whose random streams draw the order and the augmentation.
+    pub streams: RandomStreams,
 }
 
 impl LoaderConfig {
@@ -45,8 +54,16 @@ impl LoaderConfig {
             augment: None,
             normalize,
             prefetch: 2,
+            streams: RandomStreams::Ablate,
         }
     }
+}
+
+/// One epoch's image order and, with PyTorch's streams, each position's crop and flip.
+#[derive(Debug, Clone, PartialEq)]
+struct EpochPlan {
+    order: Vec<usize>,
+    drawn: Option<Vec<CropFlip>>,
 }
 
 /// A batch of normalized images.
@@ -104,18 +121,71 @@ impl Loader {
         }
     }
 
-    /// The order of the set's images in `epoch` (a seeded Fisher-Yates shuffle,
-    /// or `0..len` without shuffle).
+    /// The order of the set's images in `epoch` (a seeded Fisher-Yates shuffle, PyTorch's
+    /// `randperm` with its streams, or `0..len` without shuffle).
     pub fn order(&self, epoch: u64) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.set.len).collect();
-        if self.cfg.shuffle {
-            let mut r = rng::rng(self.cfg.seed, Stream::Shuffle, epoch, 0);
-            for i in (1..order.len()).rev() {
-                let j = rng::below(&mut r, i as u32 + 1) as usize;
-                order.swap(i, j);
+        self.plan(epoch).order
+    }
+
+    /// The crop offsets and flips of `epoch`'s images in the order of [`Loader::order`] with
+    /// PyTorch's streams and an augmentation; `None` otherwise (each image then draws its own).
+    pub fn crop_flips(&self, epoch: u64) -> Option<Vec<CropFlip>> {
+        self.plan(epoch).drawn
+    }
+
+    fn plan(&self, epoch: u64) -> EpochPlan {
+        let n = self.set.len;
+        match self.cfg.streams {
+            RandomStreams::Ablate => {
+                let mut order: Vec<usize> = (0..n).collect();
+                if self.cfg.shuffle {
+                    let mut r = rng::rng(self.cfg.seed, Stream::Shuffle, epoch, 0);
+                    for i in (1..order.len()).rev() {
+                        let j = rng::below(&mut r, i as u32 + 1) as usize;
+                        order.swap(i, j);
+                    }
+                }
+                EpochPlan { order, drawn: None }
             }
+            RandomStreams::Pytorch => self.torch_plan(epoch),
         }
-        order
+    }
+
+    /// `torch_seed.py train`'s draws for `epoch` (0-based): the generator seeded with the seed
+    /// has made `epoch` whole epochs of draws before.
+    fn torch_plan(&self, epoch: u64) -> EpochPlan {
+        let n = self.set.len;
+        let augment = self.cfg.augment.as_ref().map(Augment::crop_flip_params);
+        let perm_draws = if self.cfg.shuffle {
+            n.saturating_sub(1)
+        } else {
+            0
+        };
+        let per_epoch = perm_draws as u64 + if augment.is_some() { 3 * n as u64 } else { 0 };
+        let mut g = TorchGenerator::at(self.cfg.seed, epoch * per_epoch);
+        let order = if self.cfg.shuffle {
+            g.randperm(n)
+        } else {
+            (0..n).collect()
+        };
+        let drawn = augment.map(|(padding, flip_p)| {
+            let range = 2 * padding as u32 + 1;
+            let mut drawn = Vec::with_capacity(n);
+            for start in (0..n).step_by(self.cfg.batch_size) {
+                let k = self.cfg.batch_size.min(n - start);
+                let left: Vec<u32> = (0..k).map(|_| g.randint(range)).collect();
+                let top: Vec<u32> = (0..k).map(|_| g.randint(range)).collect();
+                for i in 0..k {
+                    drawn.push(CropFlip {
+                        top: top[i] as usize,
+                        left: left[i] as usize,
+                        flip: g.rand_f32() < flip_p,
+                    });
+                }
+            }
+            drawn
+        });
+        EpochPlan { order, drawn }
     }
 
     /// Batch `b` of `epoch`, built now on the calling thread (rayon inside).
@@ -123,8 +193,8 @@ impl Loader {
     /// # Panics
     /// When `b >= num_batches()`.
     pub fn batch(&self, epoch: u64, b: usize) -> Batch {
-        let order = self.order(epoch);
-        build(&self.set, &self.cfg, epoch, &order, b)
+        let plan = self.plan(epoch);
+        build(&self.set, &self.cfg, epoch, &plan, b)
     }
 
     /// The batches of `epoch`, produced ahead on a background thread; identical
@@ -141,12 +211,12 @@ impl Loader {
         let set = Arc::clone(&self.set);
         let cfg = Arc::clone(&self.cfg);
         let n = self.num_batches();
-        let order = self.order(epoch);
+        let plan = self.plan(epoch);
         let handle = thread::Builder::new()
             .name("ablate-data-loader".into())
             .spawn(move || {
                 for b in skip..n {
-                    let batch = build(&set, &cfg, epoch, &order, b);
+                    let batch = build(&set, &cfg, epoch, &plan, b);
                     if tx.send(batch).is_err() {
                         break; // the consumer went away
                     }
@@ -186,27 +256,33 @@ impl Iterator for EpochIter {
     }
 }
 
-/// Builds batch `b` from the epoch's `order`.
-fn build(set: &ImageSet, cfg: &LoaderConfig, epoch: u64, order: &[usize], b: usize) -> Batch {
+/// Builds batch `b` from the epoch's plan.
+fn build(set: &ImageSet, cfg: &LoaderConfig, epoch: u64, plan: &EpochPlan, b: usize) -> Batch {
     let start = b * cfg.batch_size;
-    let end = (start + cfg.batch_size).min(order.len());
+    let end = (start + cfg.batch_size).min(plan.order.len());
     assert!(start < end, "batch {b} out of range");
-    let indices: Vec<usize> = order[start..end].to_vec();
+    let indices: Vec<usize> = plan.order[start..end].to_vec();
+    let drawn = plan.drawn.as_ref().map(|d| &d[start..end]);
     let (c, h, w) = (set.channels, set.height, set.width);
     let n = c * h * w;
     let mut images = vec![0f32; indices.len() * n];
     images
         .par_chunks_mut(n)
         .zip(indices.par_iter())
-        .for_each_init(Scratch::default, |scratch, (out, &i)| {
+        .enumerate()
+        .for_each_init(Scratch::default, |scratch, (pos, (out, &i))| {
             let src = set.image(i);
-            match &cfg.augment {
-                Some(aug) => {
+            match (&cfg.augment, drawn) {
+                (Some(aug), Some(drawn)) => {
+                    let x = aug.apply_drawn(src, (c, h, w), &drawn[pos], scratch);
+                    cfg.normalize.apply(x, out, h * w);
+                }
+                (Some(aug), None) => {
                     let mut r = rng::rng(cfg.seed, Stream::Augment, epoch, i as u64);
                     let x = aug.apply(src, c, h, w, &mut r, scratch);
                     cfg.normalize.apply(x, out, h * w);
                 }
-                None => {
+                (None, _) => {
                     // Scale in place, then normalize in place through a copy-free pass.
                     to_unit(src, out);
                     normalize_in_place(&cfg.normalize, out, h * w);
@@ -227,10 +303,9 @@ fn build(set: &ImageSet, cfg: &LoaderConfig, epoch: u64, order: &[usize], b: usi
 fn normalize_in_place(norm: &Normalize, img: &mut [f32], plane: usize) {
     for (c, ch) in img.chunks_exact_mut(plane).enumerate() {
         let k = c.min(2);
-        let inv = 1.0 / norm.std[k];
-        let shift = norm.mean[k] * inv;
+        let (mean, std) = (norm.mean[k], norm.std[k]);
         for x in ch {
-            *x = *x * inv - shift;
+            *x = (*x - mean) / std;
         }
     }
 }
@@ -254,6 +329,7 @@ mod tests {
                 augment: Augment::from_config(&cfg),
                 normalize: Normalize::from_config(&cfg),
                 prefetch: 2,
+                streams: RandomStreams::Ablate,
             },
         )
     }
