@@ -8,8 +8,10 @@ Writes the JSON fixtures behind `random_streams = "pytorch"` (docs/training.md):
                                               torch_seed.py's batches (order, crop, flip,
                                               normalized pixels) on a small synthetic set
   crates/model/tests/data/torch_init.json     SeedCNN()'s and SeedCNN(16)'s initial
-                                              parameters after torch.manual_seed(seed), and the
-                                              dropout masks of the first training steps
+                                              parameters after torch.manual_seed(seed), the
+                                              dropout masks of the first training steps, and
+                                              `torch_seed.py train`'s per-epoch records on that
+                                              synthetic set (3 epochs, 2 steps each)
 
 Every value comes from PyTorch itself (the reference's own SeedCNN, augment and
 normalization), never from a re-implementation:
@@ -104,11 +106,37 @@ def init_and_masks(seed, reduction):
     return {"seed": seed, "reduction": reduction, "params": params, "dropout_masks": masks}
 
 
+def reference_training(seed, reduction, epochs=3):
+    """`torch_seed.py train` itself (1 thread) on the synthetic set written in CIFAR-10's binary
+    layout: 100 training images in data_batch_1..5.bin, 50 test images (the set's images 0..49
+    again) in test_batch.bin; returns its per-epoch records."""
+    import argparse
+    import contextlib
+    import io
+    import tempfile
+    x, y = synthetic_set(100)
+    rows = torch.cat([y.to(torch.uint8).view(-1, 1), x.view(100, -1)], dim=1).numpy()
+    with tempfile.TemporaryDirectory() as d:
+        for i in range(5):
+            rows[20 * i:20 * (i + 1)].tofile(os.path.join(d, f"data_batch_{i + 1}.bin"))
+        rows[:50].tofile(os.path.join(d, "test_batch.bin"))
+        args = argparse.Namespace(data=d, epochs=epochs, batch=64, reduction=reduction, seed=seed,
+                                  train_limit=0, test_limit=0, threads=1)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            torch_seed.train(args)
+    records = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
+    for r in records:
+        r.pop("epoch_s")
+    return {"seed": seed, "reduction": reduction, "epochs": records}
+
+
 def main():
     data = {"torch": torch.__version__, "primitives": primitives(),
             "batches": {"seed": 3, "n": 100, "batch": 64, "epochs": 2, "list": batches(3)}}
     model = {"torch": torch.__version__,
-             "runs": [init_and_masks(0, 0), init_and_masks(1, 16)]}
+             "runs": [init_and_masks(0, 0), init_and_masks(1, 16)],
+             "training": [reference_training(3, 0), reference_training(4, 16)]}
     for path, obj in [("crates/data/tests/data/torch_streams.json", data),
                       ("crates/model/tests/data/torch_init.json", model)]:
         path = os.path.join(ROOT, path)

@@ -17,7 +17,7 @@
 
 use std::time::Instant;
 
-use ablate_model::layers::Mode;
+use ablate_model::layers::{DropoutMasks, Mode};
 use ablate_model::ops::block::{conv_bn_relu_reference, conv_bn_relu_train, BlockParams};
 use ablate_model::ops::bn_relu::batch_norm_train;
 use ablate_model::ops::conv::conv2d;
@@ -66,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..WARMUP + STEPS {
         let t0 = Instant::now();
         let mode = Mode::Train {
-            dropout_seed: Some(i),
+            dropout: DropoutMasks::Keyed(i),
         };
         let loss = cross_entropy(&net.forward(&x, mode)?, &y, 0.0)?;
         loss.to_scalar::<f32>()?;

@@ -11,6 +11,10 @@
 //!   `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` with `fan_in = in_channels * prod(kernel)`;
 //! - their bias: `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`;
 //! - `BatchNorm2d`: weight 1, bias 0, running mean 0, running variance 1.
+//!
+//! With `train.random_streams = "pytorch"` the same distributions are drawn instead from
+//! PyTorch's own generator, in `state_dict` order ([`torch_init`], `Net::init_like_torch`),
+//! so the initial weights equal `torch.manual_seed(seed); Model()`'s bit for bit.
 
 use candle_core::{Device, Result, Shape, Tensor};
 use rand::{Rng, SeedableRng};
@@ -56,6 +60,45 @@ pub fn uniform(
         .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * bound)
         .collect();
     Tensor::from_vec(data, shape, device)
+}
+
+/// How `torch.nn`'s default `reset_parameters` initializes one parameter of the equivalent
+/// PyTorch module, given its name and the shapes of the module's parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TorchInit {
+    /// `uniform_(-bound, bound)`: one draw per element from the global generator.
+    Uniform {
+        /// The bound as PyTorch computes it (f64, cast to f32 by `uniform_`).
+        bound: f64,
+    },
+    /// A constant (`BatchNorm2d`'s `ones_`/`zeros_`): no draw.
+    Constant,
+}
+
+/// PyTorch's rule for parameter `name` of shape `shape`, whose module's weight has shape
+/// `weight_shape`: a weight of rank 2 or more (`Conv1d`, `Conv2d`, `Linear`) gets
+/// `kaiming_uniform_(a = sqrt(5))`, whose bound PyTorch computes as
+/// `sqrt(3) * (sqrt(2 / (1 + a^2)) / sqrt(fan_in))`; the bias of such a module
+/// `1 / sqrt(fan_in)`; anything else (BatchNorm) is constant.
+pub fn torch_init(name: &str, shape: &[usize], weight_shape: Option<&[usize]>) -> TorchInit {
+    let fan_in = |s: &[usize]| -> f64 { s[1..].iter().product::<usize>() as f64 };
+    if name.ends_with(".weight") && shape.len() >= 2 {
+        let a = 5f64.sqrt();
+        let gain = (2.0 / (1.0 + a * a)).sqrt();
+        let std = gain / fan_in(shape).sqrt();
+        return TorchInit::Uniform {
+            bound: 3f64.sqrt() * std,
+        };
+    }
+    if name.ends_with(".bias") {
+        if let Some(w) = weight_shape.filter(|w| w.len() >= 2) {
+            let f = fan_in(w);
+            return TorchInit::Uniform {
+                bound: if f > 0.0 { 1.0 / f.sqrt() } else { 0.0 },
+            };
+        }
+    }
+    TorchInit::Constant
 }
 
 #[cfg(test)]

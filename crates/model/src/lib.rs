@@ -19,7 +19,7 @@ pub mod spec;
 pub mod train;
 pub mod weights;
 
-pub use layers::Mode;
+pub use layers::{DropoutMasks, Mode};
 pub use net::Net;
 pub use spec::{Arch, AttentionKind, BlockSet, Gate, ModelSpec, Placement, SpecError, Squeeze};
 pub use weights::WeightsError;

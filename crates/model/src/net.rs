@@ -198,10 +198,8 @@ impl Net {
         let y = y.flatten_from(1)?;
         let y = self.fc1.forward(&y, mode)?.relu()?;
         let y = match mode {
-            Mode::Train {
-                dropout_seed: Some(seed),
-            } => dropout(&y, self.spec.dropout, seed)?,
-            _ => y,
+            Mode::Train { dropout: masks } => dropout(&y, self.spec.dropout, masks)?,
+            Mode::Eval => y,
         };
         self.fc2.forward(&y, mode)
     }
@@ -335,6 +333,64 @@ impl Net {
                 Ok(y)
             }
         }
+    }
+
+    /// Re-draws every parameter as `torch.manual_seed(seed)` followed by the construction of
+    /// the equivalent PyTorch module would: PyTorch's default initialization
+    /// ([`crate::init::torch_init`]) from its CPU generator, parameter by parameter in
+    /// `state_dict` order (BatchNorm's constants draw nothing). Returns the generator's draws,
+    /// where the training loop's dropout masks continue. BatchNorm buffers are untouched.
+    pub fn init_like_torch(&mut self, seed: u64) -> Result<u64> {
+        let mut g = ablate_data::TorchGenerator::new(seed);
+        for (name, shape, init) in self.torch_inits() {
+            if let crate::init::TorchInit::Uniform { bound } = init {
+                let (from, to) = (-bound as f32, bound as f32);
+                let n: usize = shape.iter().product();
+                let values: Vec<f32> = (0..n).map(|_| g.uniform_f32(from, to)).collect();
+                let value = Tensor::from_vec(values, shape, &self.device)?;
+                let param = self
+                    .params()
+                    .into_iter()
+                    .find(|p| p.name == name)
+                    .map(|p| p.var.clone());
+                if let Some(var) = param {
+                    var.set(&value)?;
+                }
+            }
+        }
+        Ok(g.draws())
+    }
+
+    /// The generator draws [`Net::init_like_torch`] makes (without making them).
+    pub fn torch_init_draws(&self) -> u64 {
+        self.torch_inits()
+            .iter()
+            .filter(|(_, _, init)| matches!(init, crate::init::TorchInit::Uniform { .. }))
+            .map(|(_, shape, _)| shape.iter().product::<usize>() as u64)
+            .sum()
+    }
+
+    /// The generator draws PyTorch's dropout takes in one training step of `batch` images.
+    pub fn torch_dropout_draws(&self, batch: usize) -> u64 {
+        crate::layers::dropout::torch_draws(batch * HIDDEN_FEATURES, self.spec.dropout)
+    }
+
+    fn torch_inits(&self) -> Vec<(String, Vec<usize>, crate::init::TorchInit)> {
+        let params = self.params();
+        let shapes: HashMap<&str, Vec<usize>> = params
+            .iter()
+            .map(|p| (p.name.as_str(), p.var.dims().to_vec()))
+            .collect();
+        params
+            .iter()
+            .map(|p| {
+                let module = p.name.rsplit_once('.').map_or("", |(m, _)| m);
+                let weight = shapes.get(format!("{module}.weight").as_str());
+                let shape = p.var.dims().to_vec();
+                let init = crate::init::torch_init(&p.name, &shape, weight.map(Vec::as_slice));
+                (p.name.clone(), shape, init)
+            })
+            .collect()
     }
 
     /// All trainable parameters (`Var`s shared with the model: updating them updates the model),

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use ablate_model::layers::DropoutMasks;
 use ablate_model::{Mode, ModelSpec, Net};
 use candle_core::{DType, Device, Tensor};
 
@@ -96,7 +97,12 @@ pub fn check_golden_file(path: &Path, spec: &ModelSpec) -> Vec<(String, f64)> {
     results.push(("eval.logits".into(), rel_err(&eval, get("eval.logits"))));
 
     let logits = net
-        .forward(&input, Mode::Train { dropout_seed: None })
+        .forward(
+            &input,
+            Mode::Train {
+                dropout: DropoutMasks::Off,
+            },
+        )
         .unwrap();
     results.push(("train.logits".into(), rel_err(&logits, get("train.logits"))));
     let loss = candle_nn::loss::cross_entropy(&logits, &target).unwrap();

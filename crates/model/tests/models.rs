@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use ablate_model::layers::DropoutMasks;
 use ablate_model::{AttentionKind, Mode, ModelSpec, Net};
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
@@ -156,7 +157,7 @@ fn every_variant_runs_with_the_right_shapes_and_intermediates() {
                 .forward_inspect(
                     &x,
                     Mode::Train {
-                        dropout_seed: Some(5),
+                        dropout: DropoutMasks::Keyed(5),
                     },
                 )
                 .unwrap();
@@ -255,7 +256,7 @@ fn train_mode_updates_running_stats_and_dropout_is_seeded() {
         &net.forward(
             &x,
             Mode::Train {
-                dropout_seed: Some(1),
+                dropout: DropoutMasks::Keyed(1),
             },
         )
         .unwrap(),
@@ -266,7 +267,7 @@ fn train_mode_updates_running_stats_and_dropout_is_seeded() {
         &net.forward(
             &x,
             Mode::Train {
-                dropout_seed: Some(1),
+                dropout: DropoutMasks::Keyed(1),
             },
         )
         .unwrap(),
@@ -275,12 +276,20 @@ fn train_mode_updates_running_stats_and_dropout_is_seeded() {
         &net.forward(
             &x,
             Mode::Train {
-                dropout_seed: Some(2),
+                dropout: DropoutMasks::Keyed(2),
             },
         )
         .unwrap(),
     );
-    let nd = values(&net.forward(&x, Mode::Train { dropout_seed: None }).unwrap());
+    let nd = values(
+        &net.forward(
+            &x,
+            Mode::Train {
+                dropout: DropoutMasks::Off,
+            },
+        )
+        .unwrap(),
+    );
     assert_eq!(d1, d1b, "same dropout seed, same logits");
     assert_ne!(d1, d2);
     assert_ne!(d1, nd);
@@ -296,8 +305,13 @@ fn weights_round_trip_through_safetensors() {
     let s = spec("attention=cbam,attention_bias=true");
     let a = Net::new(&s, 10, &dev, 1).unwrap();
     // give the buffers non-default values
-    a.forward(&input(3, 4), Mode::Train { dropout_seed: None })
-        .unwrap();
+    a.forward(
+        &input(3, 4),
+        Mode::Train {
+            dropout: DropoutMasks::Off,
+        },
+    )
+    .unwrap();
     a.save_safetensors(&path).unwrap();
     let mut b = Net::new(&s, 10, &dev, 2).unwrap();
     b.load_safetensors(&path).unwrap();
@@ -378,7 +392,9 @@ fn check_gradients(s: &str, names: &[&str]) {
     let net = Net::new(&spec(s), 10, &dev, 11).unwrap();
     let x = input(4, 12);
     let target = Tensor::new(&[1u32, 4, 7, 9], &dev).unwrap();
-    let mode = Mode::Train { dropout_seed: None };
+    let mode = Mode::Train {
+        dropout: DropoutMasks::Off,
+    };
     let loss_of = |net: &Net| -> f64 {
         let logits = net.forward(&x, mode).unwrap();
         candle_nn::loss::cross_entropy(&logits, &target)

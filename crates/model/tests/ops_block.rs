@@ -5,7 +5,7 @@
 //! gradient, in training and evaluation mode; and whole networks with the fused path against
 //! the same networks on `Kernels::Reference`.
 
-use ablate_model::layers::Mode;
+use ablate_model::layers::{DropoutMasks, Mode};
 use ablate_model::ops::block::{
     conv_bn_relu_eval, conv_bn_relu_reference, conv_bn_relu_train, BlockParams, ChannelGate,
     EcaParams, SeParams,
@@ -221,7 +221,9 @@ fn net_step(spec: &str, kernels: Kernels) -> Result<Vec<(String, Tensor)>> {
     let mut net = Net::new(&spec, 10, &Device::Cpu, 3)?;
     net.set_kernels(kernels);
     let x = rand_tensor(&mut rng(9), &[4, 3, 32, 32], -2.0, 2.0)?;
-    let mode = Mode::Train { dropout_seed: None };
+    let mode = Mode::Train {
+        dropout: DropoutMasks::Off,
+    };
     let logits = net.forward(&x, mode)?;
     let r = rand_tensor(&mut rng(10), logits.dims(), -1.0, 1.0)?;
     let grads = (&logits * &r)?.sum_all()?.backward()?;

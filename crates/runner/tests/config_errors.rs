@@ -240,3 +240,28 @@ fn missing_file_is_named() {
     assert_eq!(e.to_string(), "cannot read /no/such/exp.toml");
     assert!(std::error::Error::source(&e).is_some());
 }
+
+#[test]
+fn pytorch_streams_with_other_augmentations_point_at_the_key() {
+    // The default [data] augments with all four ops; PyTorch's streams draw crop and flip only.
+    let e = err("name = \"x\"\n[train]\nepochs = 1\nrandom_streams = \"pytorch\"\n");
+    assert!(
+        e.starts_with(
+            "exp.toml:4:1: `train.random_streams`: data.augment must be [\"crop\", \"flip\"] or [] \
+             with train.random_streams = \"pytorch\""
+        ),
+        "{e}"
+    );
+    // From a grid axis too.
+    let e = err(
+        "name = \"x\"\n[data]\naugment = [\"crop\", \"rotate\"]\n[[grid]]\n\
+         \"train.random_streams\" = [\"ablate\", \"pytorch\"]\n",
+    );
+    assert!(e.contains("train.random_streams"), "{e}");
+    assert!(e.contains("\"rotate\""), "{e}");
+    // The reference's augmentation is accepted; so is a typo's suggestion.
+    let ok = "name = \"x\"\n[data]\naugment = [\"crop\", \"flip\"]\n[train]\nrandom_streams = \"pytorch\"\n";
+    assert!(Experiment::parse(Path::new("exp.toml"), ok, &[]).is_ok());
+    let e = err("name = \"x\"\n[train]\nrandom_streams = \"torch\"\n");
+    assert!(e.contains("expected one of `ablate`, `pytorch`"), "{e}");
+}

@@ -10,23 +10,23 @@ use candle_core::{Result, Tensor, Var};
 
 pub use batchnorm::{BatchNorm2d, BatchNorm2dConfig};
 pub use conv::{Conv2d, Conv2dConfig};
-pub use dropout::dropout;
+pub use dropout::{dropout, DropoutMasks};
 pub use linear::{Linear, LinearConfig};
 
 use crate::spec::Gate;
 
 /// Forward-pass mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Mode {
     /// Inference: BatchNorm uses its running statistics, no dropout, parameters detached (no
     /// autograd graph is recorded through them).
     Eval,
     /// Training: BatchNorm uses batch statistics and updates its running statistics
-    /// (momentum 0.1, unbiased variance); dropout masks come from `ChaCha8Rng(dropout_seed)`,
-    /// and `dropout_seed: None` disables dropout (as PyTorch's golden files, made with p = 0).
+    /// (momentum 0.1, unbiased variance); dropout masks come from `dropout`
+    /// ([`DropoutMasks::Off`]: no dropout, as PyTorch's golden files, made with p = 0).
     Train {
-        /// Seed of this step's dropout mask; `None`: no dropout.
-        dropout_seed: Option<u64>,
+        /// Where this step's dropout masks come from.
+        dropout: DropoutMasks,
     },
 }
 

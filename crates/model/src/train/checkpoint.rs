@@ -143,6 +143,10 @@ pub struct CheckpointState {
     pub weights_file: String,
     /// File name (in the same folder) of the optimizer state.
     pub optimizer_file: String,
+    /// With `random_streams = "pytorch"`: the draws PyTorch's global generator has made
+    /// (initialization and dropout masks so far), where the next step's masks continue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torch_draws: Option<u64>,
 }
 
 impl CheckpointState {

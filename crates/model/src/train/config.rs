@@ -5,6 +5,7 @@
 //! protocol (Adam 1e-3, batch 64, ReduceLROnPlateau on the test loss with
 //! patience 3 and factor 0.5). `docs/training.md` documents each key.
 
+use ablate_data::RandomStreams;
 use serde::{Deserialize, Serialize};
 
 /// Which optimizer updates the weights.
@@ -80,6 +81,11 @@ pub struct TrainConfig {
     pub label_smoothing: f64,
     /// Stop each epoch after this many steps (smoke tests); absent: full epochs.
     pub max_steps_per_epoch: Option<usize>,
+    /// Whose random numbers draw the initial weights, batches, augmentation and dropout:
+    /// `ablate` (ours, the default) or `pytorch` (the reference script's, draw for draw; see
+    /// `ablate_data::RandomStreams`). Left out of the serialized table when `ablate`.
+    #[serde(skip_serializing_if = "RandomStreams::is_ablate")]
+    pub random_streams: RandomStreams,
 }
 
 impl Default for TrainConfig {
@@ -104,6 +110,7 @@ impl Default for TrainConfig {
             step_gamma: 0.1,
             label_smoothing: 0.0,
             max_steps_per_epoch: None,
+            random_streams: RandomStreams::Ablate,
         }
     }
 }
@@ -195,6 +202,13 @@ impl TrainConfig {
         }
         if self.max_steps_per_epoch == Some(0) {
             return Err(bad("max_steps_per_epoch", "must be at least 1 when given"));
+        }
+        if self.random_streams == RandomStreams::Pytorch && self.max_steps_per_epoch.is_some() {
+            return Err(bad(
+                "max_steps_per_epoch",
+                "cannot be used with train.random_streams = \"pytorch\" (the reference script \
+                 draws every batch of an epoch)",
+            ));
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ablate_data::augment::{Augment, Normalize};
-use ablate_data::{DataConfig, Dataset, Loader, LoaderConfig};
+use ablate_data::{DataConfig, Dataset, Loader, LoaderConfig, RandomStreams, TorchGenerator};
 use candle_core::{Tensor, D};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +24,7 @@ use super::eval::{evaluate, net_device, EvalResult};
 use super::loss::cross_entropy;
 use super::optim::{Optimizer, OptimizerParams};
 use super::sched::LrScheduler;
+use crate::layers::DropoutMasks;
 use crate::{Mode, Net};
 
 /// One training step's record.
@@ -211,20 +212,32 @@ pub struct Trainer {
     optimizer: Optimizer,
     scheduler: LrScheduler,
     iteration: u64,
+    /// With PyTorch's streams: its global generator, where the next step's masks start.
+    torch: Option<TorchGenerator>,
 }
 
 impl Trainer {
-    /// A trainer for `net`'s trainable parameters, at iteration 0.
+    /// A trainer for `net`'s trainable parameters, at iteration 0. With
+    /// `random_streams = "pytorch"` the dropout masks continue PyTorch's generator after the
+    /// draws of [`Net::init_like_torch`] (which [`fit`] calls on a fresh start).
     pub fn new(net: &Net, cfg: &TrainConfig, seed: u64) -> Result<Trainer, TrainError> {
         cfg.validate()?;
         let optimizer = Optimizer::new(net.trainable(), OptimizerParams::from_config(cfg))?;
+        let torch = (cfg.random_streams == RandomStreams::Pytorch)
+            .then(|| TorchGenerator::at(seed, net.torch_init_draws()));
         Ok(Trainer {
             cfg: cfg.clone(),
             seed,
             optimizer,
             scheduler: LrScheduler::from_config(cfg),
             iteration: 0,
+            torch,
         })
+    }
+
+    /// Draws PyTorch's global generator has made so far (`random_streams = "pytorch"`).
+    pub fn torch_draws(&self) -> Option<u64> {
+        self.torch.map(|g| g.draws())
     }
 
     /// The optimizer.
@@ -248,8 +261,8 @@ impl Trainer {
     }
 
     /// One training step on a batch: train-mode forward (dropout seeded by
-    /// [`dropout_seed`]), cross-entropy, backward, optimizer update. A non-finite
-    /// loss skips backward and update and returns `finite: false`.
+    /// [`dropout_seed`], or PyTorch's generator), cross-entropy, backward, optimizer update. A
+    /// non-finite loss skips backward and update and returns `finite: false`.
     ///
     /// # Shapes
     /// - `images`: `[B, C, H, W]` f32, normalized
@@ -260,9 +273,15 @@ impl Trainer {
         images: &Tensor,
         labels: &Tensor,
     ) -> Result<StepOutput, TrainError> {
-        let mode = Mode::Train {
-            dropout_seed: Some(dropout_seed(self.seed, self.iteration)),
+        let dropout = match &mut self.torch {
+            Some(g) => {
+                let masks = DropoutMasks::Torch(*g);
+                g.discard(net.torch_dropout_draws(images.dim(0)?));
+                masks
+            }
+            None => DropoutMasks::Keyed(dropout_seed(self.seed, self.iteration)),
         };
+        let mode = Mode::Train { dropout };
         self.iteration += 1;
         let logits = net.forward(images, mode)?;
         let loss = cross_entropy(&logits, labels, self.cfg.label_smoothing)?;
@@ -355,6 +374,9 @@ pub fn fit(
             data.num_classes()
         )));
     }
+    cfg.random_streams
+        .check_data(data_cfg)
+        .map_err(|e| TrainError::Data(e.to_string()))?;
     let device = net_device(net);
     let normalize = Normalize::from_config(data_cfg);
     let loader = Loader::new(
@@ -367,6 +389,7 @@ pub fn fit(
             augment: Augment::from_config(data_cfg),
             normalize,
             prefetch: 4,
+            streams: cfg.random_streams,
         },
     );
     let steps_per_epoch = cfg
@@ -405,6 +428,14 @@ pub fn fit(
                 })?;
             trainer.scheduler = state.scheduler.clone();
             trainer.iteration = state.iteration;
+            if trainer.torch.is_some() {
+                let draws = state.torch_draws.ok_or_else(|| CheckpointError::Invalid {
+                    path: state_path.clone(),
+                    reason: "has no torch_draws (needed with train.random_streams = \"pytorch\")"
+                        .into(),
+                })?;
+                trainer.torch = Some(TorchGenerator::at(seed, draws));
+            }
             epoch = state.epoch;
             progress = EpochProgress {
                 step: state.step,
@@ -422,7 +453,12 @@ pub fn fit(
                 progress.step
             );
         }
-        None => trainer = Trainer::new(net, cfg, seed)?,
+        None => {
+            if cfg.random_streams == RandomStreams::Pytorch {
+                net.init_like_torch(seed)?;
+            }
+            trainer = Trainer::new(net, cfg, seed)?;
+        }
     }
 
     let save = |trainer: &Trainer,
@@ -453,6 +489,7 @@ pub fn fit(
             history: history.to_vec(),
             weights_file: String::new(),
             optimizer_file: String::new(),
+            torch_draws: trainer.torch_draws(),
         };
         let weights: HashMap<String, Tensor> = net.state_dict()?.into_iter().collect();
         checkpoint::write(dir, state, &weights, &trainer.optimizer.state_tensors()?)?;

@@ -179,6 +179,7 @@ impl Base {
         let data: DataConfig = sections::typed(&tables[0], at)?;
         let model: ModelSpec = sections::typed::<ModelSpec>(&tables[1], at)?.canonicalize();
         let train: TrainConfig = sections::typed(&tables[2], at)?;
+        sections::check_across(&data, &train, at)?;
         let canonical = [
             canonical_section(&data),
             canonical_section(&model),
@@ -411,6 +412,7 @@ fn resolve(
         }
         None => base.train.clone(),
     };
+    sections::check_across(&data, &train, at)?;
     let axes = axes_of(grid, &values, requested_model.as_ref());
     let label = label(&axes, label_keys);
     let canonical = canonical.concat();

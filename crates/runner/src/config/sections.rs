@@ -83,6 +83,23 @@ pub fn typed<T: Section>(value: &toml::Value, at: &dyn Locate) -> Result<T, Conf
     Ok(parsed)
 }
 
+/// The checks that need two tables: `train.random_streams = "pytorch"` draws only the
+/// reference script's augmentation (`data.augment`). Located at `train.random_streams`.
+pub fn check_across(
+    data: &DataConfig,
+    train: &TrainConfig,
+    at: &dyn Locate,
+) -> Result<(), ConfigError> {
+    train
+        .random_streams
+        .check_data(data)
+        .map_err(|e| ConfigError::InvalidValue {
+            location: at.locate(&["train".to_string(), "random_streams".to_string()]),
+            key: "train.random_streams".to_string(),
+            message: e.to_string(),
+        })
+}
+
 /// Maps a deserialization error under table `section` to a located error.
 pub fn de_error(section: &str, e: DeError, at: &dyn Locate) -> ConfigError {
     let mut segs = vec![PathSegment::Key(section.to_string())];

@@ -139,9 +139,10 @@ pub fn read_trial_config(path: &Path) -> Result<TrialFile, ConfigError> {
         }
     })?;
     // The library's range checks, located in the file.
-    sections::typed::<DataConfig>(&raw.table["data"], &at)?;
+    let data = sections::typed::<DataConfig>(&raw.table["data"], &at)?;
     sections::typed::<ModelSpec>(&raw.table["model"], &at)?;
-    sections::typed::<TrainConfig>(&raw.table["train"], &at)?;
+    let train = sections::typed::<TrainConfig>(&raw.table["train"], &at)?;
+    sections::check_across(&data, &train, &at)?;
     Ok(file)
 }
 
