@@ -334,6 +334,9 @@ struct EpochProgress {
 ///
 /// - Batches come from an `ablate_data::Loader` with `data_cfg`'s augmentation
 ///   and normalization, shuffled from `seed`; dropout masks from (seed, iteration).
+/// - With `cfg.random_streams = Pytorch`, a fresh start first re-draws `net`'s weights with
+///   [`Net::init_like_torch`]`(seed)`, and the batches and dropout masks come from PyTorch's
+///   generators as the reference script draws them (docs/training.md).
 /// - With `checkpoint_dir`, a checkpoint is written after every epoch and on
 ///   interruption; if the folder already holds one, the run continues from it
 ///   (same seed and `[train]` table required, except `epochs`, which may grow).
