@@ -38,3 +38,10 @@ fmt:
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Paired parity with PyTorch (docs/parity.md): our sweep, the reference's twin runs, the comparison (PYTHON: a python with torch).
+parity-paired PYTHON="python3":
+    cargo run --release --bin ablate -- sweep experiments/parity_paired.toml
+    mkdir -p results/parity_paired/torch
+    for r in 0 16; do for s in 0 1; do {{PYTHON}} scripts/parity-paired.py run --data data/parity --reduction $r --seed $s --threads 2 --out results/parity_paired/torch/r${r}_s${s}.jsonl; done; done
+    {{PYTHON}} scripts/parity-paired.py compare --sweep results/parity_paired --torch results/parity_paired/torch

@@ -214,7 +214,7 @@ fn assemble(
 
 /// Parses the records of one `.bin`; `path` is for error messages.
 pub fn parse_bin(bytes: &[u8], path: &Path, classes: usize) -> Result<ImageSet, DataError> {
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
         return Err(DataError::BadBinSize {
             path: path.to_path_buf(),
             size: bytes.len() as u64,

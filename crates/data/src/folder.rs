@@ -326,9 +326,9 @@ fn decode(path: &Path, mut listing: Listing, resize: Option<u32>) -> Result<Spli
     for it in &listing.items {
         *counts[it.split].entry(it.class.as_str()).or_default() += 1;
     }
-    for s in 0..2 {
-        for (class, dir) in &listing.class_dirs[s] {
-            if !counts[s].contains_key(class.as_str()) {
+    for (dirs, counted) in listing.class_dirs.iter().zip(&counts) {
+        for (class, dir) in dirs {
+            if !counted.contains_key(class.as_str()) {
                 return Err(DataError::EmptyClass { path: dir.clone() });
             }
         }

@@ -381,7 +381,7 @@ impl ModelSpec {
             }
         }
         if self.attention.has_spatial_gate()
-            && (self.spatial_kernel % 2 == 0
+            && (self.spatial_kernel.is_multiple_of(2)
                 || !(1..=MAX_SPATIAL_KERNEL).contains(&self.spatial_kernel))
         {
             return Err(SpecError::Invalid {

@@ -409,10 +409,11 @@ pub fn trial_map(pairs: &[(&str, &str)]) -> Result<LazyFrame, PolarsError> {
     Ok(df.lazy())
 }
 
-/// Per-trial epoch timing: mean seconds per epoch and mean images/s.
-pub fn read_epoch_timing(
-    src: &Sources,
-) -> Result<HashMap<String, (Option<f64>, Option<f64>)>, ReportError> {
+/// Mean seconds per epoch and mean images/s of one trial.
+pub type EpochTiming = (Option<f64>, Option<f64>);
+
+/// Per-trial epoch timing, by trial id.
+pub fn read_epoch_timing(src: &Sources) -> Result<HashMap<String, EpochTiming>, ReportError> {
     let Some((lf, path)) = src.scan("epochs")? else {
         return Ok(HashMap::new());
     };

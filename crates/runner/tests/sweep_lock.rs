@@ -22,7 +22,7 @@ fn the_lock_refuses_a_second_sweep() {
         !sb.results()
             .join("trials")
             .read_dir()
-            .map_or(false, |mut d| d.next().is_some()),
+            .is_ok_and(|mut d| d.next().is_some()),
         "nothing ran"
     );
     drop(held);

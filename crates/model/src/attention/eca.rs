@@ -55,7 +55,7 @@ pub struct Eca {
 impl Eca {
     /// A freshly initialized module named `prefix` (e.g. `ca1`).
     pub fn new(config: EcaConfig, prefix: &str, seed: u64, device: &Device) -> Result<Eca> {
-        if config.kernel % 2 == 0 {
+        if config.kernel.is_multiple_of(2) {
             candle_core::bail!(
                 "eca {prefix}: kernel size must be odd, got {}",
                 config.kernel

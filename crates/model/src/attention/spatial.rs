@@ -59,7 +59,7 @@ impl SpatialAttention {
         seed: u64,
         device: &Device,
     ) -> Result<SpatialAttention> {
-        if config.kernel % 2 == 0 {
+        if config.kernel.is_multiple_of(2) {
             candle_core::bail!(
                 "spatial attention {prefix}: kernel size must be odd, got {}",
                 config.kernel

@@ -17,6 +17,8 @@ use crate::spec::Gate;
 
 /// Forward-pass mode.
 #[derive(Clone, Copy, Debug, PartialEq)]
+// `Train` carries `DropoutMasks` by value (PyTorch's generator state, 2.5 KB) to stay `Copy`.
+#[allow(clippy::large_enum_variant)]
 pub enum Mode {
     /// Inference: BatchNorm uses its running statistics, no dropout, parameters detached (no
     /// autograd graph is recorded through them).

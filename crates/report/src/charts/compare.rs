@@ -164,9 +164,12 @@ pub struct AxisGroup {
     pub label: String,
     /// Line colour.
     pub colour: RGBColor,
-    /// `(axis value, mean accuracy, 95% CI)` sorted by axis value; fractions.
-    pub points: Vec<(f64, f64, Option<(f64, f64)>)>,
+    /// Sorted by axis value.
+    pub points: Vec<AxisPoint>,
 }
+
+/// `(axis value, mean accuracy, 95% CI)`; fractions.
+pub type AxisPoint = (f64, f64, Option<(f64, f64)>);
 
 /// Chart 4: final test accuracy against one swept numeric axis.
 pub struct AxisChart {

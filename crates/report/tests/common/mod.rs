@@ -467,7 +467,7 @@ pub fn write_sweep(dir: &Path, spec: &Spec) {
             s_sample.push(s);
             s_ci.push(ci as u32);
             s_class.push(CLASSES[ci].to_string());
-            s_pred.push(if (s + r.variant as u32) % 3 == 0 {
+            s_pred.push(if (s + r.variant as u32).is_multiple_of(3) {
                 (ci as u32 + 1) % 10
             } else {
                 ci as u32

@@ -61,9 +61,9 @@ pub enum RunError {
     Status {
         /// The trial.
         trial_id: String,
-        /// The cause.
+        /// The cause (boxed: it is large, and errors travel by value).
         #[source]
-        source: RecordError,
+        source: Box<RecordError>,
     },
     /// Waiting for a child failed.
     #[error("cannot wait for the child process of trial {trial_id}")]
@@ -123,7 +123,7 @@ pub fn run_trials(
             let j = &jobs[job];
             let status_err = |source| RunError::Status {
                 trial_id: j.trial_id.clone(),
-                source,
+                source: Box::new(source),
             };
             let mut status = read_status(&j.dir).map_err(status_err)?;
             let attempts_before = status.attempts;
@@ -168,8 +168,8 @@ pub fn run_trials(
         if show {
             last_progress = Instant::now();
         }
-        for slot in 0..running.len() {
-            let Some(r) = running[slot].as_mut() else {
+        for (slot, entry) in running.iter_mut().enumerate() {
+            let Some(r) = entry.as_mut() else {
                 continue;
             };
             let j = &jobs[r.job];
@@ -183,12 +183,12 @@ pub fn run_trials(
                 Some(exit) => {
                     // The last epochs may have finished between two polls.
                     progress.update(slot, r.job, &read_progress(&j.dir));
-                    let r = running[slot].take().expect("checked above");
+                    let r = entry.take().expect("checked above");
                     let (state, detail) =
                         record_exit(&j.dir, exit.into(), r.attempts_before, sched.is_stopping())
                             .map_err(|source| RunError::Status {
                                 trial_id: j.trial_id.clone(),
-                                source,
+                                source: Box::new(source),
                             })?;
                     let d = sched.finished(slot, state);
                     note_decision(progress, &mut states, slot, r.job, d, &detail);

@@ -24,9 +24,9 @@ pub enum ParquetError {
     Record {
         /// The trial folder.
         dir: PathBuf,
-        /// The cause.
+        /// The cause (boxed: it is large, and errors travel by value).
         #[source]
-        source: RecordError,
+        source: Box<RecordError>,
     },
     /// A folder could not be listed or a file could not be written.
     #[error("cannot access {path}")]
@@ -42,9 +42,9 @@ pub enum ParquetError {
     Polars {
         /// The Parquet file.
         path: PathBuf,
-        /// The cause.
+        /// The cause (boxed: it is large).
         #[source]
-        source: PolarsError,
+        source: Box<PolarsError>,
     },
 }
 
@@ -75,7 +75,7 @@ impl TrialRecords {
     pub fn read(dir: &Path) -> Result<Option<Self>, ParquetError> {
         let rec = |source| ParquetError::Record {
             dir: dir.to_path_buf(),
-            source,
+            source: Box::new(source),
         };
         let config_path = dir.join(files::CONFIG);
         let config = match fs::read_to_string(&config_path) {
@@ -191,7 +191,8 @@ pub fn write_all(
     sweep_dir: &Path,
     records: &[TrialRecords],
 ) -> Result<RebuildSummary, ParquetError> {
-    let frames: [(&str, fn(&[TrialRecords]) -> PolarsResult<DataFrame>); 7] = [
+    type BuildFrame = fn(&[TrialRecords]) -> PolarsResult<DataFrame>;
+    let frames: [(&str, BuildFrame); 7] = [
         ("trials.parquet", trials_frame),
         ("epochs.parquet", epochs_frame),
         ("iterations.parquet", iterations_frame),
@@ -206,7 +207,7 @@ pub fn write_all(
             let path = sweep_dir.join(name);
             let mut df = build(records).map_err(|source| ParquetError::Polars {
                 path: path.clone(),
-                source,
+                source: Box::new(source),
             })?;
             write_parquet_atomic(&path, &mut df)?;
             Ok(df.height())
@@ -240,7 +241,7 @@ pub fn write_parquet_atomic(path: &Path, df: &mut DataFrame) -> Result<(), Parqu
         .finish(df)
         .map_err(|source| ParquetError::Polars {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;

@@ -11,9 +11,12 @@ use crate::ops::kernels::{cpu_f32, shifted_sums};
 use crate::ops::scratch::{self, Pooled};
 use crate::ops::se_excite::{self, SeDims, SeImage, SeWeights};
 
+/// Where the forward leaves the batch statistics `(mean, unbiased variance)` for the layer.
+pub(super) type StatsSlot = Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>;
+
 pub(super) enum OpMode {
     /// Batch statistics; the forward records `(mean, unbiased variance)` here for the layer.
-    Train(Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>),
+    Train(StatsSlot),
     /// Running statistics, given.
     Eval { mean: Vec<f32>, invstd: Vec<f32> },
 }
