@@ -89,9 +89,10 @@ def compare(args):
         ours[key] = (os.path.basename(d), read_jsonl(os.path.join(d, "iterations.jsonl")),
                      read_jsonl(os.path.join(d, "epochs.jsonl")))
     rows = []
-    print("| model | seed | ours e3 | PyTorch e3 | ours - PyTorch | iterations equal to 1e-4 | "
-          "to 1e-2 | mean abs. loss difference, last epoch |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    alt_head = " PyTorch, other threads e3 | PyTorch - other |" if args.alt else ""
+    print("| model | seed | ours e3 | PyTorch e3 | ours - PyTorch |" + alt_head +
+          " iterations within 1e-4 | within 1e-2 | mean abs. loss difference, last epoch |")
+    print("| --- " * (8 + (2 if args.alt else 0)) + "|")
     for (red, seed), (tid, our_it, our_ep) in sorted(ours.items()):
         path = os.path.join(args.torch, f"r{red}_s{seed}.jsonl")
         if not os.path.exists(path):
@@ -107,24 +108,47 @@ def compare(args):
         def first_above(tol):
             return next((i for i, r in enumerate(rel) if r > tol), n)
 
-        per_epoch = math.ceil(n / len(our_ep))
-        last = range(n - per_epoch, n)
-        mean_abs = sum(abs(our_it[i]["loss"] - t_it[i]["loss"]) for i in last) / len(last)
+        if n:
+            per_epoch = math.ceil(n / len(our_ep))
+            last = range(n - per_epoch, n)
+            mean_abs = sum(abs(our_it[i]["loss"] - t_it[i]["loss"]) for i in last) / len(last)
+            traj = f"{first_above(1e-4)} of {n} | {first_above(1e-2)} of {n} | {mean_abs:.4f} |"
+        else:  # a run without per-iteration losses (torch_seed.py itself)
+            traj = "| | |"
         a, b = our_ep[-1]["test_acc"], t_ep[len(our_ep) - 1]["test_acc"]
-        rows.append((red, seed, a, b))
+        alt_cols, c = "", None
+        if args.alt:
+            alt_path = os.path.join(args.alt, f"r{red}_s{seed}.jsonl")
+            alt_ep = [r for r in read_jsonl(alt_path) if "epoch" in r] if os.path.exists(alt_path) else []
+            if len(alt_ep) >= len(our_ep):
+                c = alt_ep[len(our_ep) - 1]["test_acc"]
+                alt_cols = f" {100 * c:.2f} | {100 * (b - c):+.2f} |"
+            else:
+                alt_cols = " | |"
+        rows.append((red, seed, a, b, c))
         name = "baseline" if red == 0 else f"SE r={red}"
-        print(f"| {name} | {seed} | {100 * a:.2f} | {100 * b:.2f} | {100 * (a - b):+.2f} | "
-              f"{first_above(1e-4)} of {n} | {first_above(1e-2)} of {n} | {mean_abs:.4f} |")
+        print(f"| {name} | {seed} | {100 * a:.2f} | {100 * b:.2f} | {100 * (a - b):+.2f} |{alt_cols} "
+              + traj)
     print()
-    for red in sorted({r for r, _, _, _ in rows}):
-        sel = [(a, b) for r, _, a, b in rows if r == red]
-        if not sel:
-            continue
-        ma = sum(a for a, _ in sel) / len(sel)
-        mb = sum(b for _, b in sel) / len(sel)
-        name = "baseline" if red == 0 else f"SE r={red}"
-        print(f"{name}: {len(sel)} seeds, ours {100 * ma:.2f}, PyTorch {100 * mb:.2f}, "
-              f"difference {100 * (ma - mb):+.2f} points")
+    print("| model | seeds | ours mean | PyTorch mean | ours - PyTorch | mean abs. per-seed difference |"
+          + (" PyTorch, other threads: mean abs. per-seed difference |" if args.alt else ""))
+    print("| --- " * (6 + (1 if args.alt else 0)) + "|")
+    for red in sorted({r[0] for r in rows}):
+        for upto in sorted({len([r for r in rows if r[0] == red]), 2}):
+            sel = [r for r in rows if r[0] == red][:upto]
+            if len(sel) < upto:
+                continue
+            ma = sum(r[2] for r in sel) / len(sel)
+            mb = sum(r[3] for r in sel) / len(sel)
+            mad = sum(abs(r[2] - r[3]) for r in sel) / len(sel)
+            name = "baseline" if red == 0 else f"SE r={red}"
+            alt = ""
+            if args.alt:
+                other = [abs(r[3] - r[4]) for r in sel if r[4] is not None]
+                alt = f" {100 * sum(other) / len(other):.2f} ({len(other)} seeds) |" if other else " |"
+            seeds = ", ".join(str(r[1]) for r in sel)
+            print(f"| {name} | {seeds} | {100 * ma:.2f} | {100 * mb:.2f} | {100 * (ma - mb):+.2f} | "
+                  f"{100 * mad:.2f} |{alt}")
 
 
 def main():
@@ -141,6 +165,8 @@ def main():
     c = sub.add_parser("compare")
     c.add_argument("--sweep", required=True, help="the sweep's folder (results/parity_paired)")
     c.add_argument("--torch", required=True, help="folder of run outputs named r<reduction>_s<seed>.jsonl")
+    c.add_argument("--alt", help="optional second folder of PyTorch runs (e.g. on another thread "
+                                 "count): PyTorch against itself, the floor of any comparison")
     args = ap.parse_args()
     {"run": run, "compare": compare}[args.cmd](args)
 
