@@ -65,6 +65,9 @@ pub enum Command {
     /// Inspect or convert datasets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// One task of the Slurm job array of `ablate sweep --slurm` (its batch script runs this).
+    #[command(hide = true)]
+    SlurmTask(SlurmTaskArgs),
 }
 
 /// `ablate sweep`.
@@ -96,6 +99,42 @@ pub struct SweepArgs {
     /// Do not write the report at the end of the sweep.
     #[arg(long)]
     pub no_report: bool,
+    /// Submit the trials to Slurm as one job array (one task per trial; `--devices cuda:...`
+    /// asks each task for a GPU), wait for it, then collect the results as a local sweep does.
+    /// The results folder must be shared with the nodes. See docs/running.md.
+    #[arg(long)]
+    pub slurm: bool,
+    /// With --slurm: an option for `sbatch` (repeatable), e.g. `--sbatch-arg=--partition=gpu
+    /// --sbatch-arg=--time=04:00:00`.
+    #[arg(
+        long = "sbatch-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        requires = "slurm"
+    )]
+    pub sbatch_args: Vec<String>,
+    /// With --slurm: CPUs per array task (the trial's threads).
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "slurm",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub cpus_per_task: u32,
+    /// With --slurm: submit and return. Running the same command again waits for the job
+    /// (it never submits a trial twice) and collects the results.
+    #[arg(long, requires = "slurm")]
+    pub no_wait: bool,
+}
+
+/// `ablate slurm-task` (run by the batch script of `ablate sweep --slurm`).
+#[derive(Debug, Args)]
+pub struct SlurmTaskArgs {
+    /// The job's trial list: one trial folder per line, line `$SLURM_ARRAY_TASK_ID` is this
+    /// task's.
+    pub list: PathBuf,
+    /// The trial's device: `cpu` or `cuda:0`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Extra attempts for a trial that fails.
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
 }
 
 /// `ablate trial`.

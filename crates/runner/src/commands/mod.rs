@@ -4,7 +4,9 @@ pub mod data;
 pub mod eval;
 pub mod plan;
 pub mod report;
+pub mod slurm_task;
 pub mod sweep;
+pub mod sweep_slurm;
 pub mod trial;
 
 /// The result of a subcommand: the exit code, or an error to print.

@@ -24,6 +24,7 @@ use crate::results::parquet;
 use crate::results::records::{files, write_atomic, write_json_atomic, TrialState, TrialStatus};
 
 use super::plan::{Plan, PlannedTrial};
+use super::sweep_slurm::SlurmOutcome;
 use super::CommandResult;
 
 /// File name of the lock in a sweep's results folder.
@@ -52,9 +53,16 @@ pub fn run(args: SweepArgs) -> CommandResult {
 
     let plan = Plan::new(&experiment, &args.out)?;
     prepare_trial_folders(&experiment, &plan)?;
+    let stop = StopFlag::install().context("cannot install the Ctrl-C handler")?;
+    if args.slurm {
+        return match super::sweep_slurm::run(&args, &experiment, &dir, &devices, &stop)? {
+            SlurmOutcome::Ended => finish(&args, &experiment, &dir, false),
+            SlurmOutcome::Detached => Ok(SWEEP_OK),
+            SlurmOutcome::StoppedWaiting => Ok(SWEEP_INTERRUPTED),
+        };
+    }
     let (jobs, order) = jobs_to_run(&plan);
     let already_done = plan.trials.len() - order.len();
-    let stop = StopFlag::install().context("cannot install the Ctrl-C handler")?;
 
     println!(
         "sweep {}: {} trials, {} already done, {} to run on {} slot{} ({})",
@@ -85,13 +93,23 @@ pub fn run(args: SweepArgs) -> CommandResult {
     let report = run_trials(&jobs, order, &opts, &stop, &mut progress);
     progress.finish();
     let report = report?;
+    finish(&args, &experiment, &dir, report.interrupted)
+}
 
-    let rows = parquet::rebuild(&dir)
+/// Rebuilds the Parquet files, prints the summary, writes the report (unless interrupted or
+/// `--no-report`) and returns the sweep's exit code.
+fn finish(
+    args: &SweepArgs,
+    experiment: &Experiment,
+    dir: &Path,
+    interrupted: bool,
+) -> CommandResult {
+    let rows = parquet::rebuild(dir)
         .with_context(|| format!("cannot rebuild the Parquet files in {}", dir.display()))?;
-    let final_plan = Plan::new(&experiment, &args.out)?;
+    let final_plan = Plan::new(experiment, &args.out)?;
     print_summary(&final_plan, &rows);
 
-    if report.interrupted {
+    if interrupted {
         println!(
             "interrupted: run the same command again to resume ({} trials not completed)",
             final_plan.to_run()
@@ -99,7 +117,7 @@ pub fn run(args: SweepArgs) -> CommandResult {
         return Ok(SWEEP_INTERRUPTED);
     }
     if !args.no_report {
-        super::report::generate_for_sweep(&dir);
+        super::report::generate_for_sweep(dir);
     }
     let all_completed = final_plan
         .trials

@@ -7,6 +7,7 @@ pub mod progress;
 pub mod run;
 pub mod scheduler;
 pub mod signals;
+pub mod slurm;
 
 /// Exit codes of `ablate trial` and `ablate sweep` (documented in docs/running.md).
 pub mod exit_codes {
