@@ -121,6 +121,16 @@ pub struct Scratch {
     map: Vec<u32>,
 }
 
+impl Scratch {
+    /// Both image buffers sized for `src`, the first holding it as f32 in [0, 1]; and the map.
+    fn start(&mut self, src: &[u8]) -> (&mut Vec<f32>, &mut Vec<f32>, &mut Vec<u32>) {
+        self.a.resize(src.len(), 0.0);
+        self.b.resize(src.len(), 0.0);
+        to_unit(src, &mut self.a);
+        (&mut self.a, &mut self.b, &mut self.map)
+    }
+}
+
 impl Augment {
     /// The augmentations of `data.augment` with their parameters; `None` when the
     /// list is empty (no op would change anything).
@@ -172,11 +182,7 @@ impl Augment {
         rng: &mut dyn RngCore,
         scratch: &'s mut Scratch,
     ) -> &'s [f32] {
-        let n = c * h * w;
-        scratch.a.resize(n, 0.0);
-        scratch.b.resize(n, 0.0);
-        to_unit(src, &mut scratch.a);
-        let (mut cur, mut other) = (&mut scratch.a, &mut scratch.b);
+        let (mut cur, mut other, map) = scratch.start(src);
         for op in &self.ops {
             match *op {
                 AugmentOp::Crop { padding } => {
@@ -206,8 +212,8 @@ impl Augment {
                 }
                 AugmentOp::Rotate { degrees } => {
                     let angle = rng::uniform(rng, -degrees, degrees);
-                    rotate_map(h, w, angle, &mut scratch.map);
-                    gather(cur, other, c, h * w, &scratch.map);
+                    rotate_map(h, w, angle, map);
+                    gather(cur, other, c, h * w, map);
                     std::mem::swap(&mut cur, &mut other);
                 }
             }
@@ -238,11 +244,7 @@ impl Augment {
         drawn: &CropFlip,
         scratch: &'s mut Scratch,
     ) -> &'s [f32] {
-        let n = c * h * w;
-        scratch.a.resize(n, 0.0);
-        scratch.b.resize(n, 0.0);
-        to_unit(src, &mut scratch.a);
-        let (mut cur, mut other) = (&mut scratch.a, &mut scratch.b);
+        let (mut cur, mut other, _) = scratch.start(src);
         for op in &self.ops {
             match *op {
                 AugmentOp::Crop { padding } => {
