@@ -28,6 +28,7 @@ cpus=$(sed -n 's/^#SBATCH --cpus-per-task=//p' "$script")
 n=$(( $(cat "$state/next-id" 2>/dev/null || echo 100) + 1 )); echo $n > "$state/next-id"
 touch "$state/active-$n"
 (
+  sleep "${FAKE_SLURM_DELAY:-0}"
   for i in $(seq ${array%-*} ${array#*-}); do
     case " $FAKE_SLURM_SKIP " in *" $i "*) continue;; esac
     o=${out//%A/$n}; o=${o//%a/$i}
@@ -179,6 +180,33 @@ fn no_wait_returns_and_the_next_run_waits_instead_of_submitting_twice() {
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
     assert_eq!(jobs(&sb).len(), 1, "{}", explain(&out));
     assert_eq!(sb.trials()[0].status()["status"], "completed");
+}
+
+#[test]
+fn a_local_sweep_refuses_to_run_the_trials_of_a_queued_slurm_job() {
+    let sb = Sandbox::new("slurm_guard", &[0], false, 1, 2);
+    let bin = fake_slurm(sb.dir.path());
+    let path = path_with(&bin);
+    let out = sb.sweep(
+        &["--slurm", "--no-wait"],
+        &[("PATH", path.as_str()), ("FAKE_SLURM_DELAY", "5")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let out = sb.sweep(&[], &[("PATH", path.as_str())]);
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Slurm job 101 of this sweep is still queued or running"),
+        "{err}"
+    );
+    // Waiting for it with --slurm collects it.
+    let out = sb.sweep(
+        &["--slurm"],
+        &[("PATH", path.as_str()), ("ABLATE_SLURM_POLL_MS", "50")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert_eq!(sb.trials()[0].status()["status"], "completed");
+    assert_eq!(jobs(&sb).len(), 1);
 }
 
 #[test]

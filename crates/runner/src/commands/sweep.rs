@@ -20,6 +20,7 @@ use crate::exec::progress::Progress;
 use crate::exec::run::{run_trials, RunOptions, TrialJob};
 use crate::exec::scheduler::{make_slots, parse_devices};
 use crate::exec::signals::StopFlag;
+use crate::exec::slurm;
 use crate::results::parquet;
 use crate::results::records::{files, write_atomic, write_json_atomic, TrialState, TrialStatus};
 
@@ -61,6 +62,7 @@ pub fn run(args: SweepArgs) -> CommandResult {
             SlurmOutcome::StoppedWaiting => Ok(SWEEP_INTERRUPTED),
         };
     }
+    refuse_if_slurm_job_active(&dir)?;
     let (jobs, order) = jobs_to_run(&plan);
     let already_done = plan.trials.len() - order.len();
 
@@ -94,6 +96,36 @@ pub fn run(args: SweepArgs) -> CommandResult {
     progress.finish();
     let report = report?;
     finish(&args, &experiment, &dir, report.interrupted)
+}
+
+/// A local sweep must not run the trials of a Slurm job of this sweep that is still queued or
+/// running (`ablate sweep --slurm --no-wait`): they would run twice.
+fn refuse_if_slurm_job_active(dir: &Path) -> anyhow::Result<()> {
+    let jobs = slurm::recorded_jobs(&dir.join(slurm::SLURM_DIR))?;
+    let mut active = Vec::new();
+    for j in &jobs {
+        match slurm::job_active(&j.job_id) {
+            Ok(true) => active.push(j.job_id.clone()),
+            Ok(false) => {}
+            Err(e @ slurm::SlurmError::Spawn { .. }) => {
+                eprintln!(
+                    "warning: cannot check Slurm job {} of this sweep ({e}); if it still runs, \
+                     its trials may run twice",
+                    j.job_id
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !active.is_empty() {
+        anyhow::bail!(
+            "Slurm job {} of this sweep is still queued or running; `ablate sweep FILE --slurm` \
+             waits for it and collects, `scancel {}` stops it",
+            active.join(", "),
+            active.join(" ")
+        );
+    }
+    Ok(())
 }
 
 /// Rebuilds the Parquet files, prints the summary, writes the report (unless interrupted or
