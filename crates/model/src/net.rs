@@ -342,20 +342,15 @@ impl Net {
     /// where the training loop's dropout masks continue. BatchNorm buffers are untouched.
     pub fn init_like_torch(&mut self, seed: u64) -> Result<u64> {
         let mut g = ablate_data::TorchGenerator::new(seed);
-        for (name, shape, init) in self.torch_inits() {
+        for (param, init) in self.torch_inits() {
             if let crate::init::TorchInit::Uniform { bound } = init {
                 let (from, to) = (-bound as f32, bound as f32);
-                let n: usize = shape.iter().product();
-                let values: Vec<f32> = (0..n).map(|_| g.uniform_f32(from, to)).collect();
-                let value = Tensor::from_vec(values, shape, &self.device)?;
-                let param = self
-                    .params()
-                    .into_iter()
-                    .find(|p| p.name == name)
-                    .map(|p| p.var.clone());
-                if let Some(var) = param {
-                    var.set(&value)?;
-                }
+                let values: Vec<f32> = (0..param.elem_count())
+                    .map(|_| g.uniform_f32(from, to))
+                    .collect();
+                param
+                    .var
+                    .set(&Tensor::from_vec(values, param.var.dims(), &self.device)?)?;
             }
         }
         Ok(g.draws())
@@ -365,8 +360,8 @@ impl Net {
     pub fn torch_init_draws(&self) -> u64 {
         self.torch_inits()
             .iter()
-            .filter(|(_, _, init)| matches!(init, crate::init::TorchInit::Uniform { .. }))
-            .map(|(_, shape, _)| shape.iter().product::<usize>() as u64)
+            .filter(|(_, init)| matches!(init, crate::init::TorchInit::Uniform { .. }))
+            .map(|(p, _)| p.elem_count() as u64)
             .sum()
     }
 
@@ -375,20 +370,19 @@ impl Net {
         crate::layers::dropout::torch_draws(batch * HIDDEN_FEATURES, self.spec.dropout)
     }
 
-    fn torch_inits(&self) -> Vec<(String, Vec<usize>, crate::init::TorchInit)> {
+    /// Each parameter, in `state_dict` order, with PyTorch's default initialization of it.
+    fn torch_inits(&self) -> Vec<(&Param, crate::init::TorchInit)> {
         let params = self.params();
-        let shapes: HashMap<&str, Vec<usize>> = params
+        let shapes: HashMap<&str, &[usize]> = params
             .iter()
-            .map(|p| (p.name.as_str(), p.var.dims().to_vec()))
+            .map(|p| (p.name.as_str(), p.var.dims()))
             .collect();
         params
             .iter()
-            .map(|p| {
+            .map(|&p| {
                 let module = p.name.rsplit_once('.').map_or("", |(m, _)| m);
-                let weight = shapes.get(format!("{module}.weight").as_str());
-                let shape = p.var.dims().to_vec();
-                let init = crate::init::torch_init(&p.name, &shape, weight.map(Vec::as_slice));
-                (p.name.clone(), shape, init)
+                let weight = shapes.get(format!("{module}.weight").as_str()).copied();
+                (p, crate::init::torch_init(&p.name, p.var.dims(), weight))
             })
             .collect()
     }

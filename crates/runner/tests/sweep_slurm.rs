@@ -171,13 +171,23 @@ fn no_wait_returns_and_the_next_run_waits_instead_of_submitting_twice() {
     let sb = Sandbox::new("slurm_detach", &[0], false, 1, 2);
     let bin = fake_slurm(sb.dir.path());
     let path = path_with(&bin);
-    let env = [("PATH", path.as_str()), ("ABLATE_SLURM_POLL_MS", "50")];
+    // The stand-in job waits 2 s before its tasks start: the second run finds it queued.
+    let env = [
+        ("PATH", path.as_str()),
+        ("ABLATE_SLURM_POLL_MS", "50"),
+        ("FAKE_SLURM_DELAY", "2"),
+    ];
     let out = sb.sweep(&["--slurm", "--no-wait"], &env);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("not waiting (--no-wait)"));
-    // The job is still "running" or done already; either way no second submission.
     let out = sb.sweep(&["--slurm"], &env);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Slurm job 101 of this sweep is still queued or running"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 to submit to Slurm"), "{stdout}");
     assert_eq!(jobs(&sb).len(), 1, "{}", explain(&out));
     assert_eq!(sb.trials()[0].status()["status"], "completed");
 }

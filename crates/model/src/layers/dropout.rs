@@ -44,15 +44,13 @@ pub fn torch_draws(elements: usize, p: f32) -> u64 {
 /// # Shapes
 /// x: any -> same.
 pub fn dropout(x: &Tensor, p: f32, masks: DropoutMasks) -> Result<Tensor> {
-    if p <= 0.0 || masks == DropoutMasks::Off {
+    if p <= 0.0 {
         return Ok(x.clone());
-    }
-    if p >= 1.0 {
-        return x.zeros_like();
     }
     let n = x.elem_count();
     let mask: Vec<f32> = match masks {
-        DropoutMasks::Off => unreachable!("handled above"),
+        DropoutMasks::Off => return Ok(x.clone()),
+        _ if p >= 1.0 => return x.zeros_like(),
         DropoutMasks::Keyed(seed) => {
             let keep = 1.0 - p;
             let scale = 1.0 / keep;

@@ -101,28 +101,24 @@ pub fn run(args: SweepArgs) -> CommandResult {
 /// A local sweep must not run the trials of a Slurm job of this sweep that is still queued or
 /// running (`ablate sweep --slurm --no-wait`): they would run twice.
 fn refuse_if_slurm_job_active(dir: &Path) -> anyhow::Result<()> {
-    let jobs = slurm::recorded_jobs(&dir.join(slurm::SLURM_DIR))?;
-    let mut active = Vec::new();
-    for j in &jobs {
-        match slurm::job_active(&j.job_id) {
-            Ok(true) => active.push(j.job_id.clone()),
-            Ok(false) => {}
-            Err(e @ slurm::SlurmError::Spawn { .. }) => {
-                eprintln!(
-                    "warning: cannot check Slurm job {} of this sweep ({e}); if it still runs, \
-                     its trials may run twice",
-                    j.job_id
-                );
-            }
-            Err(e) => return Err(e.into()),
+    let active = match slurm::active_jobs(&dir.join(slurm::SLURM_DIR)) {
+        Ok(active) => active,
+        Err(e @ slurm::SlurmError::Spawn { .. }) => {
+            eprintln!(
+                "warning: cannot check this sweep's Slurm jobs ({e}); if one still runs, its \
+                 trials may run twice"
+            );
+            Vec::new()
         }
-    }
+        Err(e) => return Err(e.into()),
+    };
     if !active.is_empty() {
+        let ids: Vec<&str> = active.iter().map(|j| j.job_id.as_str()).collect();
         anyhow::bail!(
             "Slurm job {} of this sweep is still queued or running; `ablate sweep FILE --slurm` \
              waits for it and collects, `scancel {}` stops it",
-            active.join(", "),
-            active.join(" ")
+            ids.join(", "),
+            ids.join(" ")
         );
     }
     Ok(())

@@ -38,15 +38,7 @@ pub fn run(
     stop: &StopFlag,
 ) -> anyhow::Result<SlurmOutcome> {
     let slurm_dir = dir.join(SLURM_DIR);
-    let recorded = slurm::recorded_jobs(&slurm_dir)?;
-    let active: Vec<JobRecord> = recorded
-        .iter()
-        .cloned()
-        .map(|j| Ok((slurm::job_active(&j.job_id)?, j)))
-        .collect::<anyhow::Result<Vec<_>>>()?
-        .into_iter()
-        .filter_map(|(active, j)| active.then_some(j))
-        .collect();
+    let active = slurm::active_jobs(&slurm_dir)?;
     if !active.is_empty() {
         let ids: Vec<&str> = active.iter().map(|j| j.job_id.as_str()).collect();
         println!(
@@ -62,7 +54,7 @@ pub fn run(
         }
     }
     // Every earlier job has ended: a trial it left pending or running never got an end.
-    for j in &recorded {
+    for j in &slurm::recorded_jobs(&slurm_dir)? {
         record_unfinished(j, dir, &slurm_dir)?;
     }
 

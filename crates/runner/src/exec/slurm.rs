@@ -252,6 +252,17 @@ pub fn recorded_jobs(slurm_dir: &Path) -> Result<Vec<JobRecord>, SlurmError> {
     Ok(jobs)
 }
 
+/// The jobs recorded in `slurm_dir/jobs.jsonl` that are still queued or running.
+pub fn active_jobs(slurm_dir: &Path) -> Result<Vec<JobRecord>, SlurmError> {
+    let mut active = Vec::new();
+    for j in recorded_jobs(slurm_dir)? {
+        if job_active(&j.job_id)? {
+            active.push(j);
+        }
+    }
+    Ok(active)
+}
+
 /// A stamp for file names: seconds since the epoch, then the process id.
 pub fn stamp() -> String {
     let secs = std::time::SystemTime::now()
