@@ -148,7 +148,7 @@ fn blocks() -> Result<(), Box<dyn std::error::Error>> {
         };
         let impls: [(&str, &dyn Fn() -> candle_core::Result<Tensor>); 3] = [
             ("plain candle", &|| {
-                conv_bn_relu_reference(&x, &p, None).map(|r| r.0)
+                conv_bn_relu_reference(&x, &p, None, Kernels::Reference).map(|r| r.0)
             }),
             ("separate fast ops", &|| {
                 let y = conv2d(&x, w.as_tensor(), Some(b.as_tensor()), 1, Kernels::Fast)?;
@@ -160,7 +160,7 @@ fn blocks() -> Result<(), Box<dyn std::error::Error>> {
                     true,
                     Kernels::Fast,
                 )?;
-                max_pool2x2(&z)
+                max_pool2x2(&z, Kernels::Fast)
             }),
             ("fused block", &|| conv_bn_relu_train(&x, &p).map(|r| r.0)),
         ];

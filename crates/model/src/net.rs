@@ -60,6 +60,8 @@ pub struct Net {
     blocks: Vec<Block>,
     fc1: Linear,
     fc2: Linear,
+    /// The implementation of the hot ops ([`Net::set_kernels`]).
+    kernels: Kernels,
 }
 
 type Record<'a> = Option<&'a mut Vec<(String, Tensor)>>;
@@ -136,15 +138,18 @@ impl Net {
             blocks,
             fc1,
             fc2,
+            kernels: Kernels::default(),
         };
         net.set_kernels(Kernels::from_env().map_err(candle_core::Error::wrap)?);
         Ok(net)
     }
 
-    /// Selects the implementation of the blocks' convolutions and BatchNorm+ReLU: our fast CPU
-    /// kernels or plain candle ops (`crate::ops::kernels`). [`Net::new`] takes it from the
-    /// `ABLATE_KERNELS` environment variable (`fast`, the default, or `reference`).
+    /// Selects the implementation of every layer's ops: our fast CPU kernels, the device-generic
+    /// path or plain candle ops (`crate::ops::kernels`). [`Net::new`] takes it from the
+    /// `ABLATE_KERNELS` environment variable (`fast`, the default, `generic` or `reference`).
+    /// Off the CPU the generic path runs whatever the choice.
     pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
         for b in &mut self.blocks {
             b.conv.kernels = kernels;
             b.bn.kernels = kernels;
@@ -196,7 +201,7 @@ impl Net {
             y = self.block_forward(block, &y, mode, &mut rec)?;
         }
         let y = y.flatten_from(1)?;
-        let y = self.fc1.forward(&y, mode)?.relu()?;
+        let y = self.kernels.relu(&self.fc1.forward(&y, mode)?)?;
         let y = match mode {
             Mode::Train { dropout: masks } => dropout(&y, self.spec.dropout, masks)?,
             Mode::Eval => y,
@@ -248,7 +253,7 @@ impl Net {
             Some(Placement::PostRelu) if fusable => {
                 let y = Self::fused_block(block, x, mode, Fused::Unpooled)?;
                 let y = attend(y, Placement::PostRelu, &mut *rec)?;
-                return max_pool2x2(&y);
+                return max_pool2x2(&y, self.kernels);
             }
             _ => {}
         }
@@ -258,12 +263,13 @@ impl Net {
         // BN and ReLU fused into one op, unless an attention module sits between them.
         let y = if block.attention.is_some() && self.spec.placement == Placement::PostBn {
             let y = block.bn.forward(&y, mode)?;
-            attend(y, Placement::PostBn, &mut *rec)?.relu()?
+            self.kernels
+                .relu(&attend(y, Placement::PostBn, &mut *rec)?)?
         } else {
             block.bn.forward_relu(&y, mode)?
         };
         let y = attend(y, Placement::PostRelu, &mut *rec)?;
-        let y = max_pool2x2(&y)?;
+        let y = max_pool2x2(&y, self.kernels)?;
         attend(y, Placement::PostPool, rec)
     }
 
@@ -543,6 +549,11 @@ impl Net {
             }
         }
         total + self.fc1.config.macs() + self.fc2.config.macs()
+    }
+
+    /// The implementation of the hot ops ([`Net::set_kernels`]).
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     /// The specification the network was built from.

@@ -97,7 +97,7 @@ fn train_run(
     let (out, stats) = if fused {
         conv_bn_relu_train(c.x.as_tensor(), &p)?
     } else {
-        conv_bn_relu_reference(c.x.as_tensor(), &p, None)?
+        conv_bn_relu_reference(c.x.as_tensor(), &p, None, Kernels::Reference)?
     };
     let r = rand_tensor(&mut rng(out.elem_count() as u64), out.dims(), -1.0, 1.0)?;
     let grads = (&out * &r)?.sum_all()?.backward()?;
@@ -172,7 +172,12 @@ fn eval_mode_matches_the_reference_composition() -> Result<()> {
                 gate: None,
             };
             let a = conv_bn_relu_eval(&x, &p, &c.running_mean, &c.running_var)?;
-            let (r, _) = conv_bn_relu_reference(&x, &p, Some((&c.running_mean, &c.running_var)))?;
+            let (r, _) = conv_bn_relu_reference(
+                &x,
+                &p,
+                Some((&c.running_mean, &c.running_var)),
+                Kernels::Reference,
+            )?;
             let e = rel_err(&a, &r)?;
             assert!(e < 1e-5, "shape {s:?} pool {pool}: eval output rel err {e}");
         }
@@ -280,7 +285,7 @@ fn gate_stage_matches(
         let (out, stats) = if fused {
             conv_bn_relu_train(c.x.as_tensor(), &p)?
         } else {
-            conv_bn_relu_reference(c.x.as_tensor(), &p, None)?
+            conv_bn_relu_reference(c.x.as_tensor(), &p, None, Kernels::Reference)?
         };
         let rr = rand_tensor(&mut rng(7), out.dims(), -1.0, 1.0)?;
         let grads = (&out * &rr)?.sum_all()?.backward()?;

@@ -57,7 +57,8 @@ fn train_mode_matches_candle_reference() -> Result<()> {
         for relu in [true, false] {
             let c = case(i as u64, s)?;
             let (yf, sf) = batch_norm_train(&c.x, &c.gamma, &c.beta, EPS, relu, Kernels::Fast)?;
-            let (yr, sr) = batch_norm_train_reference(&c.x, &c.gamma, &c.beta, EPS, relu)?;
+            let (yr, sr) =
+                batch_norm_train_reference(&c.x, &c.gamma, &c.beta, EPS, relu, Kernels::Reference)?;
             let e = rel_err(&yf, &yr)?;
             assert!(e < 1e-5, "forward {s:?} relu={relu}: rel err {e}");
             assert!(rel_err(&sf.mean, &sr.mean)? < 1e-5, "mean {s:?}");
@@ -84,7 +85,16 @@ fn eval_mode_matches_candle_reference() -> Result<()> {
             let c = case(10 + i as u64, s)?;
             let (rm, rv) = (&c.running_mean, &c.running_var);
             let yf = batch_norm_eval(&c.x, &c.gamma, &c.beta, rm, rv, EPS, relu, Kernels::Fast)?;
-            let yr = batch_norm_eval_reference(&c.x, &c.gamma, &c.beta, rm, rv, EPS, relu)?;
+            let yr = batch_norm_eval_reference(
+                &c.x,
+                &c.gamma,
+                &c.beta,
+                rm,
+                rv,
+                EPS,
+                relu,
+                Kernels::Reference,
+            )?;
             let e = rel_err(&yf, &yr)?;
             assert!(e < 1e-5, "eval forward {s:?} relu={relu}: rel err {e}");
             let gf = (yf * &c.r)?.sum_all()?.backward()?;
@@ -171,7 +181,9 @@ fn running_statistics_update_matches_pytorch_formula() -> Result<()> {
 fn single_value_per_channel_is_an_error_in_training() -> Result<()> {
     let c = case(4, (1, 3, 1, 1))?;
     assert!(batch_norm_train(&c.x, &c.gamma, &c.beta, EPS, true, Kernels::Fast).is_err());
-    assert!(batch_norm_train_reference(&c.x, &c.gamma, &c.beta, EPS, true).is_err());
+    assert!(
+        batch_norm_train_reference(&c.x, &c.gamma, &c.beta, EPS, true, Kernels::Reference).is_err()
+    );
     Ok(())
 }
 
@@ -216,7 +228,7 @@ fn statistics_stay_accurate_with_a_large_mean() -> Result<()> {
     let g = rand_tensor(&mut rng, &[4], 0.5, 1.5)?;
     let b = rand_tensor(&mut rng, &[4], -0.5, 0.5)?;
     let (yf, sf) = batch_norm_train(&x, &g, &b, EPS, false, Kernels::Fast)?;
-    let (yr, sr) = batch_norm_train_reference(&x, &g, &b, EPS, false)?;
+    let (yr, sr) = batch_norm_train_reference(&x, &g, &b, EPS, false, Kernels::Reference)?;
     let e = rel_err(&sf.var_unbiased, &sr.var_unbiased)?;
     assert!(e < 1e-4, "variance rel err {e}");
     let e = rel_err(&yf, &yr)?;

@@ -13,6 +13,8 @@ use candle_core::{Device, Result, Tensor};
 use super::{scale_channels, squeeze_channels, Gates};
 use crate::init;
 use crate::layers::{apply_gate, Mode, Param};
+use crate::ops::generic;
+use crate::ops::kernels::Kernels;
 use crate::spec::{Gate, Squeeze};
 
 /// Configuration of an [`Eca`] module.
@@ -50,6 +52,9 @@ pub struct Eca {
     pub weight: Param,
     /// `{prefix}.conv.bias` `[1]`.
     pub bias: Option<Param>,
+    /// candle's `conv1d` and reductions, or the generic path's (`crate::ops::generic`);
+    /// [`Kernels::Fast`] by default (the fused block op takes ECA over on the CPU).
+    pub kernels: Kernels,
 }
 
 impl Eca {
@@ -80,6 +85,7 @@ impl Eca {
             config,
             weight,
             bias,
+            kernels: Kernels::default(),
         })
     }
 
@@ -91,6 +97,10 @@ impl Eca {
     }
 
     fn conv(&self, s: &Tensor, mode: Mode) -> Result<Tensor> {
+        if self.kernels.use_generic(s.device()) {
+            let bias = self.bias.as_ref().map(|b| b.get(mode));
+            return generic::conv1d_channels(s, &self.weight.get(mode), bias.as_ref());
+        }
         let (b, c) = s.dims2()?;
         let y = s
             .reshape((b, 1, c))?
@@ -113,12 +123,12 @@ impl Eca {
     /// # Shapes
     /// x: `[B, C, H, W]` -> `[B, C]`.
     pub fn channel_gate(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let (first, second) = squeeze_channels(x, self.config.squeeze)?;
+        let (first, second) = squeeze_channels(x, self.config.squeeze, self.kernels)?;
         let mut z = self.conv(&first, mode)?;
         if let Some(s) = second {
             z = (z + self.conv(&s, mode)?)?;
         }
-        apply_gate(&z, self.config.gate)
+        apply_gate(&z, self.config.gate, self.kernels)
     }
 
     /// # Shapes

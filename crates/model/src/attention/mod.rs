@@ -56,7 +56,10 @@ impl Attention {
                 m.conv.kernels = kernels;
                 return;
             }
-            Attention::Eca(_) => return,
+            Attention::Eca(m) => {
+                m.kernels = kernels;
+                return;
+            }
         };
         se.fc0.kernels = kernels;
         se.fc2.kernels = kernels;
@@ -148,16 +151,22 @@ impl Attention {
     }
 }
 
-/// Global pooling of each channel.
+/// Global pooling of each channel (the maximum as `kernels` computes it: on the generic path
+/// with its gradient to the first maximum, as PyTorch's `adaptive_max_pool2d`).
 ///
 /// # Shapes
 /// x: `[B, C, H, W]` -> `[B, C]`.
-pub fn squeeze_channels(x: &Tensor, how: Squeeze) -> Result<(Tensor, Option<Tensor>)> {
+pub fn squeeze_channels(
+    x: &Tensor,
+    how: Squeeze,
+    kernels: Kernels,
+) -> Result<(Tensor, Option<Tensor>)> {
     let flat = x.flatten_from(2)?;
+    let max = || -> Result<Tensor> { kernels.max_keepdim(&flat, 2)?.squeeze(2) };
     Ok(match how {
         Squeeze::Avg => (flat.mean(2)?, None),
-        Squeeze::Max => (flat.max(2)?, None),
-        Squeeze::AvgMax => (flat.mean(2)?, Some(flat.max(2)?)),
+        Squeeze::Max => (max()?, None),
+        Squeeze::AvgMax => (flat.mean(2)?, Some(max()?)),
     })
 }
 

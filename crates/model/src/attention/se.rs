@@ -83,7 +83,8 @@ impl Se {
     }
 
     fn excite(&self, s: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.fc2.forward(&self.fc0.forward(s, mode)?.relu()?, mode)
+        let hidden = self.fc0.kernels.relu(&self.fc0.forward(s, mode)?)?;
+        self.fc2.forward(&hidden, mode)
     }
 
     /// The channel gate.
@@ -91,12 +92,13 @@ impl Se {
     /// # Shapes
     /// x: `[B, C, H, W]` -> `[B, C]`.
     pub fn channel_gate(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let (first, second) = squeeze_channels(x, self.config.squeeze)?;
+        let kernels = self.fc0.kernels;
+        let (first, second) = squeeze_channels(x, self.config.squeeze, kernels)?;
         let mut z = self.excite(&first, mode)?;
         if let Some(s) = second {
             z = (z + self.excite(&s, mode)?)?;
         }
-        apply_gate(&z, self.config.gate)
+        apply_gate(&z, self.config.gate, kernels)
     }
 
     /// # Shapes

@@ -80,7 +80,11 @@ impl SpatialAttention {
     /// x: `[B, C, H, W]` -> `[B, 1, H, W]`.
     pub fn spatial_gate(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let pooled = crate::ops::channel_pool::channel_mean_max(x, self.conv.kernels)?;
-        apply_gate(&self.conv.forward(&pooled, mode)?, self.config.gate)
+        apply_gate(
+            &self.conv.forward(&pooled, mode)?,
+            self.config.gate,
+            self.conv.kernels,
+        )
     }
 
     /// # Shapes

@@ -46,8 +46,8 @@ pub struct BatchNorm2d {
     pub running_mean: Var,
     /// Running variance (a buffer, not trainable), initialized to 1.
     pub running_var: Var,
-    /// Fused fast CPU kernel (`crate::ops::bn_relu`) or plain candle ops; [`Kernels::Fast`] by
-    /// default.
+    /// Fused fast CPU kernel, the generic path or plain candle ops (`crate::ops::bn_relu`);
+    /// [`Kernels::Fast`] by default.
     pub kernels: Kernels,
     prefix: String,
 }
@@ -102,19 +102,6 @@ impl BatchNorm2d {
     }
 
     fn forward_act(&self, x: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
-        if self.kernels.use_fast(x.device(), x.dtype()) {
-            return self.forward_fast(x, mode, relu);
-        }
-        let y = self.forward_reference(x, mode)?;
-        if relu {
-            y.relu()
-        } else {
-            Ok(y)
-        }
-    }
-
-    /// The fast path: `crate::ops::bn_relu`'s fused kernels.
-    fn forward_fast(&self, x: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
         let c = self.config.channels;
         let xc = x.dims4()?.1;
         if xc != c {
@@ -128,11 +115,11 @@ impl BatchNorm2d {
             Mode::Eval => {
                 let rm = self.running_mean.as_tensor().detach();
                 let rv = self.running_var.as_tensor().detach();
-                bn_relu::batch_norm_eval(x, &gamma, &beta, &rm, &rv, eps, relu, Kernels::Fast)
+                bn_relu::batch_norm_eval(x, &gamma, &beta, &rm, &rv, eps, relu, self.kernels)
             }
             Mode::Train { .. } => {
                 let (y, stats) =
-                    bn_relu::batch_norm_train(x, &gamma, &beta, eps, relu, Kernels::Fast)
+                    bn_relu::batch_norm_train(x, &gamma, &beta, eps, relu, self.kernels)
                         .map_err(|e| e.context(format!("batch norm {}", self.prefix)))?;
                 self.update_running_from(&stats)?;
                 Ok(y)
@@ -153,66 +140,5 @@ impl BatchNorm2d {
     /// The prefix of the parameter names (`bn1`).
     pub fn prefix(&self) -> &str {
         &self.prefix
-    }
-
-    /// The reference path: plain candle ops.
-    fn forward_reference(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let c = self.config.channels;
-        let (b, xc, h, w) = x.dims4()?;
-        if xc != c {
-            candle_core::bail!(
-                "batch norm {}: expected {c} channels, got {xc}",
-                self.prefix
-            );
-        }
-        let gamma = self.weight.get(mode).reshape((1, c, 1, 1))?;
-        let beta = self.bias.get(mode).reshape((1, c, 1, 1))?;
-        match mode {
-            Mode::Eval => {
-                // y = x * scale + shift, scale = gamma / sqrt(var + eps), shift = beta - mean * scale
-                let rm = self
-                    .running_mean
-                    .as_tensor()
-                    .detach()
-                    .reshape((1, c, 1, 1))?;
-                let rv = self
-                    .running_var
-                    .as_tensor()
-                    .detach()
-                    .reshape((1, c, 1, 1))?;
-                let scale = (gamma / (rv + self.config.eps)?.sqrt()?)?;
-                let shift = (beta - (rm * &scale)?)?;
-                x.broadcast_mul(&scale)?.broadcast_add(&shift)
-            }
-            Mode::Train { .. } => {
-                let n = b * h * w;
-                if n < 2 {
-                    candle_core::bail!(
-                        "batch norm {}: expected more than 1 value per channel when training, got input [{b}, {c}, {h}, {w}]",
-                        self.prefix
-                    );
-                }
-                let mean = x.mean_keepdim((0, 2, 3))?;
-                let centered = x.broadcast_sub(&mean)?;
-                let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
-                let inv_std = (var.clone() + self.config.eps)?.sqrt()?.recip()?;
-                let y = centered
-                    .broadcast_mul(&(inv_std * gamma)?)?
-                    .broadcast_add(&beta)?;
-                self.update_running(&mean.detach(), &var.detach(), n)?;
-                Ok(y)
-            }
-        }
-    }
-
-    fn update_running(&self, mean: &Tensor, var: &Tensor, n: usize) -> Result<()> {
-        let m = self.config.momentum;
-        let c = self.config.channels;
-        let unbiased = (var.reshape(c)? * (n as f64 / (n as f64 - 1.0)))?;
-        let new_mean =
-            ((self.running_mean.as_tensor().detach() * (1.0 - m))? + (mean.reshape(c)? * m)?)?;
-        let new_var = ((self.running_var.as_tensor().detach() * (1.0 - m))? + (unbiased * m)?)?;
-        self.running_mean.set(&new_mean)?;
-        self.running_var.set(&new_var)
     }
 }

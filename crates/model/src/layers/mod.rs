@@ -13,6 +13,7 @@ pub use conv::{Conv2d, Conv2dConfig};
 pub use dropout::{dropout, DropoutMasks};
 pub use linear::{Linear, LinearConfig};
 
+use crate::ops::kernels::Kernels;
 use crate::spec::Gate;
 
 /// Forward-pass mode.
@@ -72,13 +73,17 @@ impl Param {
     }
 }
 
-/// Applies the gate function elementwise.
+/// Applies the gate function elementwise (the hard sigmoid of `kernels`' path: on the generic
+/// path with PyTorch's gradient at the kinks, `crate::ops::generic::hard_sigmoid`).
 ///
 /// # Shapes
 /// any -> same.
-pub fn apply_gate(z: &Tensor, gate: Gate) -> Result<Tensor> {
+pub fn apply_gate(z: &Tensor, gate: Gate, kernels: Kernels) -> Result<Tensor> {
     match gate {
         Gate::Sigmoid => candle_nn::ops::sigmoid(z),
+        Gate::HardSigmoid if kernels.use_generic(z.device()) => {
+            crate::ops::generic::hard_sigmoid(z)
+        }
         // PyTorch's Hardsigmoid: relu6(x + 3) / 6 = clamp(x / 6 + 1/2, 0, 1)
         Gate::HardSigmoid => z.affine(1.0 / 6.0, 0.5)?.clamp(0f32, 1f32),
     }

@@ -11,8 +11,9 @@
 //! `dβ = Σ dz`, `dγ = Σ dz·x̂` and `dx = γ/σ · (dz - dβ/M - x̂·dγ/M)` (training) or
 //! `dx = γ/σ · dz` (evaluation), in two passes over the data and without temporaries.
 //!
-//! On a non-CPU device, for non-f32 tensors, or with [`Kernels::Reference`], the functions run
-//! plain candle ops ([`batch_norm_train_reference`], [`batch_norm_eval_reference`]).
+//! On a non-CPU device, for non-f32 tensors, or with [`Kernels::Reference`] or
+//! [`Kernels::Generic`], the functions run plain candle ops ([`batch_norm_train_reference`],
+//! [`batch_norm_eval_reference`]), with the generic path's ReLU where `kernels` selects it.
 
 use std::sync::{Arc, Mutex};
 
@@ -55,7 +56,7 @@ pub fn batch_norm_train(
     kernels: Kernels,
 ) -> Result<(Tensor, BatchStats)> {
     if !kernels.use_fast(x.device(), x.dtype()) {
-        return batch_norm_train_reference(x, gamma, beta, eps, relu);
+        return batch_norm_train_reference(x, gamma, beta, eps, relu, kernels);
     }
     let (n, c, h, w) = x.dims4()?;
     check_params(c, gamma, beta)?;
@@ -103,7 +104,16 @@ pub fn batch_norm_eval(
     kernels: Kernels,
 ) -> Result<Tensor> {
     if !kernels.use_fast(x.device(), x.dtype()) {
-        return batch_norm_eval_reference(x, gamma, beta, running_mean, running_var, eps, relu);
+        return batch_norm_eval_reference(
+            x,
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            eps,
+            relu,
+            kernels,
+        );
     }
     let (_, c, _, _) = x.dims4()?;
     check_params(c, gamma, beta)?;
@@ -133,7 +143,8 @@ pub fn batch_norm_eval(
         .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)
 }
 
-/// The reference path of [`batch_norm_train`]: plain candle ops, differentiated by candle.
+/// The reference path of [`batch_norm_train`]: plain candle ops, differentiated by candle; the
+/// ReLU is `kernels`' ([`Kernels::relu`]).
 ///
 /// # Shapes
 /// As [`batch_norm_train`].
@@ -143,6 +154,7 @@ pub fn batch_norm_train_reference(
     beta: &Tensor,
     eps: f64,
     relu: bool,
+    kernels: Kernels,
 ) -> Result<(Tensor, BatchStats)> {
     let (n, c, h, w) = x.dims4()?;
     let m = n * h * w;
@@ -156,7 +168,7 @@ pub fn batch_norm_train_reference(
     let xc = x.broadcast_sub(&mean)?;
     let var = xc.sqr()?.mean_keepdim((0, 2, 3))?;
     let xhat = xc.broadcast_div(&(&var + eps)?.sqrt()?)?;
-    let y = affine_relu(&xhat, gamma, beta, c, relu)?;
+    let y = affine_relu(&xhat, gamma, beta, c, relu.then_some(kernels))?;
     let stats = BatchStats {
         mean: mean.flatten_all()?.detach(),
         var_unbiased: (var.flatten_all()? * (m as f64 / (m - 1) as f64))?.detach(),
@@ -164,10 +176,12 @@ pub fn batch_norm_train_reference(
     Ok((y, stats))
 }
 
-/// The reference path of [`batch_norm_eval`]: plain candle ops.
+/// The reference path of [`batch_norm_eval`]: plain candle ops; the ReLU is `kernels'`
+/// ([`Kernels::relu`]).
 ///
 /// # Shapes
 /// As [`batch_norm_eval`].
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_eval_reference(
     x: &Tensor,
     gamma: &Tensor,
@@ -176,28 +190,29 @@ pub fn batch_norm_eval_reference(
     running_var: &Tensor,
     eps: f64,
     relu: bool,
+    kernels: Kernels,
 ) -> Result<Tensor> {
     let (_, c, _, _) = x.dims4()?;
     let mean = running_mean.reshape((1, c, 1, 1))?;
     let std = (running_var.reshape((1, c, 1, 1))? + eps)?.sqrt()?;
     let xhat = x.broadcast_sub(&mean)?.broadcast_div(&std)?;
-    affine_relu(&xhat, gamma, beta, c, relu)
+    affine_relu(&xhat, gamma, beta, c, relu.then_some(kernels))
 }
 
+/// `γ·x̂ + β`, then `relu`'s ReLU when given.
 fn affine_relu(
     xhat: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     c: usize,
-    relu: bool,
+    relu: Option<Kernels>,
 ) -> Result<Tensor> {
     let y = xhat
         .broadcast_mul(&gamma.reshape((1, c, 1, 1))?)?
         .broadcast_add(&beta.reshape((1, c, 1, 1))?)?;
-    if relu {
-        y.relu()
-    } else {
-        Ok(y)
+    match relu {
+        Some(kernels) => kernels.relu(&y),
+        None => Ok(y),
     }
 }
 

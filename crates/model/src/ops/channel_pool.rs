@@ -25,7 +25,7 @@ use super::kernels::{cpu_f32, Kernels};
 /// `x`: `[B, C, H, W]` (C >= 1) -> `[B, 2, H, W]`.
 pub fn channel_mean_max(x: &Tensor, kernels: Kernels) -> Result<Tensor> {
     if !kernels.use_fast(x.device(), x.dtype()) {
-        return channel_mean_max_reference(x);
+        return channel_mean_max_reference(x, kernels);
     }
     let (_, c, _, _) = x.dims4()?;
     if c == 0 {
@@ -36,13 +36,14 @@ pub fn channel_mean_max(x: &Tensor, kernels: Kernels) -> Result<Tensor> {
     })
 }
 
-/// The reference path: candle's `mean_keepdim` and `max_keepdim` over dimension 1.
+/// The reference path: candle's `mean_keepdim` and `kernels`' maximum over dimension 1
+/// ([`Kernels::max_keepdim`]: on the generic path, gradient to the first maximal channel).
 ///
 /// # Shapes
 /// As [`channel_mean_max`].
-pub fn channel_mean_max_reference(x: &Tensor) -> Result<Tensor> {
+pub fn channel_mean_max_reference(x: &Tensor, kernels: Kernels) -> Result<Tensor> {
     let avg = x.mean_keepdim(1)?;
-    let max = x.max_keepdim(1)?;
+    let max = kernels.max_keepdim(x, 1)?;
     Tensor::cat(&[&avg, &max], 1)
 }
 

@@ -9,8 +9,9 @@
 //! threads), the bias gradient (row sums of `dY`), and the input gradient (`Wᵀ x dY`, then
 //! col2im) only when the input takes part in autograd: the first layer's input does not.
 //!
-//! On a non-CPU device, for non-f32 tensors, or with [`Kernels::Reference`], [`conv2d`] runs
-//! candle's own `conv2d` (the reference path, [`conv2d_reference`]).
+//! On the generic path (every non-CPU device, [`Kernels::Generic`]) [`conv2d`] runs
+//! `super::generic::conv2d`; with [`Kernels::Reference`] or non-f32 CPU tensors, candle's own
+//! `conv2d` (the reference path, [`conv2d_reference`]).
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -31,7 +32,7 @@ const GRAD_CHUNK: usize = 4;
 /// Convolution `x * weight + bias` with stride 1 and `padding` zeros on each side.
 ///
 /// Uses the fast CPU op when `kernels` is [`Kernels::Fast`] and the tensors are f32 on the CPU,
-/// else [`conv2d_reference`].
+/// the generic op on the generic path, else [`conv2d_reference`].
 ///
 /// # Shapes
 /// `x`: `[N, Cin, H, W]`, `weight`: `[Cout, Cin, kh, kw]`, `bias`: `[Cout]`;
@@ -44,6 +45,9 @@ pub fn conv2d(
     kernels: Kernels,
 ) -> Result<Tensor> {
     if !kernels.use_fast(x.device(), x.dtype()) {
+        if kernels.use_generic(x.device()) {
+            return super::generic::conv2d(x, weight, bias, padding);
+        }
         return conv2d_reference(x, weight, bias, padding);
     }
     let (_, c_in, h, w) = x.dims4()?;

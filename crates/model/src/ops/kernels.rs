@@ -1,30 +1,43 @@
-//! The choice between our fast CPU kernels and plain candle ops, and small helpers shared by the
-//! custom ops in this folder (slice access, bias arguments, shifted sums).
+//! The choice between our fast CPU kernels, the device-generic ops and plain candle ops, and
+//! small helpers shared by the custom ops in this folder (slice access, bias arguments, shifted
+//! sums).
 //!
-//! The reference path (plain candle ops, differentiated by candle's own autograd) is what the
-//! tests compare the fast kernels against, and what runs on every non-CPU device.
+//! - [`Kernels::Fast`]: our fused CPU custom ops (f32 on the CPU); everywhere else the generic
+//!   path.
+//! - [`Kernels::Generic`]: the device-generic path (`super::generic`): compositions of candle
+//!   ops, and custom ops with a CPU and a CUDA forward, whose gradients follow PyTorch's rules
+//!   (max-pool and max reductions route to the first maximum, ReLU's gradient is zero at 0).
+//!   Every non-CPU device runs it, whatever the choice; on the CPU it runs exactly the ops a
+//!   CUDA device runs, so the CPU tests check the GPU path's arithmetic.
+//! - [`Kernels::Reference`]: plain candle ops (with our CPU max-pool op, since candle's max-pool
+//!   backward is wrong), what the fast kernels' tests compare against; the generic path on
+//!   non-CPU devices.
 
 use candle_core::{bail, DType, Device, Layout, Result, Tensor};
 
 /// Which implementation the layers use for their hot ops.
 ///
-/// On a non-CPU device both choices run plain candle ops: the fast kernels exist for the CPU
-/// only.
+/// On a non-CPU device every choice runs the generic path ([`Kernels::Generic`]): the fast
+/// kernels exist for the CPU only, and candle's own max-pool backward is wrong on every device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kernels {
     /// Our custom ops (im2col + gemm convolution, fused BatchNorm + ReLU) on the CPU.
     #[default]
     Fast,
-    /// Plain candle ops everywhere (the reference the tests check the fast kernels against).
+    /// The device-generic ops (what every non-CPU device runs), on every device.
+    Generic,
+    /// Plain candle ops on the CPU (the reference the tests check the fast kernels against);
+    /// the generic ops elsewhere.
     Reference,
 }
 
-/// The environment variable [`Kernels::from_env`] reads: `fast` or `reference`.
+/// The environment variable [`Kernels::from_env`] reads: `fast`, `generic` or `reference`.
 pub const KERNELS_ENV: &str = "ABLATE_KERNELS";
 
 impl Kernels {
-    /// Reads [`KERNELS_ENV`]: `reference` selects [`Kernels::Reference`]; unset, empty or
-    /// `fast` select [`Kernels::Fast`]. Any other value is an error naming it.
+    /// Reads [`KERNELS_ENV`]: `generic` selects [`Kernels::Generic`], `reference`
+    /// [`Kernels::Reference`]; unset, empty or `fast` select [`Kernels::Fast`]. Any other value
+    /// is an error naming it.
     pub fn from_env() -> std::result::Result<Self, KernelsEnvError> {
         match std::env::var(KERNELS_ENV) {
             Err(std::env::VarError::NotPresent) => Ok(Self::Fast),
@@ -33,6 +46,7 @@ impl Kernels {
             }),
             Ok(v) => match v.trim() {
                 "" | "fast" => Ok(Self::Fast),
+                "generic" => Ok(Self::Generic),
                 "reference" => Ok(Self::Reference),
                 other => Err(KernelsEnvError {
                     value: other.to_string(),
@@ -45,11 +59,55 @@ impl Kernels {
     pub fn use_fast(self, device: &Device, dtype: DType) -> bool {
         self == Self::Fast && matches!(device, Device::Cpu) && dtype == DType::F32
     }
+
+    /// Whether the device-generic ops should run for a tensor on `device`: with
+    /// [`Kernels::Generic`], and on every non-CPU device.
+    pub fn use_generic(self, device: &Device) -> bool {
+        self == Self::Generic || !device.is_cpu()
+    }
+
+    /// The name [`Kernels::from_env`] reads for this choice.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fast => "fast",
+            Self::Generic => "generic",
+            Self::Reference => "reference",
+        }
+    }
+
+    /// Every choice, in the order the tests run them.
+    pub const ALL: [Kernels; 3] = [Kernels::Fast, Kernels::Generic, Kernels::Reference];
+
+    /// ReLU: PyTorch's gradient (zero at 0) on the generic path, candle's `relu` otherwise.
+    ///
+    /// # Shapes
+    /// x: any -> same.
+    pub fn relu(self, x: &Tensor) -> Result<Tensor> {
+        if self.use_generic(x.device()) {
+            super::generic::relu(x)
+        } else {
+            x.relu()
+        }
+    }
+
+    /// The maximum over `dim`, kept as size 1: on the generic path the gradient goes to the
+    /// first maximum (PyTorch's `max(dim)`), otherwise candle's `max_keepdim` (every tied
+    /// element gets it).
+    ///
+    /// # Shapes
+    /// x: any -> x's shape with `dim` of size 1.
+    pub fn max_keepdim(self, x: &Tensor, dim: usize) -> Result<Tensor> {
+        if self.use_generic(x.device()) {
+            super::generic::max_keepdim_first(x, dim)
+        } else {
+            x.max_keepdim(dim)
+        }
+    }
 }
 
 /// [`KERNELS_ENV`] holds a value other than `fast` or `reference`.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid {KERNELS_ENV} value `{value}`: expected `fast` or `reference`")]
+#[error("invalid {KERNELS_ENV} value `{value}`: expected `fast`, `generic` or `reference`")]
 pub struct KernelsEnvError {
     /// The value found.
     pub value: String,

@@ -10,24 +10,29 @@
 //! scanned row-major and an element replaces the current maximum when it is greater or NaN, so
 //! among equal values the first wins and a NaN propagates.
 //!
-//! On devices other than the CPU, [`max_pool2x2`] falls back to candle's `max_pool2d` (correct
-//! forward; backward as candle's).
+//! On the generic path (every non-CPU device, `Kernels::Generic`, dtypes other than f32/f64),
+//! [`max_pool2x2`] runs `super::generic::max_pool2x2`, built from candle ops with the same
+//! routing; candle's own `max_pool2d` is never used.
 
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::kernels::Kernels;
+
 /// Minimum number of planes handed to one rayon task.
 const PAR_MIN_PLANES: usize = 64;
 
-/// `[B, C, H, W] -> [B, C, H/2, W/2]` (floor), gradient to the argmax (PyTorch semantics).
+/// `[B, C, H, W] -> [B, C, H/2, W/2]` (floor), gradient to the argmax (PyTorch semantics):
+/// this file's CPU op, or the generic composite when `kernels` says so or the tensor is not an
+/// f32/f64 CPU tensor.
 ///
 /// # Shapes
-/// x: `[B, C, H, W]` f32 or f64 -> `[B, C, floor(H/2), floor(W/2)]`.
-pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
-    if !x.device().is_cpu() || !matches!(x.dtype(), DType::F32 | DType::F64) {
-        return x.max_pool2d(2);
+/// x: `[B, C, H, W]` float -> `[B, C, floor(H/2), floor(W/2)]`.
+pub fn max_pool2x2(x: &Tensor, kernels: Kernels) -> Result<Tensor> {
+    if kernels.use_generic(x.device()) || !matches!(x.dtype(), DType::F32 | DType::F64) {
+        return super::generic::max_pool2x2(x);
     }
     let (_b, _c, _h, _w) = x.dims4()?;
     let x = x.contiguous()?;
@@ -254,8 +259,17 @@ mod tests {
         (out, arg)
     }
 
+    /// The CPU op and the generic composite (what non-CPU devices run).
+    const BOTH: [Kernels; 2] = [Kernels::Fast, Kernels::Generic];
+
     #[test]
     fn forward_and_backward_match_naive_reference_on_odd_shapes() {
+        for kernels in BOTH {
+            check_against_naive(kernels);
+        }
+    }
+
+    fn check_against_naive(kernels: Kernels) {
         for (k, shape) in [
             (1, 1, 2, 2),
             (2, 3, 5, 7),
@@ -267,7 +281,7 @@ mod tests {
         .enumerate()
         {
             let x = Var::from_tensor(&random(shape, k as u64, DType::F64)).unwrap();
-            let y = max_pool2x2(x.as_tensor()).unwrap();
+            let y = max_pool2x2(x.as_tensor(), kernels).unwrap();
             let xv = x.flatten_all().unwrap().to_vec1::<f64>().unwrap();
             let (ref_out, ref_arg) = naive(&xv, shape);
             assert_eq!(y.dims(), &[shape.0, shape.1, shape.2 / 2, shape.3 / 2]);
@@ -299,18 +313,24 @@ mod tests {
             {
                 expect[i] += gv;
             }
-            assert_eq!(dx, expect, "shape {shape:?}");
+            assert_eq!(dx, expect, "{kernels:?} shape {shape:?}");
         }
     }
 
     #[test]
     fn ties_go_to_the_first_element_and_nan_propagates() {
+        for kernels in BOTH {
+            ties_and_nan(kernels);
+        }
+    }
+
+    fn ties_and_nan(kernels: Kernels) {
         // PyTorch: F.max_pool2d(torch.tensor([[[[1.,1.],[1.,1.]]]]), 2) routes grad to index 0
         let x = Var::from_tensor(
             &Tensor::new(&[[[[1f32, 1., 0., 2.], [1., 1., 2., 2.]]]], &Device::Cpu).unwrap(),
         )
         .unwrap();
-        let y = max_pool2x2(x.as_tensor()).unwrap();
+        let y = max_pool2x2(x.as_tensor(), kernels).unwrap();
         assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), [1., 2.]);
         let grads = y.sum_all().unwrap().backward().unwrap();
         let dx = grads
@@ -323,7 +343,7 @@ mod tests {
         assert_eq!(dx, [1., 0., 0., 1., 0., 0., 0., 0.]);
 
         let x = Tensor::new(&[[[[1f32, f32::NAN], [3., 0.]]]], &Device::Cpu).unwrap();
-        let y = max_pool2x2(&x)
+        let y = max_pool2x2(&x, kernels)
             .unwrap()
             .flatten_all()
             .unwrap()
@@ -334,12 +354,18 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() {
+        for kernels in BOTH {
+            finite_differences(kernels);
+        }
+    }
+
+    fn finite_differences(kernels: Kernels) {
         // central differences of L = sum(pool(x) * g) in f64, on an odd shape
         let shape = (2, 3, 5, 7);
         let x0 = random(shape, 7, DType::F64);
         let g = random((2, 3, 2, 3), 8, DType::F64);
         let loss = |x: &Tensor| -> f64 {
-            (max_pool2x2(x).unwrap() * &g)
+            (max_pool2x2(x, kernels).unwrap() * &g)
                 .unwrap()
                 .sum_all()
                 .unwrap()
@@ -347,7 +373,7 @@ mod tests {
                 .unwrap()
         };
         let x = Var::from_tensor(&x0).unwrap();
-        let l = (max_pool2x2(x.as_tensor()).unwrap() * &g)
+        let l = (max_pool2x2(x.as_tensor(), kernels).unwrap() * &g)
             .unwrap()
             .sum_all()
             .unwrap();
@@ -373,14 +399,17 @@ mod tests {
             let fd = (loss(&tp) - loss(&tm)) / (2.0 * eps);
             max_err = max_err.max((fd - analytic[i]).abs());
         }
-        assert!(max_err < 1e-6, "max |fd - analytic| = {max_err}");
+        assert!(
+            max_err < 1e-6,
+            "{kernels:?}: max |fd - analytic| = {max_err}"
+        );
     }
 
     #[test]
     fn large_batches_take_the_parallel_path_and_agree() {
         let shape = (8, 16, 6, 6); // 128 planes >= PAR_MIN_PLANES
         let x = Var::from_tensor(&random(shape, 3, DType::F32)).unwrap();
-        let y = max_pool2x2(x.as_tensor()).unwrap();
+        let y = max_pool2x2(x.as_tensor(), Kernels::Fast).unwrap();
         let reference = x.as_tensor().max_pool2d(2).unwrap();
         assert_eq!(
             y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
@@ -405,7 +434,7 @@ mod tests {
     fn non_contiguous_input_is_handled() {
         let x = random((2, 4, 6, 6), 11, DType::F32);
         let t = x.transpose(2, 3).unwrap(); // non-contiguous view
-        let a = max_pool2x2(&t).unwrap();
+        let a = max_pool2x2(&t, Kernels::Fast).unwrap();
         let b = t.contiguous().unwrap().max_pool2d(2).unwrap();
         assert_eq!(
             a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),

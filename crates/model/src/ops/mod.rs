@@ -1,12 +1,16 @@
-//! Custom candle ops for layers whose stock kernels are wrong or slow.
+//! Custom candle ops for layers whose stock kernels are wrong or slow, and the choice between
+//! them ([`kernels::Kernels`]).
 //!
-//! Each op has a CPU forward and backward and falls back to candle's own ops on other devices,
-//! so the `cuda` build still works.
+//! The fused ops (`block`, `conv`, `bn_relu`, `linear`, `channel_pool`, `scale`, `maxpool`) have
+//! CPU forwards and backwards; on other devices, and with `Kernels::Generic` on the CPU, the
+//! layers run the device-generic path (`generic`): candle ops and small custom ops whose
+//! gradients follow PyTorch's.
 
 pub mod block;
 pub mod bn_relu;
 pub mod channel_pool;
 pub mod conv;
+pub mod generic;
 pub mod kernels;
 pub mod linear;
 pub mod maxpool;

@@ -25,6 +25,7 @@ use super::loss::cross_entropy;
 use super::optim::{Optimizer, OptimizerParams};
 use super::sched::LrScheduler;
 use crate::layers::DropoutMasks;
+use crate::ops::kernels::Kernels;
 use crate::{Mode, Net};
 
 /// One training step's record.
@@ -222,7 +223,9 @@ impl Trainer {
     /// draws of [`Net::init_like_torch`] (which [`fit`] calls on a fresh start).
     pub fn new(net: &Net, cfg: &TrainConfig, seed: u64) -> Result<Trainer, TrainError> {
         cfg.validate()?;
-        let optimizer = Optimizer::new(net.trainable(), OptimizerParams::from_config(cfg))?;
+        let mut optimizer = Optimizer::new(net.trainable(), OptimizerParams::from_config(cfg))?;
+        // The generic path runs on the CPU what a CUDA device runs: the tensor-op update.
+        optimizer.set_fused(net.kernels() != Kernels::Generic)?;
         let torch = (cfg.random_streams == RandomStreams::Pytorch)
             .then(|| TorchGenerator::at(seed, net.torch_init_draws()));
         Ok(Trainer {

@@ -44,6 +44,7 @@ use candle_core::{bail, Result, Tensor};
 
 use super::bn_relu::{batch_norm_eval_reference, batch_norm_train_reference, BatchStats};
 use super::conv::{conv2d_reference, Geom};
+use super::kernels::Kernels;
 use super::maxpool::max_pool2x2;
 use super::se_excite::{Excite, SeDims};
 use crate::attention::{scale_channels, squeeze_channels};
@@ -230,7 +231,7 @@ impl BlockParams<'_> {
 /// `[N, Cout, H'/2, W'/2]` (floor) with `pool`, and two `[Cout]` statistics.
 pub fn conv_bn_relu_train(x: &Tensor, p: &BlockParams<'_>) -> Result<(Tensor, BatchStats)> {
     if !(x.device().is_cpu() && x.dtype() == candle_core::DType::F32) {
-        return conv_bn_relu_reference(x, p, None);
+        return conv_bn_relu_reference(x, p, None, Kernels::Generic);
     }
     let g = p.check(x)?;
     if g.n * g.hw_out() < 2 {
@@ -279,7 +280,13 @@ pub fn conv_bn_relu_eval(
         || p.gate
             .is_some_and(|g| g.tensors().into_iter().any(Tensor::track_op));
     if tracked || !(x.device().is_cpu() && x.dtype() == candle_core::DType::F32) {
-        return conv_bn_relu_reference(x, p, Some((running_mean, running_var))).map(|r| r.0);
+        let kernels = if x.device().is_cpu() {
+            Kernels::Reference
+        } else {
+            Kernels::Generic
+        };
+        return conv_bn_relu_reference(x, p, Some((running_mean, running_var)), kernels)
+            .map(|r| r.0);
     }
     let g = p.check(x)?;
     let mean = running_mean.flatten_all()?.to_vec1::<f32>()?;
@@ -316,9 +323,11 @@ impl BlockOp {
     }
 }
 
-/// The reference composition: [`conv2d_reference`], the plain-candle BatchNorm + ReLU, and
-/// [`max_pool2x2`] with `pool`. `running` selects evaluation mode. In training mode the batch
-/// statistics are returned.
+/// The composition of separate ops the fused op replaces: the convolution, the plain-candle
+/// BatchNorm + ReLU, the channel gate and [`max_pool2x2`] with `pool`, each as `kernels`
+/// computes it off the fast path ([`Kernels::Reference`]: candle's ops and our CPU max-pool;
+/// [`Kernels::Generic`]: the device-generic ops). `running` selects evaluation mode. In
+/// training mode the batch statistics are returned.
 ///
 /// # Shapes
 /// As [`conv_bn_relu_train`].
@@ -326,12 +335,17 @@ pub fn conv_bn_relu_reference(
     x: &Tensor,
     p: &BlockParams<'_>,
     running: Option<(&Tensor, &Tensor)>,
+    kernels: Kernels,
 ) -> Result<(Tensor, BatchStats)> {
-    let y = conv2d_reference(x, p.weight, p.bias, p.padding)?;
+    let y = if kernels.use_generic(x.device()) {
+        super::generic::conv2d(x, p.weight, p.bias, p.padding)?
+    } else {
+        conv2d_reference(x, p.weight, p.bias, p.padding)?
+    };
     let (z, stats) = match running {
-        None => batch_norm_train_reference(&y, p.gamma, p.beta, p.eps, true)?,
+        None => batch_norm_train_reference(&y, p.gamma, p.beta, p.eps, true, kernels)?,
         Some((rm, rv)) => {
-            let z = batch_norm_eval_reference(&y, p.gamma, p.beta, rm, rv, p.eps, true)?;
+            let z = batch_norm_eval_reference(&y, p.gamma, p.beta, rm, rv, p.eps, true, kernels)?;
             let stats = BatchStats {
                 mean: rm.clone(),
                 var_unbiased: rv.clone(),
@@ -341,7 +355,7 @@ pub fn conv_bn_relu_reference(
     };
     let z = match &p.gate {
         Some(gate) => {
-            let (first, second) = squeeze_channels(&z, gate.squeeze())?;
+            let (first, second) = squeeze_channels(&z, gate.squeeze(), kernels)?;
             let excite = |s: &Tensor| -> Result<Tensor> {
                 match gate {
                     ChannelGate::Se(se) => {
@@ -350,11 +364,14 @@ pub fn conv_bn_relu_reference(
                             Some(b) => h.broadcast_add(b)?,
                             None => h,
                         };
-                        let o = h.relu()?.matmul(&se.w2.t()?)?;
+                        let o = kernels.relu(&h)?.matmul(&se.w2.t()?)?;
                         match se.b2 {
                             Some(b) => o.broadcast_add(b),
                             None => Ok(o),
                         }
+                    }
+                    ChannelGate::Eca(eca) if kernels.use_generic(s.device()) => {
+                        super::generic::conv1d_channels(s, eca.weight, eca.bias)
                     }
                     ChannelGate::Eca(eca) => {
                         let (b, c) = s.dims2()?;
@@ -374,10 +391,10 @@ pub fn conv_bn_relu_reference(
             if let Some(s) = second {
                 pre = (pre + excite(&s)?)?;
             }
-            scale_channels(&z, &apply_gate(&pre, gate.gate_fn())?)?
+            scale_channels(&z, &apply_gate(&pre, gate.gate_fn(), kernels)?)?
         }
         None => z,
     };
-    let z = if p.pool { max_pool2x2(&z)? } else { z };
+    let z = if p.pool { max_pool2x2(&z, kernels)? } else { z };
     Ok((z, stats))
 }
