@@ -7,6 +7,7 @@ pub mod report;
 pub mod slurm_task;
 pub mod sweep;
 pub mod sweep_slurm;
+pub mod test_hooks;
 pub mod trial;
 
 /// The result of a subcommand: the exit code, or an error to print.

@@ -8,17 +8,8 @@
 //! `model.safetensors` and `inside.json` (gates per class, sample images, feature maps).
 //!
 //! Exit codes: see [`crate::exec::exit_codes`]. SIGINT/SIGTERM make the trainer checkpoint and
-//! stop (exit 4).
-//!
-//! # Test hooks
-//!
-//! Environment variables that make a trial misbehave on purpose, for the runner's tests only
-//! (documented in docs/running.md). Each value is `ARG` (every trial) or `ARG@SEEDS` (only the
-//! trials whose seed is in the `+`-separated list, e.g. `3@1+2`):
-//!
-//! - `ABLATE_TEST_PANIC_AT_STEP=N`: panic before recording global training step `N` (0-based);
-//! - `ABLATE_TEST_KILL_AT_STEP=N`: SIGKILL itself before recording step `N` (no checkpoint);
-//! - `ABLATE_TEST_DIVERGE=1`: start from NaN weights, so the first loss is not finite.
+//! stop (exit 4). Tests make a trial misbehave through [`super::test_hooks`] (only in builds with
+//! the `test-hooks` feature).
 
 use std::fs::OpenOptions;
 use std::path::Path;
@@ -45,6 +36,7 @@ use crate::results::records::{
 };
 use crate::results::sink::TrialWriter;
 
+use super::test_hooks::TestHooks;
 use super::CommandResult;
 
 /// Channels of each block's conv output kept for the feature-map figures.
@@ -166,9 +158,7 @@ fn train(
         s.params = Some(params);
         s.macs = Some(macs);
     })?;
-    if hooks.diverge {
-        poison_weights(&mut net)?;
-    }
+    hooks.before_training(&mut net)?;
 
     let checkpoint_dir = dir.join(files::CHECKPOINT);
     let mut sink = FileSink {
@@ -242,7 +232,7 @@ struct FileSink<'a> {
 
 impl MetricsSink for FileSink<'_> {
     fn iteration(&mut self, r: &IterationRecord) {
-        if self.hooks.kill_at == Some(r.iteration) {
+        if self.hooks.kills_at(r.iteration) {
             // Records on disk but no checkpoint for them: the hard case for a resume.
             let _ = self.writer.flush();
         }
@@ -421,89 +411,9 @@ fn inside(
     })
 }
 
-/// Replaces every weight by NaN (the `ABLATE_TEST_DIVERGE` hook).
-fn poison_weights(net: &mut Net) -> anyhow::Result<()> {
-    tracing::warn!("test hook ABLATE_TEST_DIVERGE: NaN weights");
-    let mut poisoned = std::collections::HashMap::new();
-    for (name, t) in net.state_dict()? {
-        let nan = (t.ones_like()? * f64::NAN)?;
-        poisoned.insert(name, nan);
-    }
-    net.load_state_dict(&poisoned)?;
-    Ok(())
-}
-
-/// The test hooks read from the environment (see the module docs).
-#[derive(Debug, Default, Clone)]
-struct TestHooks {
-    panic_at: Option<u64>,
-    kill_at: Option<u64>,
-    diverge: bool,
-}
-
-impl TestHooks {
-    fn from_env(seed: u64) -> anyhow::Result<Self> {
-        let read = |name: &str| -> anyhow::Result<Option<u64>> {
-            let Ok(v) = std::env::var(name) else {
-                return Ok(None);
-            };
-            parse_hook(&v, seed).with_context(|| format!("bad test hook {name}={v:?}"))
-        };
-        Ok(Self {
-            panic_at: read("ABLATE_TEST_PANIC_AT_STEP")?,
-            kill_at: read("ABLATE_TEST_KILL_AT_STEP")?,
-            diverge: read("ABLATE_TEST_DIVERGE")?.is_some_and(|v| v != 0),
-        })
-    }
-
-    fn before_step(&self, iteration: u64) {
-        if self.panic_at == Some(iteration) {
-            panic!("test hook ABLATE_TEST_PANIC_AT_STEP: panic at step {iteration}");
-        }
-        if self.kill_at == Some(iteration) {
-            tracing::warn!("test hook ABLATE_TEST_KILL_AT_STEP: SIGKILL at step {iteration}");
-            #[cfg(unix)]
-            // SAFETY: kill(2) on our own pid.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
-            std::process::abort();
-        }
-    }
-}
-
-/// `ARG` or `ARG@SEED+SEED...`: the argument if the hook applies to `seed`.
-fn parse_hook(v: &str, seed: u64) -> anyhow::Result<Option<u64>> {
-    let (arg, seeds) = match v.split_once('@') {
-        Some((a, s)) => (a, Some(s)),
-        None => (v, None),
-    };
-    let arg: u64 = arg.trim().parse().context("the argument is not a number")?;
-    if let Some(seeds) = seeds {
-        let list: Vec<u64> = seeds
-            .split('+')
-            .map(|s| s.trim().parse::<u64>())
-            .collect::<Result<_, _>>()
-            .context("the seeds after @ are not numbers")?;
-        if !list.contains(&seed) {
-            return Ok(None);
-        }
-    }
-    Ok(Some(arg))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hooks_apply_to_the_listed_seeds_only() {
-        assert_eq!(parse_hook("3", 7).unwrap(), Some(3));
-        assert_eq!(parse_hook("3@1+2", 2).unwrap(), Some(3));
-        assert_eq!(parse_hook("3@1+2", 0).unwrap(), None);
-        assert!(parse_hook("x", 0).is_err());
-        assert!(parse_hook("1@a", 0).is_err());
-    }
 
     #[test]
     fn sample_choice_is_fixed_and_distinct() {
