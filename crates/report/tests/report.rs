@@ -249,7 +249,7 @@ fn unknown_schema_version_is_rejected() {
     .with_column(
         lit(SCHEMA_VERSION + 1)
             .cast(DataType::UInt32)
-            .alias("schema_version"),
+            .alias(ablate_schema::col::SCHEMA_VERSION),
     )
     .collect()
     .unwrap();

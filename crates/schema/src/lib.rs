@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | [`tables`] | the seven tables: file names, column names ([`col`]), types, nullability |
 //! | [`rows`] | the typed rows, which are also the records a trial writes into its folder |
-//! | [`write`] | a checked frame per table from typed rows; the atomic Parquet write |
+//! | [`mod@write`] | a checked frame per table from typed rows; the atomic Parquet write |
 //! | [`read`] | a lazy scan that checks columns and version; typed columns and rows back |
 //! | [`check`] | a frame's columns against its table's definition |
 //! | [`error`] | [`SchemaError`] |

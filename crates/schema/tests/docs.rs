@@ -32,7 +32,7 @@ fn documented_tables(text: &str) -> BTreeMap<String, Vec<(String, String)>> {
         }
         // `List(UInt64): counts...`, `UInt32 (1-based)`: the type is the first word.
         let ty = cells[1]
-            .split(|c: char| c == ' ' || c == ':')
+            .split([' ', ':'])
             .next()
             .unwrap_or_default()
             .to_string();

@@ -8,9 +8,9 @@
 //!
 //! | module | what |
 //! | --- | --- |
-//! | [`trials`] | the rows of `trials.parquet`, and the epoch timing of each trial |
-//! | [`curves`] | per-variant loss and epoch curves |
-//! | [`inside`] | per-class results, gates, sample images and feature maps |
+//! | `trials` | the rows of `trials.parquet`, and the epoch timing of each trial |
+//! | `curves` | per-variant loss and epoch curves |
+//! | `inside` | per-class results, gates, sample images and feature maps |
 
 mod curves;
 mod inside;

@@ -184,12 +184,13 @@ fn effective_state(r: &TrialRecords) -> TrialState {
 mod tests {
     use std::fs;
 
+    use ablate_schema::ExtraColumns;
     use polars::prelude::*;
 
     use super::*;
     use crate::results::records::{
-        files, write_json_atomic, ClassLine, EpochLine, FeatureMap, FinalJson, GateBlock,
-        InsideJson, IterationLine, SampleImage, TrialStatus,
+        files, write_json_atomic, AxisValue, ClassLine, EpochLine, FeatureMap, FinalJson,
+        GateBlock, InsideJson, IterationLine, SampleImage, TrialStatus,
     };
 
     fn write_trial(sweep: &Path, id: &str, seed: u64, axes: &str, status: TrialState) -> PathBuf {
@@ -329,71 +330,46 @@ mod tests {
                 feature_maps: 1
             }
         );
-        let read = |name: &str| {
-            let f = fs::File::open(sweep.join(name)).unwrap();
-            ParquetReader::new(f).finish().unwrap()
+        // Every table as the schema defines it, read back through it.
+        let read = |table: &'static TableDef| {
+            let lf = ablate_schema::scan_table(sweep, table).unwrap().unwrap();
+            let df = lf.collect().unwrap();
+            ablate_schema::check_columns(table, df.schema(), ExtraColumns::Refuse).unwrap();
+            df
         };
-        let t = read("trials.parquet");
-        let dtype = |df: &DataFrame, c: &str| df.column(c).unwrap().dtype().clone();
+        for table in tables::ALL {
+            read(table);
+        }
+        let t = read(&tables::TRIALS);
+        let axis = |k: &str| t.column(&format!("axis.{k}")).unwrap().dtype().clone();
         assert_eq!(
-            dtype(&t, "axis.model.reduction"),
+            axis("model.reduction"),
             DataType::Float64,
             "int and float mix"
         );
-        assert_eq!(dtype(&t, "axis.model.placement"), DataType::String);
-        assert_eq!(dtype(&t, "seed"), DataType::UInt64);
-        assert_eq!(dtype(&t, "exit_code"), DataType::Int32);
-        let placement = t.column("axis.model.placement").unwrap().str().unwrap();
-        assert_eq!(placement.get(0), Some("post_bn"));
-        assert_eq!(placement.get(1), None, "not swept by that trial");
-        let best = t.column("best_test_acc").unwrap().f64().unwrap();
-        assert_eq!((best.get(0), best.get(1)), (Some(0.6), Some(0.2)));
-        let done = t.column("epochs_done").unwrap().u32().unwrap();
-        assert_eq!((done.get(0), done.get(1)), (Some(2), Some(1)));
-        assert_eq!(t.column("params").unwrap().u64().unwrap().get(1), None);
+        assert_eq!(axis("model.placement"), DataType::String);
+        let rows = ablate_schema::trials_from_frame(&t).unwrap();
+        let (a, b) = (&rows[0], &rows[1]);
         assert_eq!(
-            t.column("epochs_planned").unwrap().u32().unwrap().get(0),
-            Some(2)
+            a.axes.get("model.placement"),
+            Some(&AxisValue::Str("post_bn".into()))
         );
         assert_eq!(
-            t.column("attention").unwrap().str().unwrap().get(0),
-            Some("se")
+            b.axes.get("model.placement"),
+            None,
+            "not swept by that trial"
         );
-        let status = t.column("status").unwrap().str().unwrap();
+        assert_eq!((a.best_test_acc, b.best_test_acc), (Some(0.6), Some(0.2)));
+        assert_eq!((a.epochs_done, b.epochs_done), (2, 1));
+        assert_eq!((a.params, b.params), (Some(1000), None));
+        assert_eq!((a.epochs_planned, a.attention.as_str()), (2, "se"));
         assert_eq!(
-            (status.get(0), status.get(1)),
-            (Some("completed"), Some("failed"))
+            (a.status, b.status),
+            (TrialState::Completed, TrialState::Failed)
         );
-        let ips = t.column("images_per_sec").unwrap().f64().unwrap();
-        assert!((ips.get(0).unwrap() - 200.0).abs() < 1e-9);
-
-        let c = read("classes.parquet");
-        assert_eq!(
-            dtype(&c, "confusion"),
-            DataType::List(Box::new(DataType::UInt64))
-        );
-        assert_eq!(
-            c.column("accuracy").unwrap().f64().unwrap().get(0),
-            Some(0.5)
-        );
-        let s = read("samples.parquet");
-        assert_eq!(
-            dtype(&s, "pixels"),
-            DataType::List(Box::new(DataType::UInt8))
-        );
-        let f = read("feature_maps.parquet");
-        assert_eq!(
-            dtype(&f, "values"),
-            DataType::List(Box::new(DataType::Float32))
-        );
-        let g = read("gates.parquet");
-        assert_eq!(dtype(&g, "mean_gate"), DataType::Float32);
-        let i = read("iterations.parquet");
-        assert_eq!(dtype(&i, "loss"), DataType::Float32);
-        assert_eq!(dtype(&i, "iteration"), DataType::UInt64);
-        for df in [&t, &c, &s, &f, &g, &i] {
-            assert_eq!(dtype(df, "schema_version"), DataType::UInt32);
-        }
+        assert!((a.images_per_sec.unwrap() - 200.0).abs() < 1e-9);
+        let classes = ablate_schema::classes_from_frame(&read(&tables::CLASSES)).unwrap();
+        assert_eq!(classes[0].1.accuracy(), 0.5);
         // no temporary files left behind
         let leftovers: Vec<_> = fs::read_dir(sweep)
             .unwrap()
@@ -408,12 +384,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sum = rebuild(dir.path()).unwrap();
         assert_eq!(sum, RebuildSummary::default());
-        let f = fs::File::open(dir.path().join("classes.parquet")).unwrap();
-        let df = ParquetReader::new(f).finish().unwrap();
-        assert_eq!(df.height(), 0);
-        assert_eq!(
-            df.column("confusion").unwrap().dtype(),
-            &DataType::List(Box::new(DataType::UInt64))
-        );
+        for table in tables::ALL {
+            let df = ablate_schema::scan_table(dir.path(), table)
+                .unwrap()
+                .unwrap()
+                .collect()
+                .unwrap();
+            assert_eq!(df.height(), 0);
+            ablate_schema::check_columns(table, df.schema(), ExtraColumns::Refuse).unwrap();
+        }
     }
 }

@@ -30,7 +30,7 @@ pub use ablate_schema::{
 
 /// File names inside a trial folder.
 pub mod files {
-    /// The trial's identity ([`super::TrialMeta`]) and resolved configuration.
+    /// The trial's identity ([`super::header_row`]) and resolved configuration.
     pub const CONFIG: &str = "config.toml";
     /// The trial's status ([`super::TrialStatus`]).
     pub const STATUS: &str = "status.json";
