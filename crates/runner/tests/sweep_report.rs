@@ -104,3 +104,46 @@ fn the_report_reads_what_a_real_sweep_writes() {
     assert!(rows.iter().any(|r| r.ends_with(",se,4")), "{csv}");
     assert!(rows.iter().any(|r| r.ends_with(",se,8")), "{csv}");
 }
+
+/// `ablate report` on a results folder whose Parquet files an older `ablate` wrote (another
+/// schema version) rebuilds them from the trial folders, then reports.
+#[test]
+fn report_rebuilds_files_of_another_schema_version() {
+    use ablate_schema::{col, tables, SCHEMA_VERSION};
+    use polars::prelude::*;
+
+    let sb = Sandbox::new("old", &[0], false, 1, 2);
+    let out = sb.sweep(&[], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let path = sb.results().join(tables::TRIALS.file_name());
+    let mut old = LazyFrame::scan_parquet(
+        PlRefPath::try_from_path(&path).unwrap(),
+        ScanArgsParquet::default(),
+    )
+    .unwrap()
+    .with_column(
+        lit(SCHEMA_VERSION - 1)
+            .cast(DataType::UInt32)
+            .alias(col::SCHEMA_VERSION),
+    )
+    .collect()
+    .unwrap();
+    ParquetWriter::new(std::fs::File::create(&path).unwrap())
+        .finish(&mut old)
+        .unwrap();
+    assert!(ablate_schema::scan_table(&sb.results(), &tables::TRIALS).is_err());
+
+    let out = sweep_common::ablate()
+        .arg("report")
+        .arg(sb.results())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let df = ablate_schema::scan_table(&sb.results(), &tables::TRIALS)
+        .unwrap()
+        .unwrap()
+        .collect()
+        .unwrap();
+    assert_eq!(ablate_schema::trials_from_frame(&df).unwrap().len(), 1);
+    assert!(sb.results().join("report/report.md").is_file());
+}

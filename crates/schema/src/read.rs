@@ -8,7 +8,7 @@ use polars::prelude::*;
 
 use crate::check::{check_columns, check_nulls, is_axis_dtype, ExtraColumns};
 use crate::error::SchemaError;
-use crate::rows::{AxisValue, ClassLine, FeatureMap, SampleImage, TrialRow};
+use crate::rows::{AxisValue, ClassLine, FeatureMap, SampleImage, TrialRow, TrialState};
 use crate::tables::{col, TableDef, AXIS_PREFIX, CLASSES, FEATURE_MAPS, SAMPLES, TRIALS};
 use crate::SCHEMA_VERSION;
 
@@ -168,6 +168,30 @@ impl<'a> ColumnReader<'a> {
         self.required(name, self.values::<T>(name)?)
     }
 
+    /// The `status` column as trial states.
+    fn states(&self) -> Result<Vec<TrialState>, SchemaError> {
+        self.required_strings(col::STATUS)?
+            .iter()
+            .map(|s| {
+                s.parse()
+                    .map_err(|e| SchemaError::column(self.table.name, col::STATUS, e))
+            })
+            .collect()
+    }
+
+    /// Every swept-key column (`axis.<key>` of a swept-key type): `(key, values)`.
+    fn axes(&self) -> Result<Vec<(String, Vec<Option<AxisValue>>)>, SchemaError> {
+        let mut axes = Vec::new();
+        for c in self.df.columns() {
+            if let Some(key) = c.name().strip_prefix(AXIS_PREFIX) {
+                if is_axis_dtype(c.dtype()) {
+                    axes.push((key.to_string(), self.axis(c.name())?));
+                }
+            }
+        }
+        Ok(axes)
+    }
+
     /// A swept-key column, typed by its Parquet type.
     fn axis(&self, name: &str) -> Result<Vec<Option<AxisValue>>, SchemaError> {
         let c = self.column(name)?;
@@ -210,13 +234,7 @@ pub fn trials_from_frame(df: &DataFrame) -> Result<Vec<TrialRow>, SchemaError> {
         strings(col::ATTENTION)?,
         strings(col::CONFIG)?,
     );
-    let status = strings(col::STATUS)?
-        .iter()
-        .map(|s| {
-            s.parse()
-                .map_err(|e| SchemaError::column("trials", col::STATUS, e))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let status = r.states()?;
     let seed = r.required_values::<UInt64Type>(col::SEED)?;
     let attempts = r.required_values::<UInt32Type>(col::ATTEMPTS)?;
     let params = r.values::<UInt64Type>(col::PARAMS)?;
@@ -239,18 +257,7 @@ pub fn trials_from_frame(df: &DataFrame) -> Result<Vec<TrialRow>, SchemaError> {
         r.strings(col::ERROR)?,
     );
     let exit_code = r.values::<Int32Type>(col::EXIT_CODE)?;
-    let mut axes = Vec::new();
-    for name in df.get_column_names() {
-        if let Some(key) = name.strip_prefix(AXIS_PREFIX) {
-            if is_axis_dtype(
-                df.column(name)
-                    .map_err(SchemaError::polars("trials"))?
-                    .dtype(),
-            ) {
-                axes.push((key.to_string(), r.axis(name)?));
-            }
-        }
-    }
+    let axes = r.axes()?;
     let mut rows = Vec::with_capacity(df.height());
     for i in 0..df.height() {
         let axes: BTreeMap<String, AxisValue> = axes
