@@ -55,6 +55,9 @@ fn check_version(table: &'static TableDef, found: Option<u32>) -> Result<(), Sch
     }
 }
 
+/// One swept key's column: the key (without `axis.`) and a value per row.
+type AxisColumn = (String, Vec<Option<AxisValue>>);
+
 /// Typed access to the columns of a frame collected from `table` (rows or aggregates), with
 /// errors naming the table and the column. Types are taken as they are, not cast: a scan
 /// checked them against the schema.
@@ -180,7 +183,7 @@ impl<'a> ColumnReader<'a> {
     }
 
     /// Every swept-key column (`axis.<key>` of a swept-key type): `(key, values)`.
-    fn axes(&self) -> Result<Vec<(String, Vec<Option<AxisValue>>)>, SchemaError> {
+    fn axes(&self) -> Result<Vec<AxisColumn>, SchemaError> {
         let mut axes = Vec::new();
         for c in self.df.columns() {
             if let Some(key) = c.name().strip_prefix(AXIS_PREFIX) {
