@@ -3,5 +3,6 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod device;
 pub mod exec;
 pub mod results;
