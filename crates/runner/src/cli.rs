@@ -65,6 +65,11 @@ pub enum Command {
     /// Inspect or convert datasets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Training and inference throughput (images/s) of models on a device.
+    ///
+    /// Random inputs, warm-up steps, then timed steps with the device drained before the clock
+    /// stops (the same measurement as PyTorch's reference script `torch_seed.py bench`).
+    Bench(BenchArgs),
     /// One task of the Slurm job array of `ablate sweep --slurm` (its batch script runs this).
     #[command(hide = true)]
     SlurmTask(SlurmTaskArgs),
@@ -182,6 +187,36 @@ pub struct EvalArgs {
     /// (to compare with another implementation image by image).
     #[arg(long, value_name = "FILE")]
     pub predictions: Option<PathBuf>,
+}
+
+/// `ablate bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The device: `cpu` or `cuda:N`.
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    pub device: String,
+    /// Images per step; a comma-separated list measures each (e.g. `64,512`).
+    #[arg(long, value_name = "N,...", default_value = "64", value_delimiter = ',',
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: Vec<u64>,
+    /// Timed steps per measurement.
+    #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub steps: u64,
+    /// Untimed steps before each measurement.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub warmup: u64,
+    /// A model to measure, as `ablate eval --model` takes it (repeatable; default: the seed CNN
+    /// and SE r=16, `attention=none` and `attention=se,reduction=16`).
+    #[arg(long = "model", value_name = "SPEC")]
+    pub models: Vec<String>,
+    /// The kernels: `fast` (our CPU kernels; the generic path off the CPU), `generic` (what a
+    /// GPU runs, also on the CPU) or `reference` (plain candle ops on the CPU). Default: the
+    /// `ABLATE_KERNELS` environment variable, else `fast`.
+    #[arg(long, value_name = "KIND")]
+    pub kernels: Option<String>,
+    /// One JSON object per model and batch size, in the form of `torch_seed.py bench`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ablate data ...`.

@@ -1,5 +1,6 @@
 //! One module per subcommand; each `run` returns the process exit code.
 
+pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod plan;
