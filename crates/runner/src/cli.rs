@@ -105,8 +105,8 @@ pub struct SweepArgs {
     #[arg(long)]
     pub no_report: bool,
     /// Submit the trials to Slurm as one job array (one task per trial; `--devices cuda:...`
-    /// asks each task for a GPU), wait for it, then collect the results as a local sweep does.
-    /// The results folder must be shared with the nodes. See docs/running.md.
+    /// or `--gpus-per-task` asks each task for GPUs), wait for it, then collect the results as a
+    /// local sweep does. The results folder must be shared with the nodes. See docs/running.md.
     #[arg(long)]
     pub slurm: bool,
     /// With --slurm: an option for `sbatch` (repeatable), e.g. `--sbatch-arg=--partition=gpu
@@ -118,10 +118,15 @@ pub struct SweepArgs {
         requires = "slurm"
     )]
     pub sbatch_args: Vec<String>,
-    /// With --slurm: CPUs per array task (the trial's threads).
-    #[arg(long, value_name = "N", default_value_t = 4, requires = "slurm",
+    /// With --slurm: CPUs per array task (the trial's threads). Default: 4, or fewer when the
+    /// partition's nodes have fewer (read from `sinfo`).
+    #[arg(long, value_name = "N", requires = "slurm",
           value_parser = clap::value_parser!(u32).range(1..))]
-    pub cpus_per_task: u32,
+    pub cpus_per_task: Option<u32>,
+    /// With --slurm: GPUs per array task (`--gres=gpu:N`); the trial runs on the first GPU
+    /// Slurm gives the task. Default: 1 when `--devices` names a CUDA device, else none.
+    #[arg(long, value_name = "N", requires = "slurm")]
+    pub gpus_per_task: Option<u32>,
     /// With --slurm: submit and return. Running the same command again waits for the job
     /// (it never submits a trial twice) and collects the results.
     #[arg(long, requires = "slurm")]
