@@ -83,12 +83,12 @@ pub fn hopeless_reason(reason: &str, known_nodes: &[String]) -> Option<&'static 
     let name = reason.split([',', ' ', '(']).next().unwrap_or("");
     match name {
         "PartitionConfig" => Some(
-            "the request exceeds what the partition allows (more CPUs, GPUs or memory per task \
-             than its nodes have, or a limit of the partition)",
+            "the request exceeds what the partition allows: more CPUs, GPUs or memory per task \
+             than its nodes have, or one of its limits",
         ),
         "PartitionNodeLimit" => Some("the job asks for more nodes than the partition allows"),
         "PartitionTimeLimit" => Some("the job's time limit exceeds the partition's"),
-        "BadConstraints" => Some("no node can satisfy the job's constraints (features, gres)"),
+        "BadConstraints" => Some("no node can satisfy the job's constraints: features, gres"),
         "InvalidAccount" => Some("the job's account is not valid"),
         "InvalidQOS" => Some("the job's QOS is not valid"),
         "ReqNodeNotAvail" => {
