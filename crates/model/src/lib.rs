@@ -24,5 +24,7 @@ pub mod weights;
 
 pub use layers::{DropoutMasks, Mode};
 pub use net::Net;
-pub use spec::{Arch, AttentionKind, BlockSet, Gate, ModelSpec, Placement, SpecError, Squeeze};
+pub use spec::{
+    Arch, AttentionKind, BlockSet, GateFunction, ModelSpec, Placement, SpecError, Squeeze,
+};
 pub use weights::WeightsError;

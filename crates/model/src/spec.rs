@@ -106,7 +106,7 @@ pub enum Squeeze {
 /// The gate function turning excitation logits into multipliers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Gate {
+pub enum GateFunction {
     /// Logistic sigmoid (the seed's).
     #[default]
     Sigmoid,
@@ -259,7 +259,7 @@ pub struct ModelSpec {
     /// Channel squeeze (SE, ECA).
     pub squeeze: Squeeze,
     /// Gate function of every attention module.
-    pub gate: Gate,
+    pub gate: GateFunction,
     /// Whether the attention FCs / convolutions have a bias (the seed's SE has none).
     pub attention_bias: bool,
     /// ECA's 1-D kernel size; `None`: from the channel count as in the ECA-Net paper.
@@ -279,7 +279,7 @@ impl Default for ModelSpec {
             placement: Placement::PostRelu,
             blocks: BlockSet::ALL,
             squeeze: Squeeze::Avg,
-            gate: Gate::Sigmoid,
+            gate: GateFunction::Sigmoid,
             attention_bias: false,
             eca_kernel: None,
             spatial_kernel: 7,
@@ -570,7 +570,7 @@ mod tests {
         assert_eq!(s.attention, AttentionKind::Cbam);
         assert_eq!(s.blocks, BlockSet::new(&[1, 3]).unwrap());
         assert_eq!(s.placement, Placement::PostPool);
-        assert_eq!(s.gate, Gate::HardSigmoid);
+        assert_eq!(s.gate, GateFunction::HardSigmoid);
         assert_eq!(s.dropout, 0.0);
         let s2: ModelSpec = toml::from_str("blocks = \"2+3\"").unwrap();
         assert_eq!(s2.blocks, BlockSet::new(&[2, 3]).unwrap());

@@ -330,7 +330,7 @@ pub fn sample_indices(test_len: usize) -> Vec<usize> {
     out
 }
 
-/// Gates per class (channel-attention models), the sample images and their feature maps.
+/// Gate values per class (channel-attention models), the sample images and their feature maps.
 fn inside(
     net: &Net,
     data: &Dataset,
