@@ -8,12 +8,14 @@
 //!   device-generic path every non-CPU device runs.
 //! - [`train`]: optimizers, schedulers, the training loop.
 //! - [`bench`]: training and inference throughput on a device.
+//! - [`golden`]: checks against reference values written by PyTorch.
 //!
 //! See `docs/models.md`.
 
 pub mod allocator;
 pub mod attention;
 pub mod bench;
+pub mod golden;
 pub mod init;
 pub mod layers;
 pub mod net;

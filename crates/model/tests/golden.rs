@@ -11,7 +11,7 @@
 //! every placement, squeeze, gate and bias option, ECA, spatial attention and CBAM;
 //! docs/parity.md says how the fixtures are made and kept small.) For each fixture and each of
 //! `Kernels::ALL` (fast, generic, reference): rebuild the model, input and targets PyTorch drew
-//! (`common::golden::Fixture::build`, checked against fingerprints), then compare eval-mode
+//! (`ablate_model::golden::Fixture::build`, checked against fingerprints), then compare eval-mode
 //! logits, train-mode logits and cross-entropy loss (dropout off), the gradient of that loss
 //! for every parameter, and the BatchNorm running statistics after that train-mode forward.
 //! The metric is `max|ours - ref| / max|ref|` per tensor, printed for every tensor, with a
@@ -25,13 +25,13 @@ use std::collections::HashMap;
 
 use ablate_model::{ModelSpec, Net};
 use candle_core::{Device, Tensor};
-use common::golden::{check_step, for_every_kernel, Fixture};
+use common::golden::{build, check_step, for_every_kernel, load};
 
 /// One fixture under every kernel choice.
 fn check(name: &str) {
-    let fx = Fixture::load(name);
+    let fx = load(name);
     for_every_kernel(&format!("golden_{name}"), |kernels| {
-        let case = fx.build(kernels);
+        let case = build(&fx, kernels);
         check_step(&fx.reference, &case, kernels)
     });
 }

@@ -19,7 +19,8 @@ use ablate_model::ModelSpec;
 use ablate_model::Net;
 use candle_core::Device;
 use common::golden::{
-    check_step, f64s, for_every_kernel, shared_golden_dir, Case, Fixture, Reference,
+    build, check_step, error_chain, f64s, for_every_kernel, load, shared_golden_dir, Case,
+    Reference,
 };
 
 fn shared(file: &str) -> Reference {
@@ -29,7 +30,7 @@ fn shared(file: &str) -> Reference {
         "{} is missing: these tests need ../shared/golden next to the workspace",
         path.display()
     );
-    Reference::read(&path)
+    Reference::read(&path).unwrap_or_else(|e| panic!("{}", error_chain(&e)))
 }
 
 fn check_shared(file: &str, spec: &str) {
@@ -42,9 +43,10 @@ fn check_shared(file: &str, spec: &str) {
         net.set_kernels(kernels);
         let case = Case {
             net,
-            input: reference.get("input").clone(),
+            input: reference.get("input").unwrap().clone(),
             target: reference
                 .get("target")
+                .unwrap()
                 .to_dtype(candle_core::DType::U32)
                 .unwrap(),
         };
@@ -75,9 +77,9 @@ fn shared_golden_se_r4() {
 fn in_repo_baseline_fixture_draws_the_shared_baseline_weights() {
     let reference = shared("golden_baseline.safetensors");
     let params = reference.with_prefix("param.");
-    let fx = Fixture::load("baseline");
+    let fx = load("baseline");
     assert_eq!(fx.seed, 1234, "torch_seed.py golden seeds 1234");
-    let case = fx.build(ablate_model::ops::kernels::Kernels::Fast);
+    let case = build(&fx, ablate_model::ops::kernels::Kernels::Fast);
     let state = case.net.state_dict().unwrap();
     for (name, ours) in &state {
         let theirs = params

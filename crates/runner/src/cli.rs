@@ -70,6 +70,13 @@ pub enum Command {
     /// Random inputs, warm-up steps, then timed steps with the device drained before the clock
     /// stops (the same measurement as PyTorch's reference script `torch_seed.py bench`).
     Bench(BenchArgs),
+    /// Check the model against reference values written by PyTorch (golden files).
+    ///
+    /// Rebuilds each file's model, input and targets, runs one forward and backward (and, for
+    /// the repo's fixtures, three Adam steps) on the device with the chosen kernels, and
+    /// compares logits, loss, every gradient and the BatchNorm statistics with PyTorch's,
+    /// printing the largest errors. Exit code 3 when a comparison is out of tolerance.
+    Golden(GoldenArgs),
     /// One task of the Slurm job array of `ablate sweep --slurm` (its batch script runs this).
     #[command(hide = true)]
     SlurmTask(SlurmTaskArgs),
@@ -220,6 +227,35 @@ pub struct BenchArgs {
     #[arg(long, value_name = "KIND")]
     pub kernels: Option<String>,
     /// One JSON object per model and batch size, in the form of `torch_seed.py bench`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ablate golden`.
+#[derive(Debug, Args)]
+pub struct GoldenArgs {
+    /// Golden files: the repo's fixtures (`crates/model/tests/fixtures/golden_*.safetensors`,
+    /// written by `scripts/golden.py`) or `torch_seed.py golden`'s files (then `--model`).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The device: `cpu` or `cuda:N`.
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    pub device: String,
+    /// The kernels: `fast`, `generic` or `reference` (see `ablate bench --help`). Default: the
+    /// `ABLATE_KERNELS` environment variable, else `fast`.
+    #[arg(long, value_name = "KIND")]
+    pub kernels: Option<String>,
+    /// The model of files that do not name theirs (`torch_seed.py golden`'s), as `ablate eval
+    /// --model` takes it.
+    #[arg(long, value_name = "SPEC")]
+    pub model: Option<String>,
+    /// Comparisons printed per file, largest error first (all with `--all`).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub top: usize,
+    /// Print every comparison.
+    #[arg(long)]
+    pub all: bool,
+    /// One JSON object per file instead of text.
     #[arg(long)]
     pub json: bool,
 }

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod data;
 pub mod eval;
+pub mod golden;
 pub mod plan;
 pub mod report;
 pub mod slurm_task;
