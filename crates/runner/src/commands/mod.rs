@@ -1,7 +1,9 @@
 //! One module per subcommand; each `run` returns the process exit code.
 
+pub mod bench;
 pub mod data;
 pub mod eval;
+pub mod golden;
 pub mod plan;
 pub mod report;
 pub mod slurm_task;

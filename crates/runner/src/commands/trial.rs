@@ -18,21 +18,21 @@ use std::sync::Mutex;
 use ablate_data::{Dataset, Normalize};
 use ablate_model::train::{
     class_gates, feature_maps, fit, EpochRecord, FinalRecord, IterationRecord, MetricsSink,
-    TrainOutcome,
+    SinkError, TrainOutcome,
 };
 use ablate_model::Net;
 use anyhow::{anyhow, Context};
-use candle_core::Device;
 
 use crate::cli::TrialArgs;
 use crate::config::{read_trial_config, TrialFile};
+use crate::device::DeviceFailure;
 use crate::exec::child::DEVICE_ENV;
 use crate::exec::exit_codes::{TRIAL_COMPLETED, TRIAL_DIVERGED, TRIAL_ERROR, TRIAL_INTERRUPTED};
 use crate::exec::signals::StopFlag;
 use crate::results::records::{
     files, now_rfc3339, read_json_opt, write_json_atomic, ClassLine, EpochLine,
-    FeatureMap as MapLine, FinalJson, GateBlock, InsideJson, IterationLine, RecordError,
-    SampleImage, TrialState, TrialStatus,
+    FeatureMap as MapLine, FinalJson, GateBlock, InsideJson, IterationLine, SampleImage,
+    TrialState, TrialStatus,
 };
 use crate::results::sink::TrialWriter;
 
@@ -82,6 +82,12 @@ pub fn run(args: TrialArgs) -> CommandResult {
         Ok(code) => Ok(code),
         Err(e) => {
             let text = super::error_chain(&*e);
+            // Say when the device itself failed (out of memory, lost): the sweep retries the
+            // trial under --retries like any failure, and the record tells why.
+            let text = match DeviceFailure::classify(&text) {
+                Some(f) => format!("{}: {text}", f.label()),
+                None => text,
+            };
             tracing::error!("trial failed: {text}");
             let _ = writer.flush();
             writer.end(TrialState::Failed, TRIAL_ERROR, Some(text))?;
@@ -108,24 +114,6 @@ fn init_logging(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn device(name: &str) -> anyhow::Result<Device> {
-    if name == "cpu" {
-        return Ok(Device::Cpu);
-    }
-    let ordinal: usize = name
-        .strip_prefix("cuda:")
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| {
-            anyhow!("unknown device `{name}` in {DEVICE_ENV}; expected `cpu` or `cuda:N`")
-        })?;
-    if !cfg!(feature = "cuda") {
-        anyhow::bail!(
-            "device `{name}` needs CUDA, but this `ablate` was built without the `cuda` feature"
-        );
-    }
-    Device::new_cuda(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))
-}
-
 fn train(
     dir: &Path,
     device_name: &str,
@@ -142,7 +130,7 @@ fn train(
         trial.seed,
         std::process::id()
     );
-    let dev = device(device_name)?;
+    let dev = crate::device::open(device_name)?;
     let data = ablate_data::load(&config.data, SUBSET_SEED).context("cannot load the data")?;
     tracing::info!(
         "data {}: {} train and {} test images, {} classes",
@@ -165,7 +153,6 @@ fn train(
         writer,
         stop,
         hooks,
-        error: None,
         finished: None,
     };
     let outcome = fit(
@@ -178,14 +165,8 @@ fn train(
         &mut sink,
     );
     let FileSink {
-        writer,
-        error,
-        finished,
-        ..
+        writer, finished, ..
     } = sink;
-    if let Some(e) = error {
-        return Err(anyhow::Error::new(e).context("cannot write the trial's records"));
-    }
     let outcome = outcome.context("training failed")?;
     match outcome {
         TrainOutcome::Completed { epochs } => {
@@ -221,40 +202,33 @@ fn train(
     }
 }
 
-/// The trainer's sink: records to files, stops on a signal or a write error.
+/// The trainer's sink: records to files (a write error fails the trial with its cause),
+/// stops on a signal.
 struct FileSink<'a> {
     writer: &'a mut TrialWriter,
     stop: &'a StopFlag,
     hooks: TestHooks,
-    error: Option<RecordError>,
     finished: Option<FinalRecord>,
 }
 
 impl MetricsSink for FileSink<'_> {
-    fn iteration(&mut self, r: &IterationRecord) {
+    fn iteration(&mut self, r: &IterationRecord) -> Result<(), SinkError> {
         if self.hooks.kills_at(r.iteration) {
             // Records on disk but no checkpoint for them: the hard case for a resume.
             let _ = self.writer.flush();
         }
         self.hooks.before_step(r.iteration);
-        if self.error.is_some() {
-            return;
-        }
         let line = IterationLine {
             epoch: r.epoch,
             step: r.step,
             iteration: r.iteration,
             loss: r.loss,
         };
-        if let Err(e) = self.writer.iteration(line) {
-            self.error = Some(e);
-        }
+        self.writer.iteration(line)?;
+        Ok(())
     }
 
-    fn epoch(&mut self, r: &EpochRecord) {
-        if self.error.is_some() {
-            return;
-        }
+    fn epoch(&mut self, r: &EpochRecord) -> Result<(), SinkError> {
         let line = EpochLine {
             epoch: r.epoch,
             train_loss: r.train_loss,
@@ -265,28 +239,27 @@ impl MetricsSink for FileSink<'_> {
             seconds: r.seconds,
             images_per_sec: r.images_per_sec,
         };
-        if let Err(e) = self.writer.epoch(line) {
-            self.error = Some(e);
-        } else {
-            tracing::info!(
-                "epoch {}: train loss {:.4} acc {:.2}%, test loss {:.4} acc {:.2}%, lr {:.2e}, {:.1}s",
-                r.epoch,
-                r.train_loss,
-                r.train_acc * 100.0,
-                r.test_loss,
-                r.test_acc * 100.0,
-                r.lr,
-                r.seconds
-            );
-        }
+        self.writer.epoch(line)?;
+        tracing::info!(
+            "epoch {}: train loss {:.4} acc {:.2}%, test loss {:.4} acc {:.2}%, lr {:.2e}, {:.1}s",
+            r.epoch,
+            r.train_loss,
+            r.train_acc * 100.0,
+            r.test_loss,
+            r.test_acc * 100.0,
+            r.lr,
+            r.seconds
+        );
+        Ok(())
     }
 
-    fn finished(&mut self, r: &FinalRecord) {
+    fn finished(&mut self, r: &FinalRecord) -> Result<(), SinkError> {
         self.finished = Some(r.clone());
+        Ok(())
     }
 
     fn should_stop(&self) -> bool {
-        self.stop.is_raised() || self.error.is_some()
+        self.stop.is_raised()
     }
 }
 
@@ -347,7 +320,7 @@ pub fn sample_indices(test_len: usize) -> Vec<usize> {
     out
 }
 
-/// Gates per class (channel-attention models), the sample images and their feature maps.
+/// Gate values per class (channel-attention models), the sample images and their feature maps.
 fn inside(
     net: &Net,
     data: &Dataset,
