@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::results::records::now_rfc3339;
 
+pub use super::slurm_error::SlurmError;
+
 /// Environment variable with the array task's index, set by Slurm.
 pub const ARRAY_TASK_ENV: &str = "SLURM_ARRAY_TASK_ID";
 /// Environment variable with the array's job id, set by Slurm.
@@ -28,40 +30,6 @@ pub const CPUS_ENV: &str = "SLURM_CPUS_PER_TASK";
 pub const SLURM_DIR: &str = "slurm";
 /// Every submission of the sweep, one JSON object per line.
 pub const JOBS_FILE: &str = "jobs.jsonl";
-
-/// A failure talking to Slurm.
-#[derive(Debug, thiserror::Error)]
-pub enum SlurmError {
-    /// A Slurm command could not be started (not installed, not on `PATH`).
-    #[error("cannot run `{command}` (is Slurm installed and on PATH?)")]
-    Spawn {
-        /// The command.
-        command: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// `sbatch` refused the job, or `squeue` failed.
-    #[error("slurm command failed (exit {code:?}): {stderr}")]
-    Refused {
-        /// Its exit code.
-        code: Option<i32>,
-        /// What it printed on stderr.
-        stderr: String,
-    },
-    /// `sbatch --parsable` printed something that is not a job id.
-    #[error("`sbatch --parsable` printed {0:?}, not a job id")]
-    BadJobId(String),
-    /// A file of the sweep's Slurm folder could not be written or read.
-    #[error("cannot write or read {path}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 /// How the array's tasks are asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use super::slurm::SlurmError;
+use super::slurm_error::SlurmError;
 
 /// One task of a job as `squeue -h -j ID -o '%i|%T|%r'` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
