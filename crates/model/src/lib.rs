@@ -7,7 +7,7 @@
 //! - [`ops`]: the choice of kernels ([`ops::kernels::Kernels`]), our fused CPU ops and the
 //!   device-generic path every non-CPU device runs.
 //! - [`train`]: optimizers, schedulers, the training loop.
-//! - [`bench`]: training and inference throughput on a device.
+//! - [`bench`](mod@bench): training and inference throughput on a device.
 //! - [`golden`]: checks against reference values written by PyTorch.
 //!
 //! See `docs/models.md`.

@@ -1,12 +1,12 @@
 //! The trainer: the `[train]` table ([`TrainConfig`]), PyTorch-exact optimizers
 //! ([`Optimizer`]: Adam, SGD) and learning-rate schedules ([`LrScheduler`]),
 //! cross-entropy with label smoothing ([`cross_entropy`]), the training loop
-//! ([`fit`]) and its steps, evaluation ([`evaluate`]) and the "looking inside" helpers
+//! ([`fit`](fn@fit)) and its steps, evaluation ([`evaluate`]) and the "looking inside" helpers
 //! ([`class_gates`], [`feature_maps`]).
 //!
 //! Module map, in the order a run uses them:
 //! - `config.rs`: the `[train]` table and its validation.
-//! - `fit.rs`: [`fit`], the loop over epochs; [`TrainOutcome`], [`TrainError`].
+//! - `fit.rs`: [`fit`](fn@fit), the loop over epochs; [`TrainOutcome`], [`TrainError`].
 //! - `resume.rs`: the run's position, fresh start or resume, saving it.
 //! - `epoch.rs`: one epoch's steps; deferred read-back off the CPU.
 //! - `trainer.rs`: [`Trainer`], one training step; [`dropout_seed`].

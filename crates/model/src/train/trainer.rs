@@ -1,6 +1,6 @@
 //! One training step and the state that carries from step to step: the optimizer, the
 //! learning-rate schedule, the step counter and the dropout masks' random stream
-//! ([`Trainer`]). [`super::fit`] drives it over epochs; benchmarks and custom loops call
+//! ([`Trainer`]). [`super::fit`](fn@super::fit) drives it over epochs; benchmarks and custom loops call
 //! [`Trainer::step`] directly.
 //!
 //! On the CPU a step reads its loss back at once and skips the update of a non-finite loss.
@@ -65,7 +65,7 @@ pub fn dropout_seed(seed: u64, iteration: u64) -> u64 {
     splitmix(splitmix(seed ^ 0xD1B5_4A32_D192_ED03).wrapping_add(iteration))
 }
 
-/// The optimizer, schedule and counters of a run; [`super::fit`] drives it, and
+/// The optimizer, schedule and counters of a run; [`super::fit`](fn@super::fit) drives it, and
 /// [`Trainer::step`] is one training step on its own (benchmarks, custom loops).
 #[derive(Debug)]
 pub struct Trainer {
@@ -81,7 +81,7 @@ pub struct Trainer {
 impl Trainer {
     /// A trainer for `net`'s trainable parameters, at iteration 0. With
     /// `random_streams = "pytorch"` the dropout masks continue PyTorch's generator after the
-    /// draws of [`Net::init_like_torch`] (which [`super::fit`] calls on a fresh start).
+    /// draws of [`Net::init_like_torch`] (which [`super::fit`](fn@super::fit) calls on a fresh start).
     pub fn new(net: &Net, cfg: &TrainConfig, seed: u64) -> Result<Trainer, TrainError> {
         cfg.validate()?;
         let mut optimizer = Optimizer::new(net.trainable(), OptimizerParams::from_config(cfg))?;

@@ -18,7 +18,7 @@
 //!   positions: everything else has a zero gradient), then, per image, the convolution output's
 //!   gradient `dy = γ/σ · (dz - Σdz/M - x̂·Σdz·x̂/M)` is computed into a per-thread buffer and
 //!   fed straight into the convolution's weight- and input-gradient gemms
-//!   ([`super::conv::backward_cpu_with`]): the dense `dy` of the whole batch never exists.
+//!   (`super::conv::backward_cpu_with`): the dense `dy` of the whole batch never exists.
 //!
 //! With a channel gate, the forward keeps each image's descriptors, hidden activations and gate
 //! values (a few hundred floats), and the backward makes two passes over the images: the gate

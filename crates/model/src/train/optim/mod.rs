@@ -185,7 +185,7 @@ impl Optimizer {
         Ok(())
     }
 
-    /// The state as named tensors (on the CPU): `<param>.step` (I64, shape [1]),
+    /// The state as named tensors (on the CPU): `<param>.step` (I64, shape `[1]`),
     /// and `<param>.exp_avg`, `<param>.exp_avg_sq` (Adam) or
     /// `<param>.momentum_buffer` (SGD) once the parameter has been stepped.
     pub fn state_tensors(&self) -> Result<HashMap<String, Tensor>> {
