@@ -4,9 +4,11 @@
 //!
 //! The report answers "did the attention module help, by how much, at what
 //! cost, and how sure are we?": per-variant means with t-distribution
-//! confidence intervals, Welch's t-test against the baseline (and a paired
-//! test when the seeds match), failures listed with their error, and the
-//! charts described in docs/report.md.
+//! confidence intervals, a verdict on each variant against the baseline (paired
+//! test when the design pairs the seeds, Welch's otherwise; p-values adjusted
+//! across the comparisons; detectable effects and the seeds a decision takes;
+//! probability of improvement), the split of the seed noise into its sources,
+//! failures listed with their error, and the charts described in docs/report.md.
 //!
 //! This crate depends only on the Parquet schema, not on the runner or model
 //! crates. Large files (4 million iteration rows for 100 trials) are reduced
@@ -14,11 +16,15 @@
 
 pub mod analysis;
 pub mod charts;
+pub mod compare;
 mod error;
 pub mod load;
+pub mod noise;
 mod page;
+pub mod settings;
 pub mod stats;
 pub mod tables;
+pub mod verdicts;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -63,6 +69,8 @@ pub struct ReportOptions {
     /// Most points per variant in the loss-per-iteration chart; iterations
     /// are averaged in bins of equal width to get there.
     pub loss_points: usize,
+    /// How the comparisons with the baseline are judged (adjustment, level, effect).
+    pub compare: compare::CompareOptions,
 }
 
 impl Default for ReportOptions {
@@ -72,6 +80,7 @@ impl Default for ReportOptions {
             formats: ChartFormats::default(),
             feature_channels: 9,
             loss_points: 2000,
+            compare: compare::CompareOptions::default(),
         }
     }
 }
@@ -95,7 +104,7 @@ pub struct ReportSummary {
     pub unfinished: usize,
     /// The baseline variant's label.
     pub baseline: Option<String>,
-    /// The best variant's label.
+    /// The best variant's label: better than the baseline after the adjustment.
     pub best: Option<String>,
     /// Charts not drawn, each with the reason.
     pub skipped_charts: Vec<(String, String)>,
@@ -109,6 +118,7 @@ pub(crate) struct Report<'a> {
     pub charts: Vec<Rendered>,
     pub skipped: Vec<(String, String)>,
     pub counts: Counts,
+    pub noise: Option<noise::Noise>,
 }
 
 /// Trial counts by outcome.
@@ -138,7 +148,10 @@ pub fn generate(results_dir: &Path, opts: &ReportOptions) -> Result<ReportSummar
     };
     let trials = load::read_trials(&src)?;
     let timing = load::read_epoch_timing(&src)?;
-    let analysis = analyze(&trials, &timing);
+    let mut analysis = analyze(&trials, &timing);
+    let settings = settings::read_settings(&src)?;
+    compare::compare_all(&mut analysis, &trials, &settings, &opts.compare);
+    let noise = noise::analyze_noise(&analysis, &trials, &settings, opts.compare.effect_points);
     let out_dir = results_dir.join("report");
     std::fs::create_dir_all(&out_dir).map_err(|source| ReportError::Write {
         path: out_dir.clone(),
@@ -166,6 +179,7 @@ pub fn generate(results_dir: &Path, opts: &ReportOptions) -> Result<ReportSummar
         charts,
         skipped,
         counts,
+        noise,
     };
 
     let md_path = out_dir.join("report.md");
@@ -480,7 +494,7 @@ fn draw_charts(
     let baseline = a.baseline().filter(|b| b.completed() > 0);
     let contender = a.best_contender();
     let mut compared: Vec<&Variant> = baseline.into_iter().chain(contender).collect();
-    if let Some(best) = a.best() {
+    if let Some(best) = a.top() {
         if !compared.iter().any(|v| v.id == best.id) {
             compared.push(best);
         }
@@ -536,7 +550,7 @@ fn draw_charts(
             "Test accuracy of each true class for the baseline and the best attention variant, mean over their completed seeds.",
             fmt,
         )?);
-        if let Some(best) = a.best() {
+        if let Some(best) = a.top() {
             let n = names.len();
             let mut counts = vec![vec![0u64; n]; n];
             let mut any = false;
@@ -558,8 +572,8 @@ fn draw_charts(
                     },
                     out,
                     "confusion",
-                    "Confusion matrix of the best variant",
-                    "Rows: true class; columns: predicted class; each cell is the share of the true class's test images (in %), summed over the best variant's completed seeds.",
+                    "Confusion matrix of the variant with the highest mean",
+                    "Rows: true class; columns: predicted class; each cell is the share of the true class's test images (in %), summed over the completed seeds of the variant with the highest mean final test accuracy.",
                     fmt,
                 )?);
             }
