@@ -10,11 +10,10 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
-use ablate_data::augment::{Augment, Normalize};
-use ablate_data::{DataConfig, Dataset, Loader, LoaderConfig, RandomStreams, TorchGenerator};
+use ablate_data::augment::Normalize;
+use ablate_data::{DataConfig, Dataset, RandomStreams, TorchGenerator};
 use candle_core::{Tensor, D};
 use serde::{Deserialize, Serialize};
 
@@ -385,19 +384,7 @@ pub fn fit(
         .map_err(|e| TrainError::Data(e.to_string()))?;
     let device = net_device(net);
     let normalize = Normalize::from_config(data_cfg);
-    let loader = Loader::new(
-        Arc::new(data.train.clone()),
-        LoaderConfig {
-            batch_size: cfg.batch_size,
-            shuffle: true,
-            drop_last: false,
-            seed,
-            augment: Augment::from_config(data_cfg),
-            normalize,
-            prefetch: 4,
-            streams: cfg.random_streams,
-        },
-    );
+    let loader = super::batches::train_loader(&data.train, data_cfg, cfg, seed);
     let steps_per_epoch = cfg
         .max_steps_per_epoch
         .map_or(loader.num_batches(), |m| m.min(loader.num_batches()));

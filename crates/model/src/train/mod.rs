@@ -7,6 +7,7 @@
 //!
 //! `docs/training.md` documents the keys and the semantics.
 
+pub mod batches;
 pub mod checkpoint;
 pub mod config;
 pub mod eval;
@@ -16,6 +17,7 @@ pub mod loss;
 pub mod optim;
 pub mod sched;
 
+pub use batches::train_loader;
 pub use checkpoint::{CheckpointError, CheckpointState};
 pub use config::{OptimizerKind, SchedulerKind, TrainConfig, TrainConfigError};
 pub use eval::{evaluate, EvalResult};

@@ -4,6 +4,7 @@ pub mod data;
 pub mod eval;
 pub mod plan;
 pub mod report;
+pub mod seed_rounds;
 pub mod slurm_task;
 pub mod sweep;
 pub mod sweep_slurm;

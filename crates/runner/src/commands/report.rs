@@ -3,15 +3,17 @@
 
 use std::path::Path;
 
+use ablate_report::compare::CompareOptions;
+use ablate_report::stats::adjust::Adjust;
 use ablate_report::{ReportOptions, ReportSummary};
 use anyhow::Context;
 
-use crate::cli::{ReportArgs, EXIT_OK};
+use crate::cli::{AdjustArg, ReportArgs, EXIT_OK};
 use crate::results::parquet;
 
 use super::CommandResult;
 
-/// `ablate report DIR [--feature-maps N]`. When `DIR/trials/` exists but `DIR/trials.parquet` does
+/// `ablate report DIR [--feature-maps N] [--adjust holm|bh|none] [--alpha P] [--effect PTS]`. When `DIR/trials/` exists but `DIR/trials.parquet` does
 /// not (a sweep killed before its end), the Parquet files are rebuilt from the trial folders
 /// first.
 pub fn run(args: ReportArgs) -> CommandResult {
@@ -23,7 +25,24 @@ pub fn run(args: ReportArgs) -> CommandResult {
         parquet::rebuild(dir)
             .with_context(|| format!("cannot rebuild the Parquet files in {}", dir.display()))?;
     }
-    let mut opts = ReportOptions::default();
+    if !(args.alpha > 0.0 && args.alpha < 1.0) {
+        anyhow::bail!("--alpha {}: must be between 0 and 1", args.alpha);
+    }
+    if !(args.effect.is_finite() && args.effect > 0.0) {
+        anyhow::bail!("--effect {}: must be a number of points > 0", args.effect);
+    }
+    let mut opts = ReportOptions {
+        compare: CompareOptions {
+            adjust: match args.adjust {
+                AdjustArg::Holm => Adjust::Holm,
+                AdjustArg::Bh => Adjust::BenjaminiHochberg,
+                AdjustArg::None => Adjust::None,
+            },
+            alpha: args.alpha,
+            effect_points: args.effect,
+        },
+        ..ReportOptions::default()
+    };
     if let Some(n) = args.feature_maps {
         opts.feature_maps = n;
     }
@@ -56,8 +75,12 @@ fn print_summary(s: &ReportSummary) {
         s.failed,
         s.unfinished
     );
-    if let (Some(base), Some(best)) = (&s.baseline, &s.best) {
-        println!("  baseline: {base}; best: {best}");
+    match (&s.baseline, &s.best) {
+        (Some(base), Some(best)) => println!("  baseline: {base}; best: {best}"),
+        (Some(base), None) => {
+            println!("  baseline: {base}; best: none distinguishable from the baseline yet")
+        }
+        _ => {}
     }
     for (chart, why) in &s.skipped_charts {
         println!("  skipped chart {chart}: {why}");

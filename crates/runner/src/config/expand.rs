@@ -178,7 +178,7 @@ impl Base {
     pub fn new(tables: [toml::Value; 3], at: &dyn Locate) -> Result<Base, ConfigError> {
         let data: DataConfig = sections::typed(&tables[0], at)?;
         let model: ModelSpec = sections::typed::<ModelSpec>(&tables[1], at)?.canonicalize();
-        let train: TrainConfig = sections::typed(&tables[2], at)?;
+        let train: TrainConfig = sections::typed::<TrainConfig>(&tables[2], at)?.canonicalize();
         sections::check_across(&data, &train, at)?;
         let canonical = [
             canonical_section(&data),
@@ -404,7 +404,7 @@ fn resolve(
     };
     let train = match &tables[2] {
         Some(t) => {
-            let tr: TrainConfig = sections::typed(t, at)?;
+            let tr: TrainConfig = sections::typed::<TrainConfig>(t, at)?.canonicalize();
             let v = sections::to_value(&tr);
             canonical[2] = ids::canonical_under(SECTIONS[2], &v);
             values[2] = Some(v);

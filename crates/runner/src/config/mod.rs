@@ -11,6 +11,7 @@ pub mod ids;
 pub mod overrides;
 pub mod raw;
 pub mod sections;
+pub mod seeds;
 pub mod suggest;
 pub mod trial_file;
 
