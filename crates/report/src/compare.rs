@@ -130,6 +130,8 @@ pub struct Comparison {
     pub seeds_for_effect: Option<SeedsNeeded>,
     /// P(variant > baseline) with its bootstrap interval.
     pub prob_improvement: Option<Estimate>,
+    /// The per-seed differences in points (paired comparisons; empty for Welch).
+    pub seed_diffs: Vec<f64>,
 }
 
 impl Comparison {
@@ -236,6 +238,7 @@ fn compare_one(
         detectable_points: None,
         seeds_for_effect: None,
         prob_improvement: None,
+        seed_diffs: Vec::new(),
     };
     if let Pairing::Holds { pairs, .. } = pairing {
         let s = Sample::of(&diffs);
@@ -250,6 +253,7 @@ fn compare_one(
             (s.mean - h, s.mean + h)
         });
         c.prob_improvement = prob_improvement_paired_ci(&diffs, CONFIDENCE);
+        c.seed_diffs = diffs;
     } else {
         let (a, b) = (&v.final_acc, &base.final_acc);
         c.test = v.welch;
@@ -464,7 +468,7 @@ mod tests {
     fn paired_verdicts_with_holm_match_scipy_and_statsmodels() {
         let a = run(&paired_fixture(), "", CompareOptions::default());
         assert_eq!(a.comparisons, 3);
-        for k in 0..3 {
+        for (k, (raw, holm)) in RAW_P.iter().zip(HOLM_P).enumerate() {
             let c = a
                 .by_id(&format!("v{k}"))
                 .unwrap()
@@ -479,8 +483,8 @@ mod tests {
                     unpaired: 0
                 }
             );
-            close(c.test.unwrap().p, RAW_P[k], 1e-8);
-            close(c.p_adjusted.unwrap(), HOLM_P[k], 1e-8);
+            close(c.test.unwrap().p, *raw, 1e-8);
+            close(c.p_adjusted.unwrap(), holm, 1e-8);
             close(c.power_level, 0.05 / 3.0, 1e-15);
         }
         let c0 = a.by_id("v0").unwrap().comparison.clone().unwrap();
@@ -525,14 +529,14 @@ mod tests {
             ..CompareOptions::default()
         };
         let a = run(&paired_fixture(), "", opts);
-        for k in 0..3 {
+        for (k, bh) in BH_P.iter().enumerate() {
             let c = a
                 .by_id(&format!("v{k}"))
                 .unwrap()
                 .comparison
                 .clone()
                 .unwrap();
-            close(c.p_adjusted.unwrap(), BH_P[k], 1e-8);
+            close(c.p_adjusted.unwrap(), *bh, 1e-8);
             assert_eq!(c.verdict, Verdict::Better, "v{k}");
         }
     }

@@ -373,6 +373,18 @@ fn draw_charts(
         )?);
     }
 
+    // 3b. The difference with the baseline, as the verdicts see it.
+    if let Some(chart) = charts::differences::DiffChart::from_analysis(a, |id| palette.get(id)) {
+        charts.push(render(
+            &chart,
+            out,
+            "differences",
+            "Difference with the baseline",
+            "Each variant's difference of final test accuracy with the baseline, in points, as the verdicts compute it: the filled dot is the primary analysis' difference (paired mean, or difference of means for Welch), the bar its 95% confidence interval, the small circles the per-seed differences (paired only); the dashed line is zero, the dotted lines ± the difference of interest (--effect). The label gives the analysis, the seeds and the adjusted verdict.",
+            fmt,
+        )?);
+    }
+
     // 4. Accuracy against each swept numeric axis.
     let mut axis_keys: Vec<String> = Vec::new();
     for v in &a.variants {

@@ -175,7 +175,7 @@ impl NoiseGroup {
         self.rows
             .iter()
             .map(|r| {
-                let share = if r.source == ALL_SOURCES || !(sum > 0.0) {
+                let share = if r.source == ALL_SOURCES || sum <= 0.0 || sum.is_nan() {
                     "—".to_string()
                 } else {
                     format!("{:.0}%", 100.0 * r.sd_points * r.sd_points / sum)

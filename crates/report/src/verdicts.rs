@@ -222,7 +222,7 @@ pub fn best_line(a: &Analysis) -> String {
     if let Some(t) = a.top().filter(|t| !t.is_baseline) {
         if let Some(c) = &t.comparison {
             s.push_str(&format!(
-                "; the highest mean is `{}` ({} points, {} p = {})",
+                "; the highest mean is `{}` ({} points, {} = {})",
                 t.label,
                 pts(c.diff_points),
                 adjusted_header(o.adjust),

@@ -103,6 +103,7 @@ fn every_chart_file_is_written_and_non_empty() {
         "loss_iterations",
         "epochs",
         "final_accuracy",
+        "differences",
         "axis_model_reduction",
         "cost_benefit",
         "per_class",
@@ -140,8 +141,8 @@ fn html_is_self_contained() {
     let html = std::fs::read_to_string(s.out_dir.join("index.html")).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
     // One inline SVG per chart, nothing fetched from elsewhere.
-    assert_eq!(html.matches("<figure").count(), 9);
-    assert!(html.matches("<svg").count() >= 9);
+    assert_eq!(html.matches("<figure").count(), 10);
+    assert!(html.matches("<svg").count() >= 10);
     for bad in ["<link", "<script", "src=\"http", "href=\"http", "url(http"] {
         assert!(!html.contains(bad), "index.html contains {bad}");
     }
