@@ -12,12 +12,7 @@ use sweep_common::{ablate, explain, Sandbox};
 /// Baseline and SE on 200 synthetic test images (so seeds differ), 1 epoch of 2 steps.
 fn sandbox(name: &str) -> Sandbox {
     let sb = Sandbox::new(name, &[0], true, 1, 2);
-    let path = sb.dir.path().join("exp.toml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("synthetic_test = 20", "synthetic_test = 200")
-        .replace("eval_batch_size = 20", "eval_batch_size = 200");
-    std::fs::write(&path, text).unwrap();
+    sb.set_test_images(200);
     sb
 }
 
