@@ -230,6 +230,25 @@ pub fn best_line(a: &Analysis) -> String {
             ));
         }
     }
+    let open: Vec<&Comparison> = a
+        .variants
+        .iter()
+        .filter_map(|v| v.comparison.as_ref())
+        .filter(|c| c.verdict == Verdict::NoDetectableDifference)
+        .collect();
+    let under = open
+        .iter()
+        .filter(|c| c.underpowered(o.effect_points))
+        .count();
+    if under > 0 {
+        s.push_str(&format!(
+            ". The sweep is underpowered: {under} of the {} undecided comparison{} cannot detect a {}-point difference with the seeds {}",
+            open.len(),
+            plural(open.len()),
+            o.effect_points,
+            if open.len() == 1 { "it has" } else { "they have" }
+        ));
+    }
     s.push('.');
     s
 }

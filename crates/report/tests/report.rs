@@ -486,4 +486,9 @@ fn no_best_when_nothing_survives_the_adjustment() {
     let md = std::fs::read_to_string(s.out_dir.join("report.md")).unwrap();
     assert!(md.contains("- Best: none: no variant is distinguishable from the baseline yet (Holm, α = 0.05, 2 comparisons); the highest mean is `"), "{md}");
     assert!(!md.contains("★ best**"), "{md}");
+    let best = md.lines().find(|l| l.starts_with("- Best:")).unwrap();
+    assert!(
+        best.contains("The sweep is underpowered: 2 of the 2 undecided comparisons cannot detect a 0.5-point difference"),
+        "{best}"
+    );
 }
