@@ -159,6 +159,23 @@ fn grow(k: usize, used: usize, spread: Option<f64>, p: &Precision) -> usize {
     (k + missing.clamp(1, k.max(1))).min(max)
 }
 
+/// The data stream of each variant, as the report reads it from the trial's configuration
+/// (equal keys: the same seed gives the same batches, so the seeds pair).
+fn stream_keys(experiment: &Experiment) -> Vec<Option<String>> {
+    let variants = experiment.variants();
+    let mut stream: Vec<Option<String>> = vec![None; variants.len()];
+    for t in experiment.trials() {
+        let Some(i) = variants.iter().position(|v| v.variant_id == t.variant_id) else {
+            continue;
+        };
+        if stream[i].is_none() {
+            let text = TrialFile::new(experiment.name(), &t).to_toml_string();
+            stream[i] = TrialSettings::from_config_toml(&text).map(|s| s.stream_key);
+        }
+    }
+    stream
+}
+
 /// The decisions after the round `experiment.assigned()` (every trial of it ended).
 pub fn decide(experiment: &Experiment, dir: &Path, p: &Precision) -> anyhow::Result<Round> {
     let variants = experiment.variants();
@@ -177,18 +194,7 @@ pub fn decide(experiment: &Experiment, dir: &Path, p: &Precision) -> anyhow::Res
             decisions: Vec::new(),
         });
     };
-    // The data stream of each variant (equal keys: the same seed gives the same batches).
-    let mut stream: Vec<Option<String>> = vec![None; variants.len()];
-    for t in experiment.trials() {
-        let i = variants
-            .iter()
-            .position(|v| v.variant_id == t.variant_id)
-            .unwrap_or(0);
-        if stream[i].is_none() {
-            let text = TrialFile::new(experiment.name(), &t).to_toml_string();
-            stream[i] = TrialSettings::from_config_toml(&text).map(|s| s.stream_key);
-        }
-    }
+    let stream = stream_keys(experiment);
     let alone = variants.len() == 1;
     let mut decisions = Vec::with_capacity(variants.len());
     let mut next = current.clone();
