@@ -283,7 +283,12 @@ pub fn describe(round: &Round, p: &Precision) -> Vec<String> {
                 .half_width
                 .map_or("no interval yet".to_string(), |h| format!("±{h:.2} pts"));
             let what = match d.reason {
-                Reason::Baseline => format!("baseline: runs {} seeds", d.next),
+                Reason::Baseline => {
+                    format!(
+                        "the reference: runs {} seeds (every seed a variant runs)",
+                        d.next
+                    )
+                }
                 Reason::Precise => format!("{hw} over {} seeds: precise", d.used),
                 Reason::AtMax => format!("{hw} over {} seeds: at the maximum ({})", d.used, p.max),
                 Reason::TooWide => format!(
