@@ -288,7 +288,7 @@ pub fn pairing_line(a: &Analysis) -> Option<String> {
             .filter(|(_, c)| c.method == Method::Welch)
             .map(|(v, c)| {
                 let r = match c.pairing {
-                    Pairing::DifferentData => "its data settings differ from the baseline's, so a seed does not give the same batches".to_string(),
+                    Pairing::DifferentData => "its data, batch or seed-source settings differ from the baseline's, so a seed does not give the same batches".to_string(),
                     Pairing::TooFewCommonSeeds { common } => {
                         format!("{common} seed{} completed by both", plural(common))
                     }
