@@ -11,6 +11,8 @@
 
 use std::collections::HashMap;
 
+use ablate_schema::TrialState;
+
 use crate::analysis::{Analysis, Variant, CONFIDENCE};
 use crate::load::Trial;
 use crate::settings::{TrialSettings, ALL_SOURCES};
@@ -66,7 +68,7 @@ fn source_of<'a>(
 ) -> Option<&'a TrialSettings> {
     trials
         .iter()
-        .filter(|t| t.variant_id == v.id && t.status == "completed")
+        .filter(|t| t.variant_id == v.id && t.status == TrialState::Completed)
         .find_map(|t| settings.get(&t.trial_id))
 }
 

@@ -11,10 +11,7 @@
 
 use std::collections::HashMap;
 
-use polars::prelude::*;
-
-use crate::error::ReportError;
-use crate::load::Sources;
+use crate::load::Trial;
 
 /// `[data]` keys that change where the data is read from, not what it is.
 const STORAGE_KEYS: [&str; 4] = ["cache", "cache_dir", "download", "url"];
@@ -74,39 +71,15 @@ fn canonical(name: &str, table: &toml::Table, keep: impl Fn(&str) -> bool) -> St
         .collect()
 }
 
-/// The settings of every trial of trials.parquet whose `config` column parses, by trial id.
-/// Empty when the file or the column is missing.
-pub fn read_settings(src: &Sources) -> Result<HashMap<String, TrialSettings>, ReportError> {
-    let Some((lf, path)) = src.scan("trials")? else {
-        return Ok(HashMap::new());
-    };
-    let perr = |source| ReportError::Parquet {
-        path: path.clone(),
-        source,
-    };
-    let schema = lf.clone().collect_schema().map_err(perr)?;
-    if schema.get("config").is_none() || schema.get("trial_id").is_none() {
-        return Ok(HashMap::new());
-    }
-    let df = lf
-        .select([col("trial_id"), col("config").cast(DataType::String)])
-        .collect()
-        .map_err(perr)?;
-    let ids = df
-        .column("trial_id")
-        .and_then(|c| c.str().cloned())
-        .map_err(perr)?;
-    let configs = df
-        .column("config")
-        .and_then(|c| c.str().cloned())
-        .map_err(perr)?;
-    Ok(ids
+/// The settings of every trial whose `config` (trials.parquet's column) parses, by trial id.
+pub fn settings_by_trial(trials: &[Trial]) -> HashMap<String, TrialSettings> {
+    trials
         .iter()
-        .zip(configs.iter())
-        .filter_map(|(id, config)| {
-            Some((id?.to_string(), TrialSettings::from_config_toml(config?)?))
+        .filter_map(|t| {
+            let settings = TrialSettings::from_config_toml(&t.config)?;
+            Some((t.trial_id.clone(), settings))
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,8 +1,12 @@
 //! The variant and problem tables, formatted once and written as Markdown,
 //! HTML and CSV.
 
+use std::collections::BTreeSet;
+
+use ablate_schema::TrialState;
+
 use crate::analysis::{Analysis, BaselineReason, Variant};
-use crate::compare::{Method, Verdict};
+use crate::comparison::{Method, Verdict};
 use crate::load::Trial;
 use crate::stats::adjust::Adjust;
 
@@ -23,13 +27,22 @@ pub fn variant_headers(adjust: Adjust) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    h.push(crate::verdicts::adjusted_header(adjust));
+    h.push(adjusted_header(adjust));
     h.extend(
         ["Verdict", "s/epoch", "images/s"]
             .iter()
             .map(|s| s.to_string()),
     );
     h
+}
+
+/// `p (Holm)`, `p (BH)` or `p (unadjusted)`: the header of the adjusted p-values.
+pub fn adjusted_header(adjust: Adjust) -> String {
+    match adjust {
+        Adjust::Holm => "p (Holm)".into(),
+        Adjust::BenjaminiHochberg => "p (BH)".into(),
+        Adjust::None => "p (unadjusted)".into(),
+    }
 }
 
 /// One formatted row of the variant table.
@@ -183,25 +196,25 @@ pub const PROBLEM_HEADERS: [&str; 8] = [
 ];
 
 /// Statuses listed as problems (everything but `completed`).
-pub fn is_problem(status: &str) -> bool {
-    status != "completed"
+pub fn is_problem(status: TrialState) -> bool {
+    status != TrialState::Completed
 }
 
 /// Failed, diverged and unfinished trials, failures first, as cells; the
 /// last cell holds the full error text.
 pub fn problem_rows(trials: &[Trial]) -> Vec<Vec<String>> {
-    let rank = |s: &str| match s {
-        "failed" => 0,
-        "diverged" => 1,
-        "interrupted" => 2,
-        "running" => 3,
-        "pending" => 4,
-        _ => 5,
+    let rank = |s: TrialState| match s {
+        TrialState::Failed => 0,
+        TrialState::Diverged => 1,
+        TrialState::Interrupted => 2,
+        TrialState::Running => 3,
+        TrialState::Pending => 4,
+        TrialState::Completed => 5,
     };
-    let mut ts: Vec<&Trial> = trials.iter().filter(|t| is_problem(&t.status)).collect();
+    let mut ts: Vec<&Trial> = trials.iter().filter(|t| is_problem(t.status)).collect();
     ts.sort_by(|a, b| {
-        rank(&a.status)
-            .cmp(&rank(&b.status))
+        rank(a.status)
+            .cmp(&rank(b.status))
             .then_with(|| a.variant.cmp(&b.variant))
             .then(a.seed.cmp(&b.seed))
     });
@@ -211,13 +224,9 @@ pub fn problem_rows(trials: &[Trial]) -> Vec<Vec<String>> {
                 t.trial_id.clone(),
                 t.variant.clone(),
                 t.seed.to_string(),
-                t.status.clone(),
+                t.status.to_string(),
                 t.attempts.to_string(),
-                format!(
-                    "{}/{}",
-                    t.epochs_done.map_or("?".into(), |e| e.to_string()),
-                    t.epochs_planned.map_or("?".into(), |e| e.to_string())
-                ),
+                format!("{}/{}", t.epochs_done, t.epochs_planned),
                 t.exit_code.map_or("—".into(), |c| c.to_string()),
                 t.error.clone().unwrap_or_default(),
             ]
@@ -327,14 +336,8 @@ fn num(v: Option<f64>) -> String {
 /// summary.csv: one row per variant, numbers unformatted (fractions for
 /// accuracies, points for differences), empty cells for missing values.
 pub fn summary_csv(a: &Analysis) -> String {
-    let mut axis_keys: Vec<String> = Vec::new();
-    for v in &a.variants {
-        for (k, _) in &v.axes {
-            if !axis_keys.contains(k) {
-                axis_keys.push(k.clone());
-            }
-        }
-    }
+    // In column order (trials.parquet sorts its axis columns by key).
+    let axis_keys: BTreeSet<&String> = a.variants.iter().flat_map(|v| v.axes.keys()).collect();
     let mut headers: Vec<String> = [
         "variant_id",
         "variant",
@@ -450,9 +453,8 @@ pub fn summary_csv(a: &Analysis) -> String {
         for k in &axis_keys {
             row.push(
                 v.axes
-                    .iter()
-                    .find(|(key, _)| key == k)
-                    .map(|(_, val)| val.to_string())
+                    .get(*k)
+                    .map(|val| val.to_string())
                     .unwrap_or_default(),
             );
         }

@@ -3,10 +3,10 @@
 //! the HTML page turns into `<code>`.
 
 use crate::analysis::{Analysis, Variant};
-use crate::compare::{Comparison, Method, Pairing, Verdict};
+use crate::comparison::{Comparison, Method, Pairing, Verdict};
 use crate::stats::adjust::Adjust;
 use crate::stats::bootstrap::Estimate;
-use crate::tables::p_value;
+use crate::tables::{adjusted_header, p_value};
 
 /// A difference in points with its sign.
 fn pts(v: f64) -> String {
@@ -29,15 +29,6 @@ pub fn estimate(e: Option<Estimate>, scale: f64) -> String {
             }
         }
         None => "—".into(),
-    }
-}
-
-/// `p (Holm)`, `p (BH)` or `p (unadjusted)`: the header of the adjusted p-values.
-pub fn adjusted_header(adjust: Adjust) -> String {
-    match adjust {
-        Adjust::Holm => "p (Holm)".into(),
-        Adjust::BenjaminiHochberg => "p (BH)".into(),
-        Adjust::None => "p (unadjusted)".into(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The training batches of a run: the loader [`super::fit`] draws from.
+//! The training batches of a run: the loader [`fit`](fn@super::fit) draws from.
 //!
 //! It is built from the training images, the `[data]` table (augmentation, normalization),
 //! the batch size, the random streams and the seed, and from nothing else: not the network.
@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use ablate_data::{Augment, DataConfig, ImageSet, Loader, LoaderConfig, Normalize};
 
-use super::TrainConfig;
+use super::config::TrainConfig;
 
 /// The shuffled, augmented training loader of a run with `seed` (the data-order seed).
 pub fn train_loader(

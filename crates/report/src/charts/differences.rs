@@ -11,7 +11,7 @@ use super::{
     category_tick, font, padded_range, shorten, text_width, Chart, AXIS_SIZE, TICK_SIZE, TITLE_SIZE,
 };
 use crate::analysis::Analysis;
-use crate::compare::Method;
+use crate::comparison::Method;
 use crate::error::DrawError;
 
 /// One variant's comparison with the baseline, in points.

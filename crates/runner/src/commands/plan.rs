@@ -175,7 +175,7 @@ pub fn write_plan(experiment: &Experiment, plan: &Plan, w: &mut dyn Write) -> st
 /// `ablate sweep FILE --dry-run`: prints the plan, runs nothing. With seeds by precision the
 /// trials are those of the round a sweep would run now (the finished rounds replayed).
 pub fn run(args: &SweepArgs) -> CommandResult {
-    let mut experiment = super::sweep::load_experiment_with_flags(args)?;
+    let mut experiment = super::seed_rounds::load_experiment_with_flags(args)?;
     if let Some(p) = experiment.seed_plan().precision() {
         let dir = args.out.join(experiment.name());
         super::seed_rounds::resume(&mut experiment, &dir, &p)?;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use ablate_report::compare::CompareOptions;
+use ablate_report::comparison::CompareOptions;
 use ablate_report::stats::adjust::Adjust;
 use ablate_report::{ReportOptions, ReportSummary};
 use anyhow::Context;
@@ -13,23 +13,28 @@ use crate::results::parquet;
 
 use super::CommandResult;
 
-/// `ablate report DIR [--feature-maps N] [--adjust holm|bh|none] [--alpha P] [--effect PTS]`. When `DIR/trials/` exists but `DIR/trials.parquet` does
-/// not (a sweep killed before its end), the Parquet files are rebuilt from the trial folders
-/// first.
+/// `ablate report DIR [--feature-maps N] [--adjust holm|bh|none] [--alpha P] [--effect PTS]`.
+/// When `DIR/trials/` exists but `DIR/trials.parquet` does not (a sweep killed before its end)
+/// or was written in another schema version (an older `ablate`), the Parquet files are rebuilt
+/// from the trial folders first.
 pub fn run(args: ReportArgs) -> CommandResult {
     let dir = &args.dir;
     if !dir.is_dir() {
         anyhow::bail!("results folder {} does not exist", dir.display());
-    }
-    if dir.join("trials").is_dir() && !dir.join("trials.parquet").exists() {
-        parquet::rebuild(dir)
-            .with_context(|| format!("cannot rebuild the Parquet files in {}", dir.display()))?;
     }
     if !(args.alpha > 0.0 && args.alpha < 1.0) {
         anyhow::bail!("--alpha {}: must be between 0 and 1", args.alpha);
     }
     if !(args.effect.is_finite() && args.effect > 0.0) {
         anyhow::bail!("--effect {}: must be a number of points > 0", args.effect);
+    }
+    let stale = match ablate_schema::scan_table(dir, &ablate_schema::tables::TRIALS) {
+        Ok(found) => found.is_none(),
+        Err(e) => matches!(e, ablate_schema::SchemaError::Version { .. }),
+    };
+    if dir.join("trials").is_dir() && stale {
+        parquet::rebuild(dir)
+            .with_context(|| format!("cannot rebuild the Parquet files in {}", dir.display()))?;
     }
     let mut opts = ReportOptions {
         compare: CompareOptions {

@@ -17,6 +17,9 @@
 //! The decisions are a function of the results on disk, so a resumed sweep replays the
 //! finished rounds ([`resume`]) and continues where it stopped; the added trials are
 //! ordinary trials (same ids, folders, Slurm tasks).
+//!
+//! [`load_experiment_with_flags`] reads the experiment with the command line's precision flags
+//! (`--ci-half-width`, `--seeds-start`, `--seeds-max`) for `ablate sweep` and its `--dry-run`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -27,12 +30,28 @@ use ablate_report::stats::power::{half_width, seeds_for_half_width, SeedsNeeded}
 use ablate_report::stats::{student_t_quantile, welch_t_test, Sample};
 use anyhow::Context;
 
+use crate::cli::SweepArgs;
 use crate::config::seeds::Precision;
-use crate::config::{Experiment, TrialFile};
+use crate::config::{load_experiment, ConfigError, Experiment, TrialFile};
 use crate::results::records::{files, read_json_opt, FinalJson, TrialState, TrialStatus};
 
 /// Confidence level of the intervals the rule measures.
 const LEVEL: f64 = 0.95;
+
+/// The experiment with the command line's precision flags applied.
+pub fn load_experiment_with_flags(args: &SweepArgs) -> anyhow::Result<Experiment> {
+    let mut experiment = load_experiment(&args.file, &args.overrides)?;
+    let plan = crate::config::seeds::apply_flags(
+        experiment.seed_plan(),
+        args.ci_half_width,
+        args.seeds_start,
+        args.seeds_max,
+    )?;
+    if &plan != experiment.seed_plan() {
+        experiment.set_seed_plan(plan);
+    }
+    Ok(experiment)
+}
 
 /// Why a variant gets more seeds or not.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -161,7 +180,7 @@ fn grow(k: usize, used: usize, spread: Option<f64>, p: &Precision) -> usize {
 
 /// The data stream of each variant, as the report reads it from the trial's configuration
 /// (equal keys: the same seed gives the same batches, so the seeds pair).
-fn stream_keys(experiment: &Experiment) -> Vec<Option<String>> {
+fn stream_keys(experiment: &Experiment) -> Result<Vec<Option<String>>, ConfigError> {
     let variants = experiment.variants();
     let mut stream: Vec<Option<String>> = vec![None; variants.len()];
     for t in experiment.trials() {
@@ -169,11 +188,11 @@ fn stream_keys(experiment: &Experiment) -> Vec<Option<String>> {
             continue;
         };
         if stream[i].is_none() {
-            let text = TrialFile::new(experiment.name(), &t).to_toml_string();
+            let text = TrialFile::new(experiment.name(), &t).to_toml_string()?;
             stream[i] = TrialSettings::from_config_toml(&text).map(|s| s.stream_key);
         }
     }
-    stream
+    Ok(stream)
 }
 
 /// The decisions after the round `experiment.assigned()` (every trial of it ended).
@@ -194,7 +213,7 @@ pub fn decide(experiment: &Experiment, dir: &Path, p: &Precision) -> anyhow::Res
             decisions: Vec::new(),
         });
     };
-    let stream = stream_keys(experiment);
+    let stream = stream_keys(experiment)?;
     let alone = variants.len() == 1;
     let mut decisions = Vec::with_capacity(variants.len());
     let mut next = current.clone();

@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cli::SweepArgs;
-use crate::config::{load_experiment, write_trial_config, Experiment};
+use crate::config::{write_trial_config, Experiment};
 use crate::exec::child::ChildCommand;
 use crate::exec::exit_codes::{SWEEP_INTERRUPTED, SWEEP_OK, SWEEP_TRIALS_FAILED};
 use crate::exec::lock::SweepLock;
@@ -44,7 +44,7 @@ pub fn run(args: SweepArgs) -> CommandResult {
     if args.dry_run {
         return super::plan::run(&args);
     }
-    let mut experiment = load_experiment_with_flags(&args)?;
+    let mut experiment = seed_rounds::load_experiment_with_flags(&args)?;
     let devices = parse_devices(&args.devices, cfg!(feature = "cuda"))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let slots = make_slots(&devices, args.jobs_per_device as usize, cores)?;
@@ -55,7 +55,7 @@ pub fn run(args: SweepArgs) -> CommandResult {
     let _lock = SweepLock::acquire(&dir.join(LOCK_FILE))?;
     write_atomic(
         &dir.join(EXPERIMENT_FILE),
-        experiment.to_toml_string().as_bytes(),
+        experiment.to_toml_string()?.as_bytes(),
     )?;
 
     let precision = experiment.seed_plan().precision();
@@ -107,21 +107,6 @@ pub fn run(args: SweepArgs) -> CommandResult {
         experiment.set_assigned(decided.next);
     }
     finish(&args, &experiment, &dir, false)
-}
-
-/// The experiment with the command line's precision flags applied.
-pub fn load_experiment_with_flags(args: &SweepArgs) -> anyhow::Result<Experiment> {
-    let mut experiment = load_experiment(&args.file, &args.overrides)?;
-    let plan = crate::config::seeds::apply_flags(
-        experiment.seed_plan(),
-        args.ci_half_width,
-        args.seeds_start,
-        args.seeds_max,
-    )?;
-    if &plan != experiment.seed_plan() {
-        experiment.set_seed_plan(plan);
-    }
-    Ok(experiment)
 }
 
 /// Runs the plan's unfinished trials that this command has not started yet on the local
