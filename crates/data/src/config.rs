@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::resample::Resample;
+
 /// The official CIFAR-10 binary archive.
 pub const CIFAR10_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
 /// MD5 of [`CIFAR10_URL`]'s archive, as published on the CIFAR-10 page.
@@ -165,6 +167,14 @@ pub struct DataConfig {
     pub train_limit: Option<usize>,
     /// Keep a stratified, seeded subset of at most this many test images.
     pub test_limit: Option<usize>,
+    /// Resample the training split per trial (`none`, `bootstrap`, `subsample`), drawn from
+    /// the sample seed (`train.seed_varies`). Left out of the serialized table when `none`.
+    #[serde(skip_serializing_if = "Resample::is_none")]
+    pub resample: Resample,
+    /// `subsample`: the share of the training split kept, in (0, 1] (default 0.5). Left out
+    /// of the serialized table when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resample_fraction: Option<f64>,
     /// synthetic: number of train images.
     pub synthetic_train: usize,
     /// synthetic: number of test images.
@@ -201,6 +211,8 @@ impl Default for DataConfig {
             std: CIFAR10_STD,
             train_limit: None,
             test_limit: None,
+            resample: Resample::None,
+            resample_fraction: None,
             synthetic_train: 5000,
             synthetic_test: 1000,
             synthetic_seed: 0,
@@ -325,6 +337,20 @@ impl DataConfig {
         }
         if self.test_limit == Some(0) {
             return Err(bad("test_limit", "must be at least 1, got 0"));
+        }
+        if let Some(f) = self.resample_fraction {
+            if !(f > 0.0 && f <= 1.0) {
+                return Err(bad(
+                    "resample_fraction",
+                    format!("must be in (0, 1], got {f}"),
+                ));
+            }
+            if self.resample != Resample::Subsample {
+                return Err(bad(
+                    "resample_fraction",
+                    "is only used with resample = \"subsample\"",
+                ));
+            }
         }
         if self.dataset == DatasetKind::Synthetic {
             if self.synthetic_train == 0 {

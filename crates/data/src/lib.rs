@@ -19,7 +19,9 @@ pub mod folder;
 pub mod imageset;
 pub mod info;
 pub mod loader;
+pub mod resample;
 mod rng;
+pub mod seeds;
 pub mod synthetic;
 pub mod torch_rng;
 
@@ -35,6 +37,8 @@ pub use folder::{default_cache_dir, CacheUse};
 pub use imageset::{Dataset, ImageSet};
 pub use info::{info, DataInfo, SplitInfo};
 pub use loader::{Batch, Loader, LoaderConfig};
+pub use resample::Resample;
+pub use seeds::{SeedVaries, TrialSeeds};
 pub use torch_rng::TorchGenerator;
 
 /// Loads the dataset of `cfg` (after validating it) and applies `train_limit` /
@@ -77,6 +81,23 @@ pub fn load_source(cfg: &DataConfig) -> Result<(Dataset, CacheUse), DataError> {
             folder::load(&path, cfg.resize, cache.as_deref())
         }
     }
+}
+
+/// Replaces the training split by its resample (`data.resample`, drawn from `sample_seed`;
+/// nothing with the default `none`). Apply after [`load`]: the resample is of the
+/// `train_limit` subset.
+pub fn apply_resample(ds: &mut Dataset, cfg: &DataConfig, sample_seed: u64) {
+    if cfg.resample.is_none() {
+        return;
+    }
+    let fraction = cfg.resample_fraction.unwrap_or(resample::DEFAULT_FRACTION);
+    ds.train = resample::resample(
+        &ds.train,
+        ds.classes.len(),
+        cfg.resample,
+        fraction,
+        sample_seed,
+    );
 }
 
 /// Replaces the splits by their stratified subsets of `train_limit` / `test_limit`.

@@ -20,6 +20,8 @@ pub(crate) enum Stream {
     Subset = 3,
     /// Synthetic images: a = split, b = image index.
     Synthetic = 4,
+    /// Training-set resampling (`data.resample`): a = class.
+    Resample = 5,
 }
 
 /// The stream keyed by (seed, purpose, a, b).

@@ -1,25 +1,17 @@
-//! Grouping trials into variants and comparing each variant to the baseline.
+//! Grouping trials into variants and comparing each variant to the baseline (the verdicts
+//! themselves are `crate::compare`'s).
 
 use std::collections::{BTreeMap, HashMap};
 
 use ablate_schema::TrialState;
 
+use crate::comparison::{CompareOptions, Comparison};
 use crate::load::{AxisValue, Trial};
-use crate::stats::{paired_t_test, welch_t_test, Sample, TTest};
+use crate::stats::bootstrap::Estimate;
+use crate::stats::{welch_t_test, Sample, TTest};
 
 /// Confidence level of the intervals in the tables and charts.
 pub const CONFIDENCE: f64 = 0.95;
-
-/// Paired comparison with the baseline over the seeds both completed.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Paired {
-    /// Number of common seeds.
-    pub n: usize,
-    /// Mean of the per-seed differences of final test accuracy, in points.
-    pub mean_points: f64,
-    /// Paired t-test; `None` with fewer than 2 pairs or identical differences.
-    pub test: Option<TTest>,
-}
 
 /// One variant (a configuration without the seed) and its statistics.
 #[derive(Debug, Clone)]
@@ -52,15 +44,19 @@ pub struct Variant {
     pub diff_points: Option<f64>,
     /// Welch's t-test of final accuracy against the baseline.
     pub welch: Option<TTest>,
-    /// Paired comparison when the variant shares seeds with the baseline.
-    pub paired: Option<Paired>,
+    /// The comparison with the baseline (`crate::compare::compare_all`; `None` for the
+    /// baseline and for variants without a completed seed).
+    pub comparison: Option<Comparison>,
+    /// Interquartile mean of the final test accuracy with its bootstrap interval.
+    pub iqm: Option<Estimate>,
     /// Mean training seconds per epoch over completed trials.
     pub seconds_per_epoch: Option<f64>,
     /// Mean training images per second over completed trials.
     pub images_per_sec: Option<f64>,
     /// This is the baseline.
     pub is_baseline: bool,
-    /// This has the highest mean final test accuracy.
+    /// Better than the baseline after the multiple-comparison adjustment, with the highest
+    /// mean final test accuracy among those that are.
     pub is_best: bool,
 }
 
@@ -97,8 +93,16 @@ pub struct Analysis {
     pub baseline: Option<usize>,
     /// Why the baseline was chosen.
     pub baseline_reason: Option<BaselineReason>,
-    /// Index into `variants` of the best variant.
+    /// Index into `variants` of the best variant: better than the baseline after the
+    /// adjustment (set by `crate::compare::compare_all`; `None` when no variant is).
     pub best: Option<usize>,
+    /// Index into `variants` of the variant with the highest mean final test accuracy,
+    /// whether or not it is distinguishable from the baseline.
+    pub top: Option<usize>,
+    /// Comparisons with a test (the `m` of the adjustment).
+    pub comparisons: usize,
+    /// How the comparisons were judged.
+    pub options: CompareOptions,
 }
 
 impl Analysis {
@@ -107,9 +111,14 @@ impl Analysis {
         self.baseline.map(|i| &self.variants[i])
     }
 
-    /// The best variant.
+    /// The best variant (better than the baseline after adjustment).
     pub fn best(&self) -> Option<&Variant> {
         self.best.map(|i| &self.variants[i])
+    }
+
+    /// The variant with the highest mean final test accuracy.
+    pub fn top(&self) -> Option<&Variant> {
+        self.top.map(|i| &self.variants[i])
     }
 
     /// The best variant that is not the baseline and has a completed seed.
@@ -122,6 +131,33 @@ impl Analysis {
     /// Variant by id.
     pub fn by_id(&self, id: &str) -> Option<&Variant> {
         self.variants.iter().find(|v| v.id == id)
+    }
+}
+
+/// Chooses the baseline among variants given as `(attention, label)` in sweep order: the
+/// only `attention = none` variant; among several, the one whose label sets the fewest swept
+/// keys (the first on a tie); without any, the first variant. The runner's seed rounds use
+/// the same rule.
+pub fn choose_baseline<'a>(
+    variants: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Option<(usize, BaselineReason)> {
+    let variants: Vec<(&str, &str)> = variants.into_iter().collect();
+    let nones: Vec<usize> = (0..variants.len())
+        .filter(|&i| variants[i].0 == "none")
+        .collect();
+    match nones.len() {
+        0 if variants.is_empty() => None,
+        0 => Some((0, BaselineReason::NoNoneVariant)),
+        1 => Some((nones[0], BaselineReason::OnlyNone)),
+        n => {
+            // min_by_key keeps the first of equal keys: order of appearance.
+            let b = nones
+                .iter()
+                .copied()
+                .min_by_key(|&i| swept_keys(variants[i].1))
+                .unwrap_or(nones[0]);
+            Some((b, BaselineReason::FewestSweptKeys { candidates: n }))
+        }
     }
 }
 
@@ -199,7 +235,8 @@ pub fn analyze(
                 best_acc: Sample::of(&bests),
                 diff_points: None,
                 welch: None,
-                paired: None,
+                comparison: None,
+                iqm: None,
                 seconds_per_epoch,
                 images_per_sec,
                 is_baseline: false,
@@ -209,25 +246,13 @@ pub fn analyze(
         .collect();
 
     // Baseline.
-    let nones: Vec<usize> = (0..variants.len())
-        .filter(|&i| variants[i].attention == "none")
-        .collect();
-    let (baseline, reason) = match nones.len() {
-        0 if variants.is_empty() => (None, None),
-        0 => (Some(0), Some(BaselineReason::NoNoneVariant)),
-        1 => (Some(nones[0]), Some(BaselineReason::OnlyNone)),
-        n => {
-            // min_by_key keeps the first of equal keys: order of appearance.
-            let b = nones
-                .iter()
-                .copied()
-                .min_by_key(|&i| swept_keys(&variants[i].label))
-                .unwrap_or(nones[0]);
-            (
-                Some(b),
-                Some(BaselineReason::FewestSweptKeys { candidates: n }),
-            )
-        }
+    let (baseline, reason) = match choose_baseline(
+        variants
+            .iter()
+            .map(|v| (v.attention.as_str(), v.label.as_str())),
+    ) {
+        Some((b, r)) => (Some(b), Some(r)),
+        None => (None, None),
     };
 
     if let Some(b) = baseline {
@@ -239,22 +264,6 @@ pub fn analyze(
             }
             v.diff_points = Some((v.final_acc.mean - base.final_acc.mean) * 100.0);
             v.welch = welch_t_test(&v.final_acc, &base.final_acc);
-            let diffs: Vec<f64> = v
-                .final_by_seed
-                .iter()
-                .filter_map(|(seed, a)| base.final_by_seed.get(seed).map(|b| (a - b) * 100.0))
-                .collect();
-            let same_seeds = v.final_by_seed.len() == base.final_by_seed.len()
-                && v.final_by_seed
-                    .keys()
-                    .all(|s| base.final_by_seed.contains_key(s));
-            if same_seeds && !diffs.is_empty() {
-                v.paired = Some(Paired {
-                    n: diffs.len(),
-                    mean_points: diffs.iter().sum::<f64>() / diffs.len() as f64,
-                    test: paired_t_test(&diffs),
-                });
-            }
         }
     }
 
@@ -270,15 +279,15 @@ pub fn analyze(
         (false, false) => a.order.cmp(&b.order),
     });
     let baseline = variants.iter().position(|v| v.is_baseline);
-    let best = variants.iter().position(|v| v.final_acc.n > 0);
-    if let Some(b) = best {
-        variants[b].is_best = true;
-    }
+    let top = variants.iter().position(|v| v.final_acc.n > 0);
     Analysis {
         variants,
         baseline,
         baseline_reason: reason,
-        best,
+        best: None,
+        top,
+        comparisons: 0,
+        options: CompareOptions::default(),
     }
 }
 
@@ -333,7 +342,8 @@ mod tests {
             a.baseline_reason,
             Some(BaselineReason::FewestSweptKeys { candidates: 2 })
         );
-        assert_eq!(a.best().unwrap().id, "c");
+        assert_eq!(a.top().unwrap().id, "c");
+        assert!(a.best().is_none(), "best is the verdicts' (compare_all)");
         let order: Vec<&str> = a.variants.iter().map(|v| v.id.as_str()).collect();
         assert_eq!(order, ["c", "a", "b"]);
     }
@@ -354,22 +364,17 @@ mod tests {
     }
 
     #[test]
-    fn paired_only_with_the_same_seeds() {
+    fn differences_and_timing() {
         let ts = vec![
             trial("b", "baseline", "none", 1, Some(0.50)),
             trial("b", "baseline", "none", 2, Some(0.52)),
             trial("s", "attention=se", "se", 1, Some(0.55)),
             trial("s", "attention=se", "se", 2, Some(0.56)),
-            trial("e", "attention=eca", "eca", 1, Some(0.55)),
-            trial("e", "attention=eca", "eca", 3, Some(0.56)),
         ];
         let a = analyze(&ts, &HashMap::new());
         let s = a.by_id("s").unwrap();
-        let p = s.paired.unwrap();
-        assert_eq!(p.n, 2);
-        assert!((p.mean_points - 4.5).abs() < 1e-9);
         assert!((s.diff_points.unwrap() - 4.5).abs() < 1e-9);
-        assert!(a.by_id("e").unwrap().paired.is_none());
+        assert!(s.welch.is_some());
         assert_eq!(s.seconds_per_epoch, Some(2.0));
     }
 }

@@ -4,9 +4,11 @@
 //!
 //! The report answers "did the attention module help, by how much, at what
 //! cost, and how sure are we?": per-variant means with t-distribution
-//! confidence intervals, Welch's t-test against the baseline (and a paired
-//! test when the seeds match), failures listed with their error, and the
-//! charts described in docs/report.md.
+//! confidence intervals, a verdict on each variant against the baseline (paired
+//! test when the design pairs the seeds, Welch's otherwise; p-values adjusted
+//! across the comparisons; detectable effects and the seeds a decision takes;
+//! probability of improvement), the split of the seed noise into its sources,
+//! failures listed with their error, and the charts described in docs/report.md.
 //!
 //! This crate depends only on the Parquet schema (`ablate-schema`), not on the runner or model
 //! crates. Large files (4 million iteration rows for 100 trials) are reduced
@@ -15,8 +17,13 @@
 //! | module | what |
 //! | --- | --- |
 //! | [`load`] | the Parquet files read and reduced (trials, curves, per-class results, gates, samples) |
-//! | [`analysis`] | trials grouped into variants, each compared with the baseline |
-//! | [`stats`] | means, confidence intervals, t-tests |
+//! | [`analysis`] | trials grouped into variants, the baseline chosen |
+//! | [`settings`] | what pairing and the noise split need from each trial's configuration |
+//! | [`compare`] | each variant's verdict against the baseline (paired or Welch, adjusted p-values, detectable effect, seeds needed, probability of improvement) |
+//! | [`comparison`] | what one comparison holds, and how comparisons are judged |
+//! | [`verdicts`] | the verdicts in words and tables |
+//! | [`noise`] | the seed noise split into its sources |
+//! | [`stats`] | means, confidence intervals, t-tests, adjustments, power, bootstrap |
 //! | [`tables`] | the report's tables and `summary.csv` |
 //! | `figures` | which charts the report gets, from what data |
 //! | [`charts`] | how each chart draws (plotters), SVG and PNG |
@@ -25,12 +32,17 @@
 
 pub mod analysis;
 pub mod charts;
+pub mod compare;
+pub mod comparison;
 mod error;
 mod figures;
 pub mod load;
+pub mod noise;
 mod page;
+pub mod settings;
 pub mod stats;
 pub mod tables;
+pub mod verdicts;
 
 use std::path::{Path, PathBuf};
 
@@ -72,6 +84,8 @@ pub struct ReportOptions {
     /// Most points per variant in the loss-per-iteration chart; iterations
     /// are averaged in bins of equal width to get there.
     pub loss_points: usize,
+    /// How the comparisons with the baseline are judged (adjustment, level, effect).
+    pub compare: comparison::CompareOptions,
 }
 
 impl Default for ReportOptions {
@@ -81,6 +95,7 @@ impl Default for ReportOptions {
             formats: ChartFormats::default(),
             feature_channels: 9,
             loss_points: 2000,
+            compare: comparison::CompareOptions::default(),
         }
     }
 }
@@ -104,7 +119,7 @@ pub struct ReportSummary {
     pub unfinished: usize,
     /// The baseline variant's label.
     pub baseline: Option<String>,
-    /// The best variant's label.
+    /// The best variant's label: better than the baseline after the adjustment.
     pub best: Option<String>,
     /// Charts not drawn, each with the reason.
     pub skipped_charts: Vec<(String, String)>,
@@ -118,6 +133,7 @@ pub(crate) struct Report<'a> {
     pub charts: Vec<Rendered>,
     pub skipped: Vec<(String, String)>,
     pub counts: Counts,
+    pub noise: Option<noise::Noise>,
 }
 
 /// Trial counts by outcome.
@@ -147,7 +163,10 @@ pub fn generate(results_dir: &Path, opts: &ReportOptions) -> Result<ReportSummar
     };
     let trials = load::read_trials(&src)?;
     let timing = load::read_epoch_timing(&src)?;
-    let analysis = analyze(&trials, &timing);
+    let mut analysis = analyze(&trials, &timing);
+    let settings = settings::settings_by_trial(&trials);
+    compare::compare_all(&mut analysis, &trials, &settings, &opts.compare);
+    let noise = noise::analyze_noise(&analysis, &trials, &settings, opts.compare.effect_points);
     let out_dir = results_dir.join("report");
     std::fs::create_dir_all(&out_dir).map_err(|source| ReportError::Write {
         path: out_dir.clone(),
@@ -175,6 +194,7 @@ pub fn generate(results_dir: &Path, opts: &ReportOptions) -> Result<ReportSummar
         charts,
         skipped,
         counts,
+        noise,
     };
 
     let md_path = out_dir.join("report.md");

@@ -1,17 +1,52 @@
 //! report.md and the self-contained index.html.
 
 use crate::tables::{
-    baseline_sentence, html_escape, md_table, one_line, p_value, problem_rows, variant_rows,
-    PROBLEM_HEADERS, VARIANT_HEADERS,
+    baseline_sentence, html_escape, md_table, one_line, problem_rows, variant_headers,
+    variant_rows, PROBLEM_HEADERS,
+};
+use crate::verdicts::{
+    best_line, comparison_headers, comparison_notes, comparison_rows, pairing_line, variant_line,
 };
 use crate::Report;
 
 /// Explanation printed under the variant table.
 const TABLE_NOTES: &str = "Seeds: completed trials / all trials of the variant; † marks fewer than two completed seeds (no interval, no test). \
 Accuracies are in percent, mean ± sample standard deviation over completed seeds; 95% CI: confidence interval of the mean from the t distribution. \
-Δ vs baseline: difference of mean final test accuracy in percentage points; p (Welch): two-sided Welch's t-test against the baseline (n/a: fewer than two seeds on a side, or no variance). \
-Paired Δ: mean per-seed difference when the variant and the baseline completed the same seeds, with the paired t-test's p. \
+Δ vs baseline, p, the adjusted p and the verdict are the primary analysis of the comparisons table below (paired when the seeds pair, Welch's otherwise, marked); n/a: fewer than two seeds on a side, or no variance. \
+★ best: better than the baseline after the adjustment, with the highest mean. \
 s/epoch: training seconds per epoch (evaluation excluded); images/s: training throughput. Sorted by mean final test accuracy.";
+
+/// The headline's bullet lines (Markdown with backtick code spans): the best variant, the
+/// pairing, then one verdict per compared variant (nested).
+fn headline(r: &Report) -> (Vec<(String, String)>, Vec<String>) {
+    let a = r.analysis;
+    let mut top = vec![("Baseline".to_string(), baseline_sentence(a))];
+    let best = if a.top().is_none() {
+        "none yet (no completed trial)".to_string()
+    } else {
+        best_line(a)
+    };
+    top.push(("Best".into(), best));
+    if let Some(p) = pairing_line(a) {
+        top.push(("Pairing".into(), p));
+    }
+    let lines: Vec<String> = a
+        .variants
+        .iter()
+        .filter_map(|v| variant_line(v, a))
+        .collect();
+    (top, lines)
+}
+
+fn verdicts_title(r: &Report) -> String {
+    let o = r.analysis.options;
+    format!(
+        "Verdicts ({}, α = {}; the difference of interest is {} points, `--effect`)",
+        o.adjust.name(),
+        o.alpha,
+        o.effect_points
+    )
+}
 
 fn summary_line(r: &Report) -> String {
     let c = r.counts;
@@ -26,33 +61,6 @@ fn summary_line(r: &Report) -> String {
     )
 }
 
-fn best_sentence(r: &Report) -> Option<String> {
-    let best = r.analysis.best()?;
-    let mut s = format!(
-        "`{}`: final test accuracy {:.2}%",
-        best.label,
-        best.final_acc.mean * 100.0
-    );
-    if best.final_acc.n >= 2 {
-        s.push_str(&format!(" ± {:.2}", best.final_acc.std * 100.0));
-    }
-    s.push_str(&format!(
-        " over {} seed{}",
-        best.final_acc.n,
-        if best.final_acc.n == 1 { "" } else { "s" }
-    ));
-    if best.is_baseline {
-        s.push_str(" (the baseline itself: no variant beats it on average)");
-    } else if let Some(d) = best.diff_points {
-        s.push_str(&format!(", {d:+.2} points against the baseline"));
-        if let Some(t) = best.welch {
-            s.push_str(&format!(" (Welch p = {})", p_value(t.p)));
-        }
-    }
-    s.push('.');
-    Some(s)
-}
-
 /// report.md: readable in a terminal and on GitHub.
 pub fn markdown(r: &Report) -> String {
     let mut md = String::new();
@@ -64,19 +72,42 @@ pub fn markdown(r: &Report) -> String {
     md.push_str(&format!("# {title}\n\n"));
     md.push_str(&summary_line(r));
     md.push_str("\n\n");
-    md.push_str(&format!("- Baseline: {}\n", baseline_sentence(r.analysis)));
-    match best_sentence(r) {
-        Some(b) => md.push_str(&format!("- Best: {b}\n")),
-        None => md.push_str("- Best: none yet (no completed trial)\n"),
+    let (top, lines) = headline(r);
+    for (k, v) in &top {
+        md.push_str(&format!("- {k}: {v}\n"));
+    }
+    if !lines.is_empty() {
+        md.push_str(&format!("- {}:\n", verdicts_title(r)));
+        for l in &lines {
+            md.push_str(&format!("  - {l}\n"));
+        }
     }
     md.push_str("\n## Variants\n\n");
     if r.analysis.variants.is_empty() {
         md.push_str("No trials.\n");
     } else {
-        md.push_str(&crate::tables::variant_table_md(&variant_rows(r.analysis)));
+        let headers = variant_headers(r.analysis.options.adjust);
+        md.push_str(&crate::tables::variant_table_md(
+            &headers,
+            &variant_rows(r.analysis),
+        ));
         md.push('\n');
         md.push_str(TABLE_NOTES);
         md.push('\n');
+    }
+    let rows = comparison_rows(r.analysis);
+    if !rows.is_empty() {
+        md.push_str("\n## Comparisons with the baseline\n\n");
+        let headers = comparison_headers(r.analysis);
+        let h: Vec<&str> = headers.iter().map(String::as_str).collect();
+        md.push_str(&md_table(&h, &rows));
+        md.push('\n');
+        md.push_str(&comparison_notes(r.analysis));
+        md.push('\n');
+    }
+    if let Some(noise) = &r.noise {
+        md.push_str("\n## Where the noise comes from\n\n");
+        md.push_str(&noise.markdown());
     }
     md.push_str("\n## Failed, diverged and unfinished trials\n\n");
     let problems = problem_rows(r.trials);
@@ -164,6 +195,26 @@ fn inline_svg(svg: &str) -> &str {
     s
 }
 
+/// A plain HTML table; the first `left` columns are left-aligned.
+pub(crate) fn html_table(headers: &[String], rows: &[Vec<String>], left: usize) -> String {
+    let e = html_escape;
+    let cls = |i: usize| if i < left { " class=\"l\"" } else { "" };
+    let mut h = String::from("<table><thead><tr>");
+    for (i, head) in headers.iter().enumerate() {
+        h.push_str(&format!("<th{}>{}</th>", cls(i), e(head)));
+    }
+    h.push_str("</tr></thead><tbody>\n");
+    for row in rows {
+        h.push_str("<tr>");
+        for (i, cell) in row.iter().enumerate() {
+            h.push_str(&format!("<td{}>{}</td>", cls(i), e(cell)));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</tbody></table>\n");
+    h
+}
+
 /// index.html: one page, no external resources.
 pub fn html(r: &Report) -> String {
     let e = html_escape;
@@ -195,21 +246,28 @@ pub fn html(r: &Report) -> String {
         }
         out
     };
-    h.push_str(&format!(
-        "<li>Baseline: {}</li>",
-        code(baseline_sentence(r.analysis))
-    ));
-    h.push_str(&format!(
-        "<li>Best: {}</li></ul>\n",
-        code(best_sentence(r).unwrap_or_else(|| "none yet (no completed trial)".into()))
-    ));
+    let (top, lines) = headline(r);
+    for (k, v) in top {
+        h.push_str(&format!("<li>{}: {}</li>", e(&k), code(v)));
+    }
+    if !lines.is_empty() {
+        h.push_str(&format!("<li>{}:<ul>", code(verdicts_title(r))));
+        for l in lines {
+            h.push_str(&format!("<li>{}</li>", code(l)));
+        }
+        h.push_str("</ul></li>");
+    }
+    h.push_str("</ul>\n");
 
     h.push_str("<h2>Variants</h2>\n");
     if r.analysis.variants.is_empty() {
         h.push_str("<p>No trials.</p>\n");
     } else {
         h.push_str("<table><thead><tr>");
-        for (i, head) in VARIANT_HEADERS.iter().enumerate() {
+        for (i, head) in variant_headers(r.analysis.options.adjust)
+            .iter()
+            .enumerate()
+        {
             let cls = if i < 2 { " class=\"l\"" } else { "" };
             h.push_str(&format!("<th{cls}>{}</th>", e(head)));
         }
@@ -241,6 +299,19 @@ pub fn html(r: &Report) -> String {
         }
         h.push_str("</tbody></table>\n");
         h.push_str(&format!("<p class=\"notes\">{}</p>\n", e(TABLE_NOTES)));
+    }
+    let rows = comparison_rows(r.analysis);
+    if !rows.is_empty() {
+        h.push_str("<h2>Comparisons with the baseline</h2>\n");
+        h.push_str(&html_table(&comparison_headers(r.analysis), &rows, 1));
+        h.push_str(&format!(
+            "<p class=\"notes\">{}</p>\n",
+            e(&comparison_notes(r.analysis))
+        ));
+    }
+    if let Some(noise) = &r.noise {
+        h.push_str("<h2>Where the noise comes from</h2>\n");
+        h.push_str(&noise.html());
     }
 
     h.push_str("<h2>Failed, diverged and unfinished trials</h2>\n");

@@ -9,7 +9,20 @@
 //! 1e-12, far below what a report prints.
 //!
 //! Argument checks are written `!(x > 0.0)` on purpose: a NaN must fail them too.
+//!
+//! The submodules hold what the verdicts need beyond the t-test: [`adjust`] (multiple
+//! comparisons), [`power`] and [`nct`] (detectable effects, seeds needed), [`bootstrap`]
+//! (probability of improvement, interquartile mean), [`gamma`] (normal and chi-square
+//! distributions) and [`variance`] (intervals for a standard deviation). Every function is
+//! tested against scipy or statsmodels (`scripts/stats-reference.py` prints the values).
 #![allow(clippy::neg_cmp_op_on_partial_ord, clippy::nonminimal_bool)]
+
+pub mod adjust;
+pub mod bootstrap;
+pub mod gamma;
+pub mod nct;
+pub mod power;
+pub mod variance;
 
 /// Mean, sample standard deviation (n - 1 denominator) and count of a sample.
 #[derive(Debug, Clone, Copy, PartialEq)]

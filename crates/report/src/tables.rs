@@ -1,34 +1,54 @@
 //! The variant and problem tables, formatted once and written as Markdown,
 //! HTML and CSV.
 
-use crate::analysis::{Analysis, BaselineReason, Variant};
 use std::collections::BTreeSet;
 
 use ablate_schema::TrialState;
 
+use crate::analysis::{Analysis, BaselineReason, Variant};
+use crate::comparison::{Method, Verdict};
 use crate::load::Trial;
+use crate::stats::adjust::Adjust;
 
-/// Column headers of the variant table.
-pub const VARIANT_HEADERS: [&str; 13] = [
-    "Variant",
-    "Attention",
-    "Seeds",
-    "Params",
-    "MACs/image",
-    "Final test acc (%)",
-    "95% CI (%)",
-    "Best test acc (%)",
-    "Δ vs baseline (pts)",
-    "p (Welch)",
-    "Paired Δ (pts)",
-    "s/epoch",
-    "images/s",
-];
+/// Column headers of the variant table; the adjusted p-value's names its method.
+pub fn variant_headers(adjust: Adjust) -> Vec<String> {
+    let mut h: Vec<String> = [
+        "Variant",
+        "Attention",
+        "Seeds",
+        "Params",
+        "MACs/image",
+        "Final test acc (%)",
+        "95% CI (%)",
+        "Best test acc (%)",
+        "Δ vs baseline (pts)",
+        "p",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    h.push(adjusted_header(adjust));
+    h.extend(
+        ["Verdict", "s/epoch", "images/s"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    h
+}
+
+/// `p (Holm)`, `p (BH)` or `p (unadjusted)`: the header of the adjusted p-values.
+pub fn adjusted_header(adjust: Adjust) -> String {
+    match adjust {
+        Adjust::Holm => "p (Holm)".into(),
+        Adjust::BenjaminiHochberg => "p (BH)".into(),
+        Adjust::None => "p (unadjusted)".into(),
+    }
+}
 
 /// One formatted row of the variant table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VariantRow {
-    /// Cells in the order of [`VARIANT_HEADERS`] (the variant cell without markers).
+    /// Cells in the order of [`variant_headers`] (the variant cell without markers).
     pub cells: Vec<String>,
     /// Baseline row.
     pub baseline: bool,
@@ -92,33 +112,35 @@ fn signed(v: f64) -> String {
     format!("{v:+.2}")
 }
 
-/// Formats one variant.
+/// Formats one variant. The difference, p-values and verdict are the primary analysis'
+/// (`crate::compare`): paired when the seeds pair, Welch's otherwise.
 pub fn variant_row(v: &Variant, have_baseline_results: bool) -> VariantRow {
+    let c = v.comparison.as_ref();
     let diff = if v.is_baseline {
         "reference".to_string()
     } else {
-        v.diff_points.map(signed).unwrap_or_else(|| "—".into())
+        c.map(|c| c.diff_points)
+            .or(v.diff_points)
+            .map(signed)
+            .unwrap_or_else(|| "—".into())
     };
-    let p = if v.is_baseline {
-        "—".to_string()
-    } else if let Some(t) = v.welch {
-        p_value(t.p)
-    } else if v.completed() > 0 && have_baseline_results {
-        // Too few seeds on one side, or no variance at all.
-        "n/a".into()
+    // "n/a": too few seeds on one side, or no variance at all; "—": nothing to compare.
+    let none = if !v.is_baseline && v.completed() > 0 && have_baseline_results {
+        "n/a"
     } else {
-        "—".into()
+        "—"
     };
-    let paired = match v.paired {
-        Some(pr) => match pr.test {
-            Some(t) => format!(
-                "{} (p={}, n={})",
-                signed(pr.mean_points),
-                p_value(t.p),
-                pr.n
-            ),
-            None => format!("{} (n={})", signed(pr.mean_points), pr.n),
-        },
+    let p = c
+        .and_then(|c| c.test)
+        .map_or(none.to_string(), |t| p_value(t.p));
+    let p_adj = c
+        .and_then(|c| c.p_adjusted)
+        .map_or(none.to_string(), p_value);
+    let verdict = match c {
+        Some(c) if c.method == Method::Paired || c.verdict == Verdict::NotTestable => {
+            c.verdict.as_str().to_string()
+        }
+        Some(c) => format!("{} (Welch)", c.verdict.as_str()),
         None => "—".into(),
     };
     VariantRow {
@@ -137,7 +159,8 @@ pub fn variant_row(v: &Variant, have_baseline_results: bool) -> VariantRow {
             mean_std(&v.best_acc),
             diff,
             p,
-            paired,
+            p_adj,
+            verdict,
             v.seconds_per_epoch
                 .map(|s| format!("{s:.1}"))
                 .unwrap_or_else(|| "—".into()),
@@ -246,7 +269,7 @@ pub fn md_table(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// The variant table in Markdown: baseline marked, best in bold.
-pub fn variant_table_md(rows: &[VariantRow]) -> String {
+pub fn variant_table_md(headers: &[String], rows: &[VariantRow]) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -262,9 +285,9 @@ pub fn variant_table_md(rows: &[VariantRow]) -> String {
     // Cells are already escaped: build the table by hand.
     let mut out = String::new();
     out.push_str("| ");
-    out.push_str(&VARIANT_HEADERS.join(" | "));
+    out.push_str(&headers.join(" | "));
     out.push_str(" |\n|");
-    for (i, _) in VARIANT_HEADERS.iter().enumerate() {
+    for (i, _) in headers.iter().enumerate() {
         out.push_str(if i < 2 { " --- |" } else { " ---: |" });
     }
     out.push('\n');
@@ -338,6 +361,26 @@ pub fn summary_csv(a: &Analysis) -> String {
         "paired_n",
         "paired_diff_points",
         "paired_p",
+        "primary_analysis",
+        "diff_points",
+        "diff_ci95_low_points",
+        "diff_ci95_high_points",
+        "p",
+        "p_adjusted",
+        "adjust",
+        "verdict",
+        "prob_improvement",
+        "prob_improvement_ci95_low",
+        "prob_improvement_ci95_high",
+        "spread_points",
+        "detectable_diff_points",
+        "power_level",
+        "effect_points",
+        "seeds_for_effect",
+        "more_seeds_for_effect",
+        "iqm",
+        "iqm_ci95_low",
+        "iqm_ci95_high",
         "seconds_per_epoch",
         "images_per_sec",
     ]
@@ -353,6 +396,12 @@ pub fn summary_csv(a: &Analysis) -> String {
     out.push('\n');
     for v in &a.variants {
         let nonempty = |s: &crate::stats::Sample, x: f64| (s.n > 0).then_some(x);
+        let c = v.comparison.as_ref();
+        let paired = c.filter(|c| c.method == Method::Paired);
+        let pi = c.and_then(|c| c.prob_improvement);
+        let seeds = |x: Option<crate::stats::power::SeedsNeeded>| {
+            x.map(|n| n.to_string()).unwrap_or_default()
+        };
         let mut row = vec![
             v.id.clone(),
             v.label.clone(),
@@ -373,9 +422,31 @@ pub fn summary_csv(a: &Analysis) -> String {
             num(v.welch.map(|t| t.t)),
             num(v.welch.map(|t| t.df)),
             num(v.welch.map(|t| t.p)),
-            v.paired.map(|p| p.n.to_string()).unwrap_or_default(),
-            num(v.paired.map(|p| p.mean_points)),
-            num(v.paired.and_then(|p| p.test).map(|t| t.p)),
+            paired.map(|p| p.n.to_string()).unwrap_or_default(),
+            num(paired.map(|p| p.diff_points)),
+            num(paired.and_then(|p| p.test).map(|t| t.p)),
+            c.map(|c| c.method.as_str().to_string()).unwrap_or_default(),
+            num(c.map(|c| c.diff_points)),
+            num(c.and_then(|c| c.ci_points).map(|x| x.0)),
+            num(c.and_then(|c| c.ci_points).map(|x| x.1)),
+            num(c.and_then(|c| c.test).map(|t| t.p)),
+            num(c.and_then(|c| c.p_adjusted)),
+            c.map(|_| a.options.adjust.as_str().to_string())
+                .unwrap_or_default(),
+            c.map(|c| c.verdict.as_str().to_string())
+                .unwrap_or_default(),
+            num(pi.map(|e| e.value)),
+            num(pi.and_then(|e| e.ci).map(|x| x.0)),
+            num(pi.and_then(|e| e.ci).map(|x| x.1)),
+            num(c.and_then(|c| c.sd_points)),
+            num(c.and_then(|c| c.detectable_points)),
+            num(c.map(|c| c.power_level)),
+            num(c.map(|_| a.options.effect_points)),
+            seeds(c.and_then(|c| c.seeds_for_effect)),
+            seeds(c.and_then(|c| c.more_seeds())),
+            num(v.iqm.map(|e| e.value)),
+            num(v.iqm.and_then(|e| e.ci).map(|x| x.0)),
+            num(v.iqm.and_then(|e| e.ci).map(|x| x.1)),
             num(v.seconds_per_epoch),
             num(v.images_per_sec),
         ];

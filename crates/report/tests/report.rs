@@ -10,7 +10,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use ablate_report::charts::stems;
-use ablate_report::{generate, load, tables, ReportError, ReportOptions};
+use ablate_report::compare::compare_all;
+use ablate_report::comparison::CompareOptions;
+use ablate_report::stats::adjust::Adjust;
+use ablate_report::{generate, load, settings, tables, ReportError, ReportOptions};
 use ablate_schema::{SchemaError, SCHEMA_VERSION};
 use common::{small_spec, write_sweep};
 
@@ -56,8 +59,10 @@ fn rows_text(dir: &Path) -> String {
     };
     let trials = load::read_trials(&src).unwrap();
     let timing = load::read_epoch_timing(&src).unwrap();
-    let a = ablate_report::analysis::analyze(&trials, &timing);
-    let mut out = tables::VARIANT_HEADERS.join(" | ");
+    let mut a = ablate_report::analysis::analyze(&trials, &timing);
+    let settings = settings::settings_by_trial(&trials);
+    compare_all(&mut a, &trials, &settings, &CompareOptions::default());
+    let mut out = tables::variant_headers(Adjust::Holm).join(" | ");
     out.push('\n');
     for r in tables::variant_rows(&a) {
         out.push_str(&r.marked_cells().join(" | "));
@@ -81,6 +86,7 @@ fn report_md_and_csv_match_snapshot() {
     assert_eq!(s.completed, 8);
     assert_eq!(s.failed, 1);
     assert_eq!(s.baseline.as_deref(), Some("baseline"));
+    // Both SE variants are better after Holm's adjustment (paired); r=16 has the higher mean.
     assert_eq!(
         s.best.as_deref(),
         Some("model.attention=se model.reduction=16")
@@ -128,12 +134,14 @@ fn html_is_self_contained() {
     let html = std::fs::read_to_string(s.out_dir.join("index.html")).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
     // One inline SVG per chart, nothing fetched from elsewhere.
-    assert_eq!(html.matches("<figure").count(), 9);
-    assert!(html.matches("<svg").count() >= 9);
+    assert_eq!(html.matches("<figure").count(), 10);
+    assert!(html.matches("<svg").count() >= 10);
     for bad in ["<link", "<script", "src=\"http", "href=\"http", "url(http"] {
         assert!(!html.contains(bad), "index.html contains {bad}");
     }
     assert!(html.contains("class=\"best\""));
+    assert!(html.contains("class=\"baseline\""));
+    assert!(html.contains("<h2>Comparisons with the baseline</h2>"));
     assert!(html.contains("out of memory"));
 }
 
@@ -280,4 +288,205 @@ fn epoch_timing_comes_from_epochs_parquet() {
     let t = &timing["000010000001"];
     assert_eq!(t.0, Some(10.0));
     assert_eq!(t.1, Some(5000.0));
+}
+
+/// A clear effect survives the adjustment and is crowned, a null one is not; the headline
+/// gives every verdict.
+#[test]
+fn a_clear_winner_is_the_best_and_every_variant_has_a_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = small_spec();
+    spec.variants[1].effect = 0.05;
+    spec.variants[2].effect = 0.0;
+    spec.seeds = vec![1, 2, 3, 4, 5, 6];
+    write_sweep(dir.path(), &spec);
+    let s = generate(dir.path(), &ReportOptions::default()).unwrap();
+    assert_eq!(
+        s.best.as_deref(),
+        Some("model.attention=se model.reduction=16")
+    );
+    let md = std::fs::read_to_string(s.out_dir.join("report.md")).unwrap();
+    assert!(md.contains("★ best"));
+    assert!(md.contains("- Verdicts (Holm, α = 0.05"));
+    let verdicts: Vec<&str> = md
+        .lines()
+        .filter(|l| l.starts_with("  - `model.attention=se"))
+        .collect();
+    assert_eq!(verdicts.len(), 2, "{md}");
+    assert!(
+        verdicts[0].contains(": better (p (Holm) = "),
+        "{}",
+        verdicts[0]
+    );
+    assert!(
+        verdicts[0].contains("paired over 6 seeds"),
+        "{}",
+        verdicts[0]
+    );
+    assert!(verdicts[0].contains("95% CI ["));
+    assert!(verdicts[0].contains("Decided with 6 seeds"));
+    // SE r=4: 5 seeds completed (its seed 3 failed), paired with the baseline's other 5.
+    assert!(
+        verdicts[1].contains("paired over 5 seeds"),
+        "{}",
+        verdicts[1]
+    );
+    assert!(
+        verdicts[1].contains(": no detectable difference ("),
+        "{}",
+        verdicts[1]
+    );
+    assert!(verdicts[1].contains("Underpowered"), "{}", verdicts[1]);
+    assert!(verdicts[1].contains("more)."), "{}", verdicts[1]);
+    assert!(md.contains("- Pairing: every comparison is paired"));
+    assert!(md.contains("1 completed trial without a partner seed"));
+    let csv = std::fs::read_to_string(s.out_dir.join("summary.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    for col in [
+        "p_adjusted",
+        "verdict",
+        "detectable_diff_points",
+        "more_seeds_for_effect",
+    ] {
+        assert!(header.contains(&col), "summary.csv has no {col}");
+    }
+    let best_row = csv.lines().nth(1).unwrap();
+    assert!(
+        best_row.contains(",paired,") && best_row.contains(",better,"),
+        "{best_row}"
+    );
+}
+
+/// `--adjust bh` and `--effect` change the headers, the notes and the seed counts.
+#[test]
+fn adjustment_and_effect_options_reach_the_report() {
+    let dir = fixture();
+    let opts = ReportOptions {
+        compare: CompareOptions {
+            adjust: Adjust::BenjaminiHochberg,
+            alpha: 0.1,
+            effect_points: 2.0,
+        },
+        ..ReportOptions::default()
+    };
+    let s = generate(dir.path(), &opts).unwrap();
+    let md = std::fs::read_to_string(s.out_dir.join("report.md")).unwrap();
+    assert!(md.contains("| p (BH) |"));
+    assert!(md.contains("Verdicts (Benjamini-Hochberg, α = 0.1"));
+    assert!(md.contains("| Seeds for 2 pts |"));
+    let csv = std::fs::read_to_string(s.out_dir.join("summary.csv")).unwrap();
+    assert!(csv.lines().nth(1).unwrap().contains(",bh,"));
+}
+
+/// Rewrites trials.parquet's `config` column from each trial's variant label.
+fn set_configs(dir: &Path, config_of: impl Fn(&str) -> String) {
+    use polars::prelude::*;
+    let path = dir.join("trials.parquet");
+    let mut df = ParquetReader::new(std::fs::File::open(&path).unwrap())
+        .finish()
+        .unwrap();
+    let configs: Vec<String> = df
+        .column("variant")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| config_of(v.unwrap()))
+        .collect();
+    df.with_column(Column::new("config".into(), configs))
+        .unwrap();
+    ParquetWriter::new(std::fs::File::create(&path).unwrap())
+        .finish(&mut df)
+        .unwrap();
+}
+
+/// A sweep that varied one source of randomness per variant gets the noise section, with
+/// each source's standard deviation and its chi-square interval.
+#[test]
+fn variance_sources_are_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = small_spec();
+    spec.overrides.clear();
+    spec.seeds = vec![1, 2, 3, 4, 5, 6];
+    let sources = ["init", "order", "sample", "all"];
+    spec.variants = sources
+        .iter()
+        .map(|s| common::VariantSpec {
+            label: format!("seed_varies={s}"),
+            attention: "none".into(),
+            reduction: None,
+            effect: 0.0,
+            extra_params: 0,
+        })
+        .collect();
+    write_sweep(dir.path(), &spec);
+    set_configs(dir.path(), |label| {
+        let source = label.trim_start_matches("seed_varies=");
+        format!("[data]\nresample = \"bootstrap\"\n[model]\n[train]\nseed_varies = \"{source}\"\nfixed_seed = 1\n")
+    });
+    let s = generate(dir.path(), &ReportOptions::default()).unwrap();
+    let md = std::fs::read_to_string(s.out_dir.join("report.md")).unwrap();
+    let section = md
+        .split("## Where the noise comes from")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no noise section:\n{md}"));
+    // The standard deviation of each variant's final accuracies, in points.
+    let src = load::Sources {
+        dir: dir.path().to_path_buf(),
+    };
+    let trials = load::read_trials(&src).unwrap();
+    for (i, source) in [
+        "weight init",
+        "data order",
+        "training-data sample",
+        "all sources",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let label = format!("seed_varies={}", sources[i]);
+        let finals: Vec<f64> = trials
+            .iter()
+            .filter(|t| t.variant == label)
+            .map(|t| t.final_test_acc.unwrap() * 100.0)
+            .collect();
+        let sd = ablate_report::stats::Sample::of(&finals).std;
+        let (lo, hi) = ablate_report::stats::variance::sd_interval(sd, 6, 0.95).unwrap();
+        let row = section
+            .lines()
+            .find(|l| l.starts_with(&format!("| {source}")))
+            .unwrap_or_else(|| panic!("no row for {source}:\n{section}"));
+        assert!(
+            row.contains(&format!("| {sd:.2} | [{lo:.2}, {hi:.2}] |")),
+            "{row}"
+        );
+    }
+    assert!(section.contains("The largest source is"));
+    assert!(section.contains("With every source varying the SD is"));
+    // Without single-source variants there is no such section.
+    let plain = fixture();
+    let s = generate(plain.path(), &ReportOptions::default()).unwrap();
+    let md = std::fs::read_to_string(s.out_dir.join("report.md")).unwrap();
+    assert!(!md.contains("Where the noise comes from"));
+}
+
+/// Raw p-values below 0.05 that do not survive the adjustment crown nobody.
+#[test]
+fn no_best_when_nothing_survives_the_adjustment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = small_spec();
+    spec.variants[1].effect = 0.0;
+    spec.variants[2].effect = 0.0;
+    spec.seeds = vec![1, 2, 3, 4, 5, 6];
+    write_sweep(dir.path(), &spec);
+    let s = generate(dir.path(), &ReportOptions::default()).unwrap();
+    assert_eq!(s.best, None);
+    let md = std::fs::read_to_string(s.out_dir.join("report.md")).unwrap();
+    assert!(md.contains("- Best: none: no variant is distinguishable from the baseline yet (Holm, α = 0.05, 2 comparisons); the highest mean is `"), "{md}");
+    assert!(!md.contains("★ best**"), "{md}");
+    let best = md.lines().find(|l| l.starts_with("- Best:")).unwrap();
+    assert!(
+        best.contains("The sweep is underpowered: 2 of the 2 undecided comparisons cannot detect a 0.5-point difference"),
+        "{best}"
+    );
 }

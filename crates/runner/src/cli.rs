@@ -138,6 +138,17 @@ pub struct SweepArgs {
     /// (it never submits a trial twice) and collects the results.
     #[arg(long, requires = "slurm")]
     pub no_wait: bool,
+    /// Choose the seeds by precision: add seeds round by round to the variants whose 95%
+    /// confidence interval of the difference with the baseline is wider than ± PTS points
+    /// of test accuracy (as `[seeds] ci_half_width`; replaces a seed list).
+    #[arg(long, value_name = "PTS")]
+    pub ci_half_width: Option<f64>,
+    /// Seeds by precision: seeds every variant starts with (`0..N`; default 3).
+    #[arg(long, value_name = "N")]
+    pub seeds_start: Option<u32>,
+    /// Seeds by precision: the most seeds a variant gets (default 20).
+    #[arg(long, value_name = "N")]
+    pub seeds_max: Option<u32>,
 }
 
 /// `ablate slurm-task` (run by the batch script of `ablate sweep --slurm`).
@@ -169,6 +180,29 @@ pub struct ReportArgs {
     /// Feature-map figures for this many test images (default: the report's choice).
     #[arg(long, value_name = "N")]
     pub feature_maps: Option<usize>,
+    /// How the p-values of the comparisons with the baseline are adjusted for multiple
+    /// comparisons: `holm` (family-wise error rate), `bh` (Benjamini-Hochberg, false
+    /// discovery rate) or `none`.
+    #[arg(long, value_enum, default_value_t = AdjustArg::Holm)]
+    pub adjust: AdjustArg,
+    /// The level of the verdicts (better / worse / no detectable difference).
+    #[arg(long, value_name = "P", default_value_t = 0.05)]
+    pub alpha: f64,
+    /// The difference worth detecting, in points of test accuracy: the report says how
+    /// many seeds each comparison needs to detect it with 80% power.
+    #[arg(long, value_name = "PTS", default_value_t = 0.5)]
+    pub effect: f64,
+}
+
+/// `ablate report --adjust`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AdjustArg {
+    /// Holm's step-down method.
+    Holm,
+    /// Benjamini-Hochberg.
+    Bh,
+    /// No adjustment.
+    None,
 }
 
 /// `ablate eval`.

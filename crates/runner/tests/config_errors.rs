@@ -187,7 +187,21 @@ fn seeds_and_name() {
     );
     assert_eq!(
         err("seeds = \"0\"\n"),
-        "exp.toml:1:1: `seeds`: expected a list of integers such as [0, 1, 2], found string \"0\""
+        "exp.toml:1:1: `seeds`: expected a list of integers such as [0, 1, 2] or a [seeds] table, found string \"0\""
+    );
+    assert_eq!(
+        err("[seeds]\nstart = 3\nmax = 2\nci_half_width = 0.3\n"),
+        "exp.toml:3:1: `seeds.max`: must be at least seeds.start (3), got 2"
+    );
+    assert_eq!(
+        err("[seeds]\nstart = 3\n"),
+        "exp.toml:1:2: `seeds.ci_half_width`: is required in a [seeds] table: the target \
+         half-width of the 95% interval of the difference with the baseline, in points (e.g. \
+         0.3); a fixed list is `seeds = [0, 1, 2]`"
+    );
+    assert_eq!(
+        err("[seeds]\nstrat = 3\nci_half_width = 0.3\n"),
+        "exp.toml:2:1: unknown key `seeds.strat`; did you mean `start`?"
     );
     assert_eq!(
         err("name = \"a b\"\n"),
@@ -264,4 +278,32 @@ fn pytorch_streams_with_other_augmentations_point_at_the_key() {
     assert!(Experiment::parse(Path::new("exp.toml"), ok, &[]).is_ok());
     let e = err("name = \"x\"\n[train]\nrandom_streams = \"torch\"\n");
     assert!(e.contains("expected one of `ablate`, `pytorch`"), "{e}");
+}
+
+#[test]
+fn seed_source_keys_name_the_key() {
+    assert_eq!(
+        err("[train]\nseed_varies = \"sample\"\n"),
+        "exp.toml:2:1: `train.seed_varies`: \"sample\" needs data.resample = \"bootstrap\" \
+         or \"subsample\" (there is no sample to vary)"
+    );
+    assert_eq!(
+        err("[data]\nresample = \"bootstrap\"\nresample_fraction = 0.5\n"),
+        "exp.toml:3:1: `data.resample_fraction`: is only used with resample = \"subsample\""
+    );
+    assert_eq!(
+        err("[data]\nresample = \"subsample\"\nresample_fraction = 1.5\n"),
+        "exp.toml:3:1: `data.resample_fraction`: must be in (0, 1], got 1.5"
+    );
+    assert_eq!(
+        err("[data]\naugment = [\"crop\", \"flip\"]\n[train]\nrandom_streams = \"pytorch\"\nseed_varies = \"init\"\n"),
+        "exp.toml:5:1: `train.seed_varies`: must be \"all\" with train.random_streams = \
+         \"pytorch\" (PyTorch's generator draws the weights and the dropout masks from one \
+         stream)"
+    );
+    assert_eq!(
+        err("[train]\nseed_varies = \"weights\"\n"),
+        "exp.toml:2:1: `train.seed_varies`: unknown value `weights`, expected one of `all`, \
+         `init`, `order`, `sample`"
+    );
 }

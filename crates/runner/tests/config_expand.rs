@@ -370,3 +370,47 @@ fn every_file_in_experiments_loads() {
     }
     assert!(n >= 4);
 }
+
+/// The seed-source keys keep today's trial ids when absent or at values without effect, and
+/// make new trials otherwise.
+#[test]
+fn seed_source_keys_keep_ids_unless_they_change_something() {
+    let plain = parse("seeds = [0, 1]\n[train]\nepochs = 2\n");
+    for same in [
+        "seeds = [0, 1]\n[train]\nepochs = 2\nseed_varies = \"all\"\n",
+        // fixed_seed has no effect while the seed drives every source.
+        "seeds = [0, 1]\n[train]\nepochs = 2\nfixed_seed = 7\n",
+        "seeds = [0, 1]\n[data]\nresample = \"none\"\n[train]\nepochs = 2\n",
+    ] {
+        assert_eq!(parse(same).trials(), plain.trials(), "{same}");
+    }
+    let init = parse("seeds = [0, 1]\n[train]\nepochs = 2\nseed_varies = \"init\"\n");
+    assert_ne!(init.trials()[0].id, plain.trials()[0].id);
+    let fixed =
+        parse("seeds = [0, 1]\n[train]\nepochs = 2\nseed_varies = \"init\"\nfixed_seed = 7\n");
+    assert_ne!(fixed.trials()[0].id, init.trials()[0].id);
+    let boot = parse("seeds = [0, 1]\n[data]\nresample = \"bootstrap\"\n[train]\nepochs = 2\n");
+    assert_ne!(boot.trials()[0].id, plain.trials()[0].id);
+}
+
+/// Seeds by precision: the first round is `0..start` for every variant; assigned counts
+/// give each variant its own seeds, with the ids of a fixed list.
+#[test]
+fn seeds_by_precision_expand_like_a_list() {
+    let text = "[seeds]\nstart = 2\nmax = 5\nci_half_width = 0.3\n[[grid]]\n\"model.attention\" = [\"none\", \"se\"]\n";
+    let mut e = parse(text);
+    assert_eq!(e.seeds(), &[0, 1]);
+    assert_eq!(e.trials().len(), 4);
+    e.set_assigned(vec![4, 2]);
+    let trials = e.trials();
+    assert_eq!(trials.len(), 6);
+    let fixed = parse(&text.replace(
+        "[seeds]\nstart = 2\nmax = 5\nci_half_width = 0.3\n",
+        "seeds = [0, 1, 2, 3]\n",
+    ));
+    let fixed_ids: HashSet<String> = fixed.trials().iter().map(|t| t.id.to_string()).collect();
+    assert!(trials.iter().all(|t| fixed_ids.contains(t.id.as_str())));
+    // Seed-major: both variants' seeds 0 and 1 come before the baseline's seeds 2 and 3.
+    let seeds: Vec<u64> = trials.iter().map(|t| t.seed).collect();
+    assert_eq!(seeds, vec![0, 0, 1, 1, 2, 3]);
+}

@@ -37,14 +37,13 @@ fn the_report_reads_what_a_real_sweep_writes() {
         "every chart's input exists: {:?}",
         summary.skipped_charts
     );
-    // Every chart kind: training curves, comparisons (the swept reduction is numeric with two
-    // values), cost, per-class results, feature maps (baseline and SE), SE gates; the confusion
-    // matrix is the best variant's, drawn when the report names one.
+    // Every chart kind: training curves, comparisons and the differences with the baseline (the
+    // swept reduction is numeric with two values), cost, per-class results and the confusion
+    // matrix of the variant with the highest mean, feature maps (baseline and SE), SE gates.
     let axis = stems::axis("model.reduction");
     let drawn: Vec<&str> = stems::FIXED
         .iter()
         .copied()
-        .filter(|s| *s != stems::CONFUSION || summary.best.is_some())
         .chain([axis.as_str()])
         .collect();
     let written: BTreeSet<String> = summary

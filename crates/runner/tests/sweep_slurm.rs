@@ -217,6 +217,83 @@ fn no_wait_returns_and_the_next_run_waits_instead_of_submitting_twice() {
     assert_eq!(sb.trials()[0].status()["status"], "completed");
 }
 
+/// Seeds by precision on Slurm: each round is one job array of the round's new trials.
+#[test]
+fn seeds_by_precision_submit_one_array_per_round() {
+    let sb = Sandbox::new("slurm_rounds", &[0], true, 1, 2);
+    sb.set_test_images(200);
+    let bin = fake_slurm(sb.dir.path());
+    let path = path_with(&bin);
+    let env = [("PATH", path.as_str()), ("ABLATE_SLURM_POLL_MS", "50")];
+    // A target no seeds meet: both variants grow from 2 to the maximum, 4.
+    let args = [
+        "--slurm",
+        "--ci-half-width",
+        "1e-9",
+        "--seeds-start",
+        "2",
+        "--seeds-max",
+        "4",
+    ];
+    let out = sb.sweep(&args, &env);
+    let text = explain(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("round 2: 8 trials"), "{text}");
+    let j = jobs(&sb);
+    assert_eq!(j.len(), 2, "{text}");
+    assert_eq!(j[0]["trials"].as_array().unwrap().len(), 4);
+    assert_eq!(j[1]["trials"].as_array().unwrap().len(), 4);
+    let trials = sb.trials();
+    assert_eq!(trials.len(), 8);
+    assert!(trials.iter().all(|t| t.status()["status"] == "completed"));
+}
+
+/// With --no-wait, each run of the command collects a finished round and submits the next.
+#[test]
+fn seeds_by_precision_with_no_wait_advance_a_round_per_run() {
+    let sb = Sandbox::new("slurm_rounds_detach", &[0], true, 1, 2);
+    sb.set_test_images(200);
+    let bin = fake_slurm(sb.dir.path());
+    let path = path_with(&bin);
+    let env = [("PATH", path.as_str()), ("ABLATE_SLURM_POLL_MS", "50")];
+    let args = [
+        "--slurm",
+        "--no-wait",
+        "--ci-half-width",
+        "1e-9",
+        "--seeds-start",
+        "2",
+        "--seeds-max",
+        "4",
+    ];
+    let wait_for_job = |id: u32| {
+        let active = bin.join(format!("active-{id}"));
+        let start = std::time::Instant::now();
+        while active.exists() {
+            assert!(start.elapsed().as_secs() < 120, "job {id} never ended");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let out = sb.sweep(&args, &env);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert_eq!(jobs(&sb).len(), 1);
+    wait_for_job(101);
+    // Collects round 1 (every trial ended), decides, submits round 2.
+    let out = sb.sweep(&args, &env);
+    let text = explain(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("round 1: 8 trials"), "{text}");
+    assert!(text.contains("4 to submit to Slurm"), "{text}");
+    assert_eq!(jobs(&sb).len(), 2);
+    wait_for_job(102);
+    let out = sb.sweep(&args, &env);
+    let text = explain(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("no variant needs more seeds"), "{text}");
+    assert_eq!(jobs(&sb).len(), 2);
+    assert_eq!(sb.trials().len(), 8);
+}
+
 #[test]
 fn a_local_sweep_refuses_to_run_the_trials_of_a_queued_slurm_job() {
     let sb = Sandbox::new("slurm_guard", &[0], false, 1, 2);

@@ -5,7 +5,7 @@
 //! protocol (Adam 1e-3, batch 64, ReduceLROnPlateau on the test loss with
 //! patience 3 and factor 0.5). `docs/training.md` documents each key.
 
-use ablate_data::RandomStreams;
+use ablate_data::{RandomStreams, SeedVaries};
 use serde::{Deserialize, Serialize};
 
 /// Which optimizer updates the weights.
@@ -86,6 +86,19 @@ pub struct TrainConfig {
     /// `ablate_data::RandomStreams`). Left out of the serialized table when `ablate`.
     #[serde(skip_serializing_if = "RandomStreams::is_ablate")]
     pub random_streams: RandomStreams,
+    /// Which sources of randomness the trial seed drives: `all` (the default), or only one of
+    /// `init` (initial weights), `order` (data order, augmentation, dropout), `sample`
+    /// (`data.resample`); the others come from `fixed_seed` (`ablate_data::seeds`). The
+    /// runner resolves the seeds; the trainer takes them as given. Left out when `all`.
+    #[serde(skip_serializing_if = "SeedVaries::is_all")]
+    pub seed_varies: SeedVaries,
+    /// The seed of the sources `seed_varies` holds fixed. Left out when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub fixed_seed: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Default for TrainConfig {
@@ -111,6 +124,8 @@ impl Default for TrainConfig {
             label_smoothing: 0.0,
             max_steps_per_epoch: None,
             random_streams: RandomStreams::Ablate,
+            seed_varies: SeedVaries::All,
+            fixed_seed: 0,
         }
     }
 }
@@ -208,6 +223,13 @@ impl TrainConfig {
                 "max_steps_per_epoch",
                 "cannot be used with train.random_streams = \"pytorch\" (the reference script \
                  draws every batch of an epoch)",
+            ));
+        }
+        if self.random_streams == RandomStreams::Pytorch && !self.seed_varies.is_all() {
+            return Err(bad(
+                "seed_varies",
+                "must be \"all\" with train.random_streams = \"pytorch\" (PyTorch's generator \
+                 draws the weights and the dropout masks from one stream)",
             ));
         }
         Ok(())

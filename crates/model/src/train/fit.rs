@@ -3,7 +3,8 @@
 //!
 //! 1. resume or start (`resume.rs`): the checkpoint's position, weights and optimizer state,
 //!    or a fresh trainer;
-//! 2. the epoch's steps (`epoch.rs`): shuffled, augmented batches from `ablate_data::Loader`,
+//! 2. the epoch's steps (`epoch.rs`): shuffled, augmented batches from `ablate_data::Loader`
+//!    (built by `batches.rs` from the data settings and the seed only, never the network),
 //!    one optimizer step each (`trainer.rs`), records to the [`MetricsSink`];
 //! 3. evaluation on the test split (`eval.rs`) and the epoch's record, then the learning-rate
 //!    schedule (`sched.rs`);
@@ -15,12 +16,12 @@
 //! from a checkpoint continues bit-exactly as the uninterrupted run would have.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use ablate_data::augment::{Augment, Normalize};
-use ablate_data::{DataConfig, DataConfigError, Dataset, Loader, LoaderConfig};
+use ablate_data::augment::Normalize;
+use ablate_data::{DataConfig, DataConfigError, Dataset};
 use serde::{Deserialize, Serialize};
 
+use super::batches::train_loader;
 use super::checkpoint::CheckpointError;
 use super::config::{TrainConfig, TrainConfigError};
 use super::epoch::{train_epoch, EpochEnd, EpochInput};
@@ -140,7 +141,7 @@ pub fn fit(
     cfg.validate()?;
     check_data(data, data_cfg, cfg)?;
     let normalize = Normalize::from_config(data_cfg);
-    let loader = training_loader(data, data_cfg, cfg, seed);
+    let loader = train_loader(&data.train, data_cfg, cfg, seed);
     let input = EpochInput {
         steps: cfg
             .max_steps_per_epoch
@@ -216,23 +217,6 @@ fn check_data(data: &Dataset, data_cfg: &DataConfig, cfg: &TrainConfig) -> Resul
     cfg.random_streams
         .check_data(data_cfg)
         .map_err(DataError::Streams)
-}
-
-/// The shuffled, augmented training batches of a run.
-fn training_loader(data: &Dataset, data_cfg: &DataConfig, cfg: &TrainConfig, seed: u64) -> Loader {
-    Loader::new(
-        Arc::new(data.train.clone()),
-        LoaderConfig {
-            batch_size: cfg.batch_size,
-            shuffle: true,
-            drop_last: false,
-            seed,
-            augment: Augment::from_config(data_cfg),
-            normalize: Normalize::from_config(data_cfg),
-            prefetch: 4,
-            streams: cfg.random_streams,
-        },
-    )
 }
 
 /// The record of a completed run.

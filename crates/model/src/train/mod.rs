@@ -8,6 +8,7 @@
 //! - `config.rs`: the `[train]` table and its validation.
 //! - `fit.rs`: [`fit`](fn@fit), the loop over epochs; [`TrainOutcome`], [`TrainError`].
 //! - `resume.rs`: the run's position, fresh start or resume, saving it.
+//! - `batches.rs`: [`train_loader`], the training batches (data settings and seed only).
 //! - `epoch.rs`: one epoch's steps; deferred read-back off the CPU.
 //! - `trainer.rs`: [`Trainer`], one training step; [`dropout_seed`].
 //! - `optim.rs`, `sched.rs`, `loss.rs`: the update rule, the schedule, the loss.
@@ -18,6 +19,7 @@
 //!
 //! `docs/training.md` documents the keys and the semantics.
 
+pub mod batches;
 pub mod checkpoint;
 pub mod config;
 mod epoch;
@@ -31,6 +33,7 @@ mod resume;
 pub mod sched;
 pub mod trainer;
 
+pub use batches::train_loader;
 pub use checkpoint::{CheckpointError, CheckpointState};
 pub use config::{OptimizerKind, SchedulerKind, TrainConfig, TrainConfigError};
 pub use epoch::DEVICE_READBACK_STEPS;

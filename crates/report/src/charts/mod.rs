@@ -7,6 +7,7 @@
 pub mod classes;
 pub mod compare;
 pub mod curves;
+pub mod differences;
 pub mod inside;
 pub mod stems;
 

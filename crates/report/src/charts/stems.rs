@@ -7,13 +7,15 @@ pub const LOSS_ITERATIONS: &str = "loss_iterations";
 pub const EPOCHS: &str = "epochs";
 /// Final test accuracy per variant.
 pub const FINAL_ACCURACY: &str = "final_accuracy";
+/// Each variant's difference with the baseline, as the verdicts see it.
+pub const DIFFERENCES: &str = "differences";
 /// Final test accuracy against a swept numeric key: `axis_<key>`, the key made identifier-safe.
 pub const AXIS_PREFIX: &str = "axis_";
 /// Cost and benefit.
 pub const COST_BENEFIT: &str = "cost_benefit";
 /// Per-class test accuracy.
 pub const PER_CLASS: &str = "per_class";
-/// Confusion matrix of the best variant.
+/// Confusion matrix of the variant with the highest mean.
 pub const CONFUSION: &str = "confusion";
 /// Feature maps.
 pub const FEATURE_MAPS: &str = "feature_maps";
@@ -21,11 +23,12 @@ pub const FEATURE_MAPS: &str = "feature_maps";
 pub const GATES: &str = "gates";
 
 /// Every chart of fixed name, in the order a report shows them (the `axis_<key>` charts come
-/// after [`FINAL_ACCURACY`]).
-pub const FIXED: [&str; 8] = [
+/// after [`DIFFERENCES`]).
+pub const FIXED: [&str; 9] = [
     LOSS_ITERATIONS,
     EPOCHS,
     FINAL_ACCURACY,
+    DIFFERENCES,
     COST_BENEFIT,
     PER_CLASS,
     CONFUSION,

@@ -1,11 +1,13 @@
-//! How the variants compare: final test accuracy per variant, against each swept numeric key,
-//! and against its cost (parameters, multiply-accumulates).
+//! How the variants compare: final test accuracy per variant, each variant's difference with
+//! the baseline (the verdicts' view), accuracy against each swept numeric key, and against its
+//! cost (parameters, multiply-accumulates).
 
 use std::collections::{BTreeSet, HashSet};
 
 use super::Figures;
 use crate::analysis::Variant;
 use crate::charts::compare::{AccPoint, AxisChart, AxisGroup, CostChart, CostPoint, FinalAccChart};
+use crate::charts::differences::DiffChart;
 use crate::charts::series_colour;
 use crate::charts::stems;
 use crate::error::ReportError;
@@ -45,6 +47,21 @@ pub(super) fn final_accuracy_chart(f: &mut Figures<'_>) -> Result<(), ReportErro
         stems::FINAL_ACCURACY,
         "Final test accuracy per variant",
         "Filled dot: mean final test accuracy over seeds; bar: 95% confidence interval of the mean (t distribution, shown with 2 or more seeds); small circles: the individual seeds; dashed line: the baseline's mean.",
+    )
+}
+
+/// `differences`: each variant's difference with the baseline as the verdicts compute it (drawn
+/// when some variant has a comparison).
+pub(super) fn differences_chart(f: &mut Figures<'_>) -> Result<(), ReportError> {
+    // Without a baseline or a compared variant there is nothing to show (like `confusion`).
+    let Some(chart) = DiffChart::from_analysis(f.a, |id| f.palette.get(id)) else {
+        return Ok(());
+    };
+    f.draw(
+        &chart,
+        stems::DIFFERENCES,
+        "Difference with the baseline",
+        "Each variant's difference of final test accuracy with the baseline, in points, as the verdicts compute it: the filled dot is the primary analysis' difference (paired mean, or difference of means for Welch), the bar its 95% confidence interval, the small circles the per-seed differences (paired only); the dashed line is zero, the dotted lines ± the difference of interest (--effect). The label gives the analysis, the seeds and the adjusted verdict.",
     )
 }
 

@@ -33,15 +33,15 @@ fn class_names(rows: &[ClassRow]) -> Vec<String> {
         .collect()
 }
 
-/// `per_class` and `confusion`: the baseline against the best attention variant, and the best
-/// variant's confusion matrix. Returns the class names (empty without classes.parquet rows).
+/// `per_class` and `confusion`: the baseline against the best attention variant, and the
+/// confusion matrix of the variant with the highest mean. Returns the class names (empty without classes.parquet rows).
 pub(super) fn class_charts(f: &mut Figures<'_>) -> Result<Vec<String>, ReportError> {
     let baseline = f.a.baseline().filter(|b| b.completed() > 0);
     let contender = f.a.best_contender();
     let mut compared: Vec<&Variant> = baseline.into_iter().chain(contender).collect();
-    if let Some(best) = f.a.best() {
-        if !compared.iter().any(|v| v.id == best.id) {
-            compared.push(best);
+    if let Some(top) = f.a.top() {
+        if !compared.iter().any(|v| v.id == top.id) {
+            compared.push(top);
         }
     }
     let class_trials: Vec<&str> = compared
@@ -102,20 +102,21 @@ pub(super) fn class_charts(f: &mut Figures<'_>) -> Result<Vec<String>, ReportErr
     Ok(names)
 }
 
-/// `confusion`: the best variant's confusion matrix, summed over its completed seeds (drawn when
-/// the report names a best variant). `of_variant`: a variant's classes.parquet rows.
+/// `confusion`: the confusion matrix of the variant with the highest mean final test accuracy
+/// (whether or not it beats the baseline), summed over its completed seeds. `of_variant`: a
+/// variant's classes.parquet rows.
 fn confusion_chart<'r>(
     f: &mut Figures<'_>,
     names: &[String],
     of_variant: &dyn Fn(&Variant) -> Vec<&'r ClassLine>,
 ) -> Result<(), ReportError> {
-    let Some(best) = f.a.best() else {
+    let Some(top) = f.a.top() else {
         return Ok(());
     };
     let n = names.len();
     let mut counts = vec![vec![0u64; n]; n];
     let mut any = false;
-    for c in of_variant(best) {
+    for c in of_variant(top) {
         for (p, k) in c.confusion.iter().enumerate().take(n) {
             counts[c.class_index as usize][p] += k;
             any = true;
@@ -125,15 +126,15 @@ fn confusion_chart<'r>(
         return Ok(());
     }
     let chart = ConfusionChart {
-        label: best.label.clone(),
+        label: top.label.clone(),
         classes: names.to_vec(),
         counts,
     };
     f.draw(
         &chart,
         stems::CONFUSION,
-        "Confusion matrix of the best variant",
-        "Rows: true class; columns: predicted class; each cell is the share of the true class's test images (in %), summed over the best variant's completed seeds.",
+        "Confusion matrix of the variant with the highest mean",
+        "Rows: true class; columns: predicted class; each cell is the share of the true class's test images (in %), summed over the completed seeds of the variant with the highest mean final test accuracy.",
     )
 }
 

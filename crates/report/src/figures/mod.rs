@@ -5,7 +5,7 @@
 //! | module | charts |
 //! | --- | --- |
 //! | [`training`] | training loss per iteration, per-epoch train and test curves |
-//! | [`comparison`] | final accuracy per variant, accuracy against each swept axis, cost and benefit |
+//! | [`comparison`] | final accuracy per variant, differences with the baseline, accuracy against each swept axis, cost and benefit |
 //! | [`inside`] | per-class accuracy, confusion matrix, feature maps, channel-attention gates |
 
 mod comparison;
@@ -99,6 +99,7 @@ pub(crate) fn draw_charts(
     training::loss_chart(&mut f)?;
     training::epoch_chart(&mut f)?;
     comparison::final_accuracy_chart(&mut f)?;
+    comparison::differences_chart(&mut f)?;
     comparison::axis_charts(&mut f)?;
     comparison::cost_chart(&mut f)?;
     let class_names = inside::class_charts(&mut f)?;

@@ -6,6 +6,7 @@ pub mod eval;
 pub mod golden;
 pub mod plan;
 pub mod report;
+pub mod seed_rounds;
 pub mod slurm_task;
 pub mod sweep;
 pub mod sweep_slurm;

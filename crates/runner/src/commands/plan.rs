@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::cli::{SweepArgs, EXIT_OK};
-use crate::config::{load_experiment, Experiment, Trial};
+use crate::config::{Experiment, Trial};
 use crate::results::records::TrialState;
 use crate::results::scan::scan;
 
@@ -103,26 +103,55 @@ pub fn write_plan(experiment: &Experiment, plan: &Plan, w: &mut dyn Write) -> st
             axes.join(", ")
         }
     )?;
-    writeln!(
-        w,
-        "seeds       {}",
-        seeds
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    )?;
-    writeln!(
-        w,
-        "trials      {} ({} variant{} x {} seed{}): {}; {} to run",
-        plan.trials.len(),
-        variants,
-        if variants == 1 { "" } else { "s" },
-        seeds.len(),
-        if seeds.len() == 1 { "" } else { "s" },
-        plan.state_counts(),
-        plan.to_run()
-    )?;
+    match (experiment.seed_plan().precision(), experiment.assigned()) {
+        (Some(p), Some(counts)) => {
+            writeln!(
+                w,
+                "seeds       by precision: 0..{} to start, more (up to {} per variant) until the 95% CI of the difference with the baseline is within ±{} points",
+                p.start, p.max, p.ci_half_width
+            )?;
+            writeln!(
+                w,
+                "            now: {} seeds per variant (the rounds finished so far decided it)",
+                counts
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
+            writeln!(
+                w,
+                "trials      {} ({} variant{}, seeds by precision): {}; {} to run",
+                plan.trials.len(),
+                variants,
+                if variants == 1 { "" } else { "s" },
+                plan.state_counts(),
+                plan.to_run()
+            )?;
+        }
+        _ => {
+            writeln!(
+                w,
+                "seeds       {}",
+                seeds
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
+            writeln!(
+                w,
+                "trials      {} ({} variant{} x {} seed{}): {}; {} to run",
+                plan.trials.len(),
+                variants,
+                if variants == 1 { "" } else { "s" },
+                seeds.len(),
+                if seeds.len() == 1 { "" } else { "s" },
+                plan.state_counts(),
+                plan.to_run()
+            )?;
+        }
+    }
     writeln!(w)?;
     writeln!(
         w,
@@ -143,9 +172,14 @@ pub fn write_plan(experiment: &Experiment, plan: &Plan, w: &mut dyn Write) -> st
     Ok(())
 }
 
-/// `ablate sweep FILE --dry-run`: prints the plan, runs nothing.
+/// `ablate sweep FILE --dry-run`: prints the plan, runs nothing. With seeds by precision the
+/// trials are those of the round a sweep would run now (the finished rounds replayed).
 pub fn run(args: &SweepArgs) -> CommandResult {
-    let experiment = load_experiment(&args.file, &args.overrides)?;
+    let mut experiment = super::seed_rounds::load_experiment_with_flags(args)?;
+    if let Some(p) = experiment.seed_plan().precision() {
+        let dir = args.out.join(experiment.name());
+        super::seed_rounds::resume(&mut experiment, &dir, &p)?;
+    }
     let plan = Plan::new(&experiment, &args.out)?;
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());

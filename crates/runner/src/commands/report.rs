@@ -3,21 +3,30 @@
 
 use std::path::Path;
 
+use ablate_report::comparison::CompareOptions;
+use ablate_report::stats::adjust::Adjust;
 use ablate_report::{ReportOptions, ReportSummary};
 use anyhow::Context;
 
-use crate::cli::{ReportArgs, EXIT_OK};
+use crate::cli::{AdjustArg, ReportArgs, EXIT_OK};
 use crate::results::parquet;
 
 use super::CommandResult;
 
-/// `ablate report DIR [--feature-maps N]`. When `DIR/trials/` exists but `DIR/trials.parquet` does
-/// not (a sweep killed before its end) or was written in another schema version (an older
-/// `ablate`), the Parquet files are rebuilt from the trial folders first.
+/// `ablate report DIR [--feature-maps N] [--adjust holm|bh|none] [--alpha P] [--effect PTS]`.
+/// When `DIR/trials/` exists but `DIR/trials.parquet` does not (a sweep killed before its end)
+/// or was written in another schema version (an older `ablate`), the Parquet files are rebuilt
+/// from the trial folders first.
 pub fn run(args: ReportArgs) -> CommandResult {
     let dir = &args.dir;
     if !dir.is_dir() {
         anyhow::bail!("results folder {} does not exist", dir.display());
+    }
+    if !(args.alpha > 0.0 && args.alpha < 1.0) {
+        anyhow::bail!("--alpha {}: must be between 0 and 1", args.alpha);
+    }
+    if !(args.effect.is_finite() && args.effect > 0.0) {
+        anyhow::bail!("--effect {}: must be a number of points > 0", args.effect);
     }
     let stale = match ablate_schema::scan_table(dir, &ablate_schema::tables::TRIALS) {
         Ok(found) => found.is_none(),
@@ -27,7 +36,18 @@ pub fn run(args: ReportArgs) -> CommandResult {
         parquet::rebuild(dir)
             .with_context(|| format!("cannot rebuild the Parquet files in {}", dir.display()))?;
     }
-    let mut opts = ReportOptions::default();
+    let mut opts = ReportOptions {
+        compare: CompareOptions {
+            adjust: match args.adjust {
+                AdjustArg::Holm => Adjust::Holm,
+                AdjustArg::Bh => Adjust::BenjaminiHochberg,
+                AdjustArg::None => Adjust::None,
+            },
+            alpha: args.alpha,
+            effect_points: args.effect,
+        },
+        ..ReportOptions::default()
+    };
     if let Some(n) = args.feature_maps {
         opts.feature_maps = n;
     }
@@ -60,8 +80,12 @@ fn print_summary(s: &ReportSummary) {
         s.failed,
         s.unfinished
     );
-    if let (Some(base), Some(best)) = (&s.baseline, &s.best) {
-        println!("  baseline: {base}; best: {best}");
+    match (&s.baseline, &s.best) {
+        (Some(base), Some(best)) => println!("  baseline: {base}; best: {best}"),
+        (Some(base), None) => {
+            println!("  baseline: {base}; best: none distinguishable from the baseline yet")
+        }
+        _ => {}
     }
     for (chart, why) in &s.skipped_charts {
         println!("  skipped chart {chart}: {why}");

@@ -5,14 +5,19 @@
 //! child process (`ablate trial DIR`); completed and diverged trials are skipped, the others
 //! (pending, failed, interrupted, or left `running` by a killed sweep) run, resuming from their
 //! last checkpoint. See docs/running.md.
+//!
+//! With seeds by precision (`[seeds] start, max, ci_half_width`) the sweep runs in rounds
+//! (`super::seed_rounds`): after each round it adds seeds to the variants whose interval is
+//! still too wide, and runs those trials, until none needs more.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::cli::SweepArgs;
-use crate::config::{load_experiment, write_trial_config, Experiment};
+use crate::config::{write_trial_config, Experiment};
 use crate::exec::child::ChildCommand;
 use crate::exec::exit_codes::{SWEEP_INTERRUPTED, SWEEP_OK, SWEEP_TRIALS_FAILED};
 use crate::exec::lock::SweepLock;
@@ -25,6 +30,7 @@ use crate::results::parquet;
 use crate::results::records::{files, write_atomic, write_json_atomic, TrialState, TrialStatus};
 
 use super::plan::{Plan, PlannedTrial};
+use super::seed_rounds;
 use super::sweep_slurm::SlurmOutcome;
 use super::CommandResult;
 
@@ -38,7 +44,7 @@ pub fn run(args: SweepArgs) -> CommandResult {
     if args.dry_run {
         return super::plan::run(&args);
     }
-    let experiment = load_experiment(&args.file, &args.overrides)?;
+    let mut experiment = seed_rounds::load_experiment_with_flags(&args)?;
     let devices = parse_devices(&args.devices, cfg!(feature = "cuda"))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let slots = make_slots(&devices, args.jobs_per_device as usize, cores)?;
@@ -52,18 +58,69 @@ pub fn run(args: SweepArgs) -> CommandResult {
         experiment.to_toml_string()?.as_bytes(),
     )?;
 
-    let plan = Plan::new(&experiment, &args.out)?;
-    prepare_trial_folders(&experiment, &plan)?;
-    let stop = StopFlag::install().context("cannot install the Ctrl-C handler")?;
-    if args.slurm {
-        return match super::sweep_slurm::run(&args, &experiment, &dir, &devices, &stop)? {
-            SlurmOutcome::Ended => finish(&args, &experiment, &dir, false),
-            SlurmOutcome::Detached => Ok(SWEEP_OK),
-            SlurmOutcome::StoppedWaiting => Ok(SWEEP_INTERRUPTED),
-        };
+    let precision = experiment.seed_plan().precision();
+    if let Some(p) = &precision {
+        seed_rounds::resume(&mut experiment, &dir, p)?;
     }
-    refuse_if_slurm_job_active(&dir)?;
-    let (jobs, order) = jobs_to_run(&plan);
+    let stop = StopFlag::install().context("cannot install the Ctrl-C handler")?;
+    if !args.slurm {
+        refuse_if_slurm_job_active(&dir)?;
+    }
+    // Trials started by this command: a later round does not run a failed one again.
+    let mut attempted: HashSet<String> = HashSet::new();
+    for round in 1.. {
+        let plan = Plan::new(&experiment, &args.out)?;
+        prepare_trial_folders(&experiment, &plan)?;
+        if precision.is_some() {
+            println!(
+                "round {round}: {} trials ({} seeds per variant at most)",
+                plan.trials.len(),
+                experiment
+                    .assigned()
+                    .and_then(|a| a.iter().max().copied())
+                    .unwrap_or(0)
+            );
+        }
+        if args.slurm {
+            match super::sweep_slurm::run(&args, &experiment, &dir, &devices, &stop, &attempted)? {
+                SlurmOutcome::Ended => {}
+                SlurmOutcome::Detached => return Ok(SWEEP_OK),
+                SlurmOutcome::StoppedWaiting => return Ok(SWEEP_INTERRUPTED),
+            }
+        } else if run_locally(&plan, &experiment, &slots, &args, &stop, &attempted)? {
+            return finish(&args, &experiment, &dir, true);
+        }
+        attempted.extend(plan.trials.iter().map(|t| t.trial.id.to_string()));
+        let Some(p) = &precision else { break };
+        let decided = seed_rounds::decide(&experiment, &dir, p)?;
+        for line in seed_rounds::describe(&decided, p) {
+            println!("  {line}");
+        }
+        let current = experiment
+            .assigned()
+            .map(<[usize]>::to_vec)
+            .unwrap_or_default();
+        if decided.done(&current) {
+            println!("seeds by precision: no variant needs more seeds");
+            break;
+        }
+        experiment.set_assigned(decided.next);
+    }
+    finish(&args, &experiment, &dir, false)
+}
+
+/// Runs the plan's unfinished trials that this command has not started yet on the local
+/// slots. `true` when interrupted.
+fn run_locally(
+    plan: &Plan,
+    experiment: &Experiment,
+    slots: &[crate::exec::scheduler::Slot],
+    args: &SweepArgs,
+    stop: &StopFlag,
+    attempted: &HashSet<String>,
+) -> anyhow::Result<bool> {
+    let (jobs, mut order) = jobs_to_run(plan);
+    order.retain(|&i| !attempted.contains(&jobs[i].trial_id));
     let already_done = plan.trials.len() - order.len();
 
     println!(
@@ -83,7 +140,7 @@ pub fn run(args: SweepArgs) -> CommandResult {
 
     let opts = RunOptions {
         child: ChildCommand::current_exe().context("cannot find the ablate executable")?,
-        slots,
+        slots: slots.to_vec(),
         retries: args.retries,
         poll: Duration::from_millis(50),
     };
@@ -92,10 +149,9 @@ pub fn run(args: SweepArgs) -> CommandResult {
         jobs.iter().map(|j| j.label.clone()).collect(),
         jobs.iter().map(|j| j.epochs_planned).collect(),
     );
-    let report = run_trials(&jobs, order, &opts, &stop, &mut progress);
+    let report = run_trials(&jobs, order, &opts, stop, &mut progress);
     progress.finish();
-    let report = report?;
-    finish(&args, &experiment, &dir, report.interrupted)
+    Ok(report?.interrupted)
 }
 
 /// A local sweep must not run the trials of a Slurm job of this sweep that is still queued or

@@ -3,6 +3,7 @@
 //! earlier), records the tasks that ended without a result as failed, and returns to
 //! `sweep::run`, which rebuilds the Parquet files and writes the report as for a local sweep.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -31,12 +32,15 @@ pub enum SlurmOutcome {
 }
 
 /// Submits the sweep's unfinished trials as a job array and waits for it (see the module doc).
+/// Trials in `skip` (submitted in an earlier round of seeds by precision) are not submitted
+/// again.
 pub fn run(
     args: &SweepArgs,
     experiment: &Experiment,
     dir: &Path,
     devices: &[Device],
     stop: &StopFlag,
+    skip: &HashSet<String>,
 ) -> anyhow::Result<SlurmOutcome> {
     let slurm_dir = dir.join(SLURM_DIR);
     let active = slurm::active_jobs(&slurm_dir)?;
@@ -63,7 +67,7 @@ pub fn run(
     let todo: Vec<(String, PathBuf)> = plan
         .trials
         .iter()
-        .filter(|t| !t.state.is_final())
+        .filter(|t| !t.state.is_final() && !skip.contains(t.trial.id.as_str()))
         .map(|t| {
             let id = t.trial.id.to_string();
             let d = dir.join("trials").join(&id);

@@ -15,7 +15,7 @@ use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::Mutex;
 
-use ablate_data::{Dataset, Normalize};
+use ablate_data::{Dataset, Normalize, TrialSeeds};
 use ablate_model::train::{
     class_gates, feature_maps, fit, EpochRecord, FinalRecord, IterationRecord, MetricsSink,
     SinkError, TrainOutcome,
@@ -24,7 +24,7 @@ use ablate_model::Net;
 use anyhow::{anyhow, Context};
 
 use crate::cli::TrialArgs;
-use crate::config::{read_trial_config, TrialFile};
+use crate::config::{read_trial_config, ResolvedConfig, TrialFile};
 use crate::device::DeviceFailure;
 use crate::exec::child::DEVICE_ENV;
 use crate::exec::exit_codes::{TRIAL_COMPLETED, TRIAL_DIVERGED, TRIAL_ERROR, TRIAL_INTERRUPTED};
@@ -114,6 +114,21 @@ fn init_logging(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A trial's data and the seed of each source of randomness (`train.seed_varies`; all the
+/// trial's seed by default): the dataset with its `train_limit` / `test_limit` subsets and
+/// the training split resampled (`data.resample`) from the sample seed. The network is then
+/// initialized from `seeds.init` and trained on batches drawn from `seeds.order`
+/// (`ablate_model::train::train_loader`).
+pub fn trial_data(config: &ResolvedConfig, seed: u64) -> anyhow::Result<(Dataset, TrialSeeds)> {
+    let seeds = config
+        .train
+        .seed_varies
+        .seeds(seed, config.train.fixed_seed);
+    let mut data = ablate_data::load(&config.data, SUBSET_SEED).context("cannot load the data")?;
+    ablate_data::apply_resample(&mut data, &config.data, seeds.sample);
+    Ok((data, seeds))
+}
+
 fn train(
     dir: &Path,
     device_name: &str,
@@ -131,7 +146,7 @@ fn train(
         std::process::id()
     );
     let dev = crate::device::open(device_name)?;
-    let data = ablate_data::load(&config.data, SUBSET_SEED).context("cannot load the data")?;
+    let (data, seeds) = trial_data(&config, trial.seed)?;
     tracing::info!(
         "data {}: {} train and {} test images, {} classes",
         data.name,
@@ -139,7 +154,7 @@ fn train(
         data.test.len,
         data.num_classes()
     );
-    let mut net = Net::new(&config.model, data.num_classes(), &dev, trial.seed)
+    let mut net = Net::new(&config.model, data.num_classes(), &dev, seeds.init)
         .context("cannot build the network")?;
     let (params, macs) = (net.param_count(), net.macs());
     writer.update_status(|s| {
@@ -160,7 +175,7 @@ fn train(
         &data,
         &config.data,
         &config.train,
-        trial.seed,
+        seeds.order,
         Some(checkpoint_dir.as_path()),
         &mut sink,
     );

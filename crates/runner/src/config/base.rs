@@ -18,7 +18,8 @@ pub struct Base {
     pub data: DataConfig,
     /// The typed model table, canonicalized.
     pub model: ModelSpec,
-    /// The typed train table.
+    /// The typed train table, canonicalized (`fixed_seed` is 0 when the seed drives every
+    /// source).
     pub train: TrainConfig,
     /// Canonical lines of each table.
     pub canonical: [String; 3],
@@ -29,7 +30,7 @@ impl Base {
     pub fn new(tables: [toml::Value; 3], at: &dyn Locate) -> Result<Base, ConfigError> {
         let data: DataConfig = sections::typed(&tables[0], at)?;
         let model: ModelSpec = sections::typed::<ModelSpec>(&tables[1], at)?.canonicalize();
-        let train: TrainConfig = sections::typed(&tables[2], at)?;
+        let train: TrainConfig = sections::typed::<TrainConfig>(&tables[2], at)?.canonicalize();
         sections::check_across(&data, &train, at)?;
         let canonical = [
             canonical_section(&data),

@@ -220,7 +220,7 @@ fn resolve(
     };
     let train = match &tables[2] {
         Some(t) => {
-            let tr: TrainConfig = sections::typed(t, at)?;
+            let tr: TrainConfig = sections::typed::<TrainConfig>(t, at)?.canonicalize();
             let v = sections::to_value(&tr);
             canonical[2] = ids::canonical_under(SECTIONS[2], &v);
             values[2] = Some(v);

@@ -13,6 +13,7 @@ use super::overrides::Override;
 use super::raw::RawDoc;
 use super::resolved::{ResolvedConfig, Trial, Variant};
 use super::sections::Locate;
+use super::seeds::SeedPlan;
 use super::suggest;
 
 /// The top-level keys of an experiment file.
@@ -32,7 +33,11 @@ pub struct Experiment {
     path: PathBuf,
     name: String,
     description: String,
+    seed_plan: SeedPlan,
     seeds: Vec<u64>,
+    /// With seeds by precision: each variant's seed count (seeds `0..n`), set round by
+    /// round (`crate::commands::seed_rounds`); `None`: every variant runs `seeds`.
+    assigned: Option<Vec<usize>>,
     base: ResolvedConfig,
     variants: Vec<Variant>,
     axis_keys: Vec<String>,
@@ -70,7 +75,7 @@ impl Experiment {
         };
         check_name(&name).map_err(|m| invalid(&at, "name", m))?;
         let description = string_key(&table, "description", &at)?.unwrap_or_default();
-        let seeds = parse_seeds(table.get("seeds"), &at)?;
+        let seed_plan = SeedPlan::parse(table.get("seeds"), &at)?;
 
         let tables = SECTIONS.map(|s| {
             table
@@ -84,7 +89,9 @@ impl Experiment {
         Ok(Experiment {
             path: raw.path.clone(),
             description,
-            seeds,
+            seeds: seed_plan.first_round(),
+            seed_plan,
+            assigned: None,
             base: base.config(),
             variants,
             axis_keys: axis_keys(&grids),
@@ -109,9 +116,43 @@ impl Experiment {
         &self.path
     }
 
-    /// The seeds every variant is run with.
+    /// The seeds every variant is run with (with seeds by precision: the first round's).
     pub fn seeds(&self) -> &[u64] {
         &self.seeds
+    }
+
+    /// How the seeds are chosen.
+    pub fn seed_plan(&self) -> &SeedPlan {
+        &self.seed_plan
+    }
+
+    /// Replaces how the seeds are chosen (the command line's precision flags); the
+    /// experiment as run records it.
+    pub fn set_seed_plan(&mut self, plan: SeedPlan) {
+        self.seeds = plan.first_round();
+        self.source.insert("seeds".into(), plan.to_toml());
+        self.seed_plan = plan;
+        self.assigned = None;
+    }
+
+    /// Each variant's seed count with seeds by precision (`None` before the first round is
+    /// decided, and for a fixed list).
+    pub fn assigned(&self) -> Option<&[usize]> {
+        self.assigned.as_deref()
+    }
+
+    /// Sets each variant's seed count (seeds `0..n`, one count per variant in order).
+    pub fn set_assigned(&mut self, counts: Vec<usize>) {
+        debug_assert_eq!(counts.len(), self.variants.len());
+        self.assigned = Some(counts);
+    }
+
+    /// The seeds of variant `i`: its assigned `0..n`, or every seed of the list.
+    pub fn variant_seeds(&self, i: usize) -> Vec<u64> {
+        match &self.assigned {
+            Some(counts) => (0..counts[i] as u64).collect(),
+            None => self.seeds.clone(),
+        }
     }
 
     /// The base configuration (the file's tables with `--set` applied).
@@ -134,13 +175,17 @@ impl Experiment {
         self.axis_keys.clone()
     }
 
-    /// The number of trials (variants x seeds).
+    /// The number of trials (variants x seeds, or the assigned seeds).
     pub fn trial_count(&self) -> usize {
-        self.variants.len() * self.seeds.len()
+        match &self.assigned {
+            Some(counts) => counts.iter().sum(),
+            None => self.variants.len() * self.seeds.len(),
+        }
     }
 
     /// Every trial: seed-major (all variants with the first seed, then the
-    /// second seed...), so a partial sweep already compares every variant.
+    /// second seed...), so a partial sweep already compares every variant. With assigned
+    /// seed counts, a variant takes part in the seeds below its count.
     pub fn trials(&self) -> Vec<Trial> {
         let mut out = Vec::with_capacity(self.trial_count());
         let hashers: Vec<Sha256> = self
@@ -152,8 +197,15 @@ impl Experiment {
                 h
             })
             .collect();
-        for &seed in &self.seeds {
-            for (v, h) in self.variants.iter().zip(&hashers) {
+        let seeds: Vec<u64> = match &self.assigned {
+            Some(counts) => (0..counts.iter().copied().max().unwrap_or(0) as u64).collect(),
+            None => self.seeds.clone(),
+        };
+        for &seed in &seeds {
+            for (i, (v, h)) in self.variants.iter().zip(&hashers).enumerate() {
+                if self.assigned.as_ref().is_some_and(|c| seed >= c[i] as u64) {
+                    continue;
+                }
                 out.push(Trial {
                     id: TrialId::from_hasher(h.clone(), seed),
                     variant_id: v.variant_id.clone(),
@@ -274,58 +326,6 @@ fn check_name(name: &str) -> Result<(), String> {
             "{name:?} is not a usable folder name: use 1 to 100 letters, digits, `_`, `-` or `.`, not starting with `.`"
         ))
     }
-}
-
-fn parse_seeds(value: Option<&toml::Value>, at: &dyn Locate) -> Result<Vec<u64>, ConfigError> {
-    let Some(value) = value else {
-        return Ok(vec![0]);
-    };
-    let items = match value {
-        toml::Value::Array(items) => items.as_slice(),
-        toml::Value::Integer(_) => std::slice::from_ref(value),
-        other => {
-            return Err(invalid(
-                at,
-                "seeds",
-                format!(
-                    "expected a list of integers such as [0, 1, 2], found {}",
-                    super::de::describe(other)
-                ),
-            ))
-        }
-    };
-    if items.is_empty() {
-        return Err(invalid(
-            at,
-            "seeds",
-            "the list is empty: give at least one seed".into(),
-        ));
-    }
-    let mut seeds = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let seed = match item {
-            toml::Value::Integer(n) if *n >= 0 => *n as u64,
-            other => {
-                return Err(ConfigError::InvalidValue {
-                    location: at.locate(&["seeds".to_string(), i.to_string()]),
-                    key: format!("seeds[{i}]"),
-                    message: format!(
-                        "expected an integer >= 0, found {}",
-                        super::de::describe(other)
-                    ),
-                })
-            }
-        };
-        if seeds.contains(&seed) {
-            return Err(ConfigError::InvalidValue {
-                location: at.locate(&["seeds".to_string(), i.to_string()]),
-                key: format!("seeds[{i}]"),
-                message: format!("seed {seed} is listed twice"),
-            });
-        }
-        seeds.push(seed);
-    }
-    Ok(seeds)
 }
 
 fn axis_keys(grids: &[Grid]) -> Vec<String> {

@@ -7,6 +7,7 @@
 //! | --- | --- |
 //! | [`raw`] | pass 1: the TOML text with the position of every key |
 //! | [`experiment`] | pass 2: the validated [`Experiment`] (header, seeds, base, variants) |
+//! | [`seeds`] | the `seeds` key: a fixed list or seeds by precision (`[seeds]` rounds) |
 //! | [`sections`], [`de`] | the typed `[data]`, `[model]`, `[train]` tables and their errors |
 //! | [`base`] | the base configuration, typed, with its canonical text |
 //! | [`grid`] | pass 3a: the `[[grid]]` entries read into swept keys |
@@ -30,6 +31,7 @@ pub mod overrides;
 pub mod raw;
 pub mod resolved;
 pub mod sections;
+pub mod seeds;
 pub mod suggest;
 pub mod trial_file;
 

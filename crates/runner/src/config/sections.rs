@@ -54,6 +54,13 @@ impl Section for TrainConfig {
     fn check(&self) -> Result<(), (String, String)> {
         self.validate().map_err(|e| (e.key.to_string(), e.reason))
     }
+    /// `fixed_seed` has no effect when the seed drives every source.
+    fn canonicalize(mut self) -> Self {
+        if self.seed_varies.is_all() {
+            self.fixed_seed = 0;
+        }
+        self
+    }
 }
 
 /// Something that can say where a key of the resolved configuration came from.
@@ -84,7 +91,9 @@ pub fn typed<T: Section>(value: &toml::Value, at: &dyn Locate) -> Result<T, Conf
 }
 
 /// The checks that need two tables: `train.random_streams = "pytorch"` draws only the
-/// reference script's augmentation (`data.augment`). Located at `train.random_streams`.
+/// reference script's augmentation (`data.augment`), located at `train.random_streams`; and
+/// `train.seed_varies = "sample"` needs a `data.resample` to vary, located at
+/// `train.seed_varies`.
 pub fn check_across(
     data: &DataConfig,
     train: &TrainConfig,
@@ -97,7 +106,15 @@ pub fn check_across(
             location: at.locate(&["train".to_string(), "random_streams".to_string()]),
             key: "train.random_streams".to_string(),
             message: e.to_string(),
-        })
+        })?;
+    if train.seed_varies == ablate_data::SeedVaries::Sample && data.resample.is_none() {
+        return Err(ConfigError::InvalidValue {
+            location: at.locate(&["train".to_string(), "seed_varies".to_string()]),
+            key: "train.seed_varies".to_string(),
+            message: "\"sample\" needs data.resample = \"bootstrap\" or \"subsample\" (there is no sample to vary)".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Maps a deserialization error under table `section` to a located error.

@@ -73,6 +73,17 @@ impl Sandbox {
         }
     }
 
+    /// Evaluates on `n` synthetic test images instead of 20 (so that seeds differ in their
+    /// accuracy).
+    pub fn set_test_images(&self, n: usize) {
+        let path = self.dir.path().join("exp.toml");
+        let text = std::fs::read_to_string(&path)
+            .expect("read experiment")
+            .replace("synthetic_test = 20", &format!("synthetic_test = {n}"))
+            .replace("eval_batch_size = 20", &format!("eval_batch_size = {n}"));
+        std::fs::write(&path, text).expect("write experiment");
+    }
+
     /// `ablate sweep exp.toml --out results --no-report [extra...]` with `env`, run in the sandbox.
     pub fn sweep(&self, extra: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = self.sweep_command(extra, env);
