@@ -65,6 +65,9 @@ pub enum Command {
     /// Inspect or convert datasets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// List what this binary can run trials on: the CPU, and each CUDA device (name, memory)
+    /// in a build with the `cuda` feature, or why none is usable.
+    Devices,
     /// One task of the Slurm job array of `ablate sweep --slurm` (its batch script runs this).
     #[command(hide = true)]
     SlurmTask(SlurmTaskArgs),

@@ -1,6 +1,7 @@
 //! One module per subcommand; each `run` returns the process exit code.
 
 pub mod data;
+pub mod devices;
 pub mod eval;
 pub mod plan;
 pub mod report;

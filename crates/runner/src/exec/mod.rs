@@ -2,6 +2,7 @@
 //! progress.
 
 pub mod child;
+pub mod devices;
 pub mod lock;
 pub mod progress;
 pub mod run;
