@@ -50,3 +50,7 @@ parity-paired PYTHON="python3":
     mkdir -p results/parity_paired/torch
     for r in 0 16; do for s in 0 1; do {{PYTHON}} scripts/parity-paired.py run --data data/parity --reduction $r --seed $s --threads 2 --out results/parity_paired/torch/r${r}_s${s}.jsonl; done; done
     {{PYTHON}} scripts/parity-paired.py compare --sweep results/parity_paired --torch results/parity_paired/torch
+
+# Rewrite the golden fixtures from PyTorch (crates/model/tests/fixtures, docs/parity.md; PYTHON: a python with torch).
+golden PYTHON="python3":
+    {{PYTHON}} scripts/golden.py write

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use ablate_runner::exec::devices::{cpu, gib};
+use ablate_runner::device::describe::{cpu, gib};
 
 fn devices() -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ablate"))

@@ -24,7 +24,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
-use super::fit::EpochRecord;
+use super::metrics::EpochRecord;
 use super::sched::LrScheduler;
 
 /// Version of the `state.json` layout.

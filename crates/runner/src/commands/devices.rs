@@ -2,7 +2,7 @@
 //! device, then one line on CUDA: the driver, or why no CUDA device is usable, or that this
 //! build has no CUDA and how to get one.
 
-use crate::exec::devices::{built_compute_capability, cpu, cuda_devices, gib, CudaDevices};
+use crate::device::describe::{built_compute_capability, cpu, cuda_devices, gib, CudaDevices};
 
 use super::CommandResult;
 

@@ -1,4 +1,5 @@
-//! Pass 3: `[[grid]]` entries expanded into variants (resolved configurations).
+//! Pass 3b: the grids ([`super::grid`]) expanded over the base ([`super::base`]) into variants
+//! (resolved configurations).
 //!
 //! Inside one grid the axes combine as a cartesian product, in the order they
 //! are written (the last axis varies fastest); the variants of all grids are
@@ -14,200 +15,15 @@ use ablate_data::DataConfig;
 use ablate_model::train::TrainConfig;
 use ablate_model::ModelSpec;
 
+use super::base::Base;
 use super::errors::{ConfigError, Location};
-use super::experiment::{ResolvedConfig, Variant};
+use super::grid::{Grid, SECTIONS};
 use super::ids;
+use super::labels::{label, short_keys};
 use super::overrides::Override;
 use super::raw::RawDoc;
-use super::sections::{self, canonical_section, Locate, Section};
-
-/// The tables a grid key may sweep.
-pub const SECTIONS: [&str; 3] = ["data", "model", "train"];
-
-/// One swept key of a grid and its values.
-#[derive(Debug, Clone)]
-pub struct Axis {
-    /// The key as written, e.g. `model.reduction`.
-    pub key: String,
-    /// Its segments, e.g. `["model", "reduction"]`.
-    pub path: Vec<String>,
-    /// The values, in the order written (at least one).
-    pub values: Vec<toml::Value>,
-}
-
-/// One `[[grid]]` entry.
-#[derive(Debug, Clone)]
-pub struct Grid {
-    /// 0-based position among the file's `[[grid]]` entries.
-    pub index: usize,
-    /// The axes, in the order written.
-    pub axes: Vec<Axis>,
-}
-
-impl Grid {
-    /// The number of combinations (1 for an empty grid).
-    pub fn len(&self) -> usize {
-        self.axes.iter().map(|a| a.values.len()).product()
-    }
-
-    /// Whether this grid has no axis (it is then the base, once).
-    pub fn is_empty(&self) -> bool {
-        self.axes.is_empty()
-    }
-}
-
-/// Reads the `grid` value of the file: an array of tables whose keys are
-/// dotted paths into `data`, `model` or `train` and whose values are non-empty
-/// arrays. Axes pinned by a `--set` of the same key (or of a table above it)
-/// are dropped: the override wins.
-pub fn parse_grids(
-    grid: Option<&toml::Value>,
-    raw: &RawDoc,
-    overrides: &[Override],
-) -> Result<Vec<Grid>, ConfigError> {
-    let Some(grid) = grid else {
-        return Ok(Vec::new());
-    };
-    let invalid = |path: &[String], message: String| ConfigError::InvalidValue {
-        location: raw.locate(path, false),
-        key: "grid".to_string(),
-        message,
-    };
-    let entries = grid.as_array().ok_or_else(|| {
-        invalid(
-            &["grid".to_string()],
-            "expected `[[grid]]` tables of `\"table.key\" = [values]`".to_string(),
-        )
-    })?;
-    let mut grids = Vec::with_capacity(entries.len());
-    for (g, entry) in entries.iter().enumerate() {
-        let entry_path = vec!["grid".to_string(), g.to_string()];
-        let table = entry.as_table().ok_or_else(|| {
-            invalid(
-                &entry_path,
-                "each grid entry must be a table (`[[grid]]`)".to_string(),
-            )
-        })?;
-        // File order: by the position of the key in the text.
-        let mut keys: Vec<&String> = table.keys().collect();
-        keys.sort_by_key(|k| {
-            let mut p = entry_path.clone();
-            p.push((*k).clone());
-            raw.spans(&p).map_or(usize::MAX, |s| s.key.start)
-        });
-        let mut axes = Vec::with_capacity(keys.len());
-        for key in keys {
-            let mut key_path = entry_path.clone();
-            key_path.push(key.clone());
-            let path: Vec<String> = key.split('.').map(str::to_string).collect();
-            let location = raw.locate(&key_path, false);
-            if path.len() < 2 || path.iter().any(String::is_empty) {
-                return Err(ConfigError::InvalidValue {
-                    location,
-                    key: key.clone(),
-                    message: "a grid key is a dotted path to one value, e.g. \"model.reduction\""
-                        .to_string(),
-                });
-            }
-            if !SECTIONS.contains(&path[0].as_str()) {
-                let suggestion = super::suggest::closest(&path[0], SECTIONS).map(str::to_string);
-                return Err(ConfigError::UnknownKey {
-                    location,
-                    key: key.clone(),
-                    suggestion: suggestion.map(|s| format!("{s}.{}", path[1..].join("."))),
-                    expected: SECTIONS.iter().map(|s| format!("{s}.*")).collect(),
-                });
-            }
-            let values = match &table[key] {
-                toml::Value::Array(v) if v.is_empty() => {
-                    return Err(ConfigError::EmptyAxis {
-                        location,
-                        key: key.clone(),
-                    })
-                }
-                toml::Value::Array(v) => v.clone(),
-                other => {
-                    return Err(ConfigError::InvalidValue {
-                        location,
-                        key: key.clone(),
-                        message: format!(
-                            "a grid axis is an array of values (e.g. [{}]), found {}",
-                            toml_inline(other),
-                            super::de::describe(other)
-                        ),
-                    })
-                }
-            };
-            let pinned = overrides.iter().any(|o| path.starts_with(&o.key));
-            if !pinned {
-                axes.push(Axis {
-                    key: key.clone(),
-                    path,
-                    values,
-                });
-            }
-        }
-        grids.push(Grid { index: g, axes });
-    }
-    Ok(grids)
-}
-
-fn toml_inline(v: &toml::Value) -> String {
-    let mut s = String::new();
-    super::ids::write_value(v, &mut s);
-    s
-}
-
-/// The base configuration: typed, validated tables with their canonical text.
-#[derive(Debug, Clone)]
-pub struct Base {
-    /// The tables as TOML (after `--set`).
-    pub tables: [toml::Value; 3],
-    /// The typed data table.
-    pub data: DataConfig,
-    /// The typed model table, canonicalized.
-    pub model: ModelSpec,
-    /// The typed train table.
-    pub train: TrainConfig,
-    /// Canonical lines of each table.
-    pub canonical: [String; 3],
-}
-
-impl Base {
-    /// Validates the base tables.
-    pub fn new(tables: [toml::Value; 3], at: &dyn Locate) -> Result<Base, ConfigError> {
-        let data: DataConfig = sections::typed(&tables[0], at)?;
-        let model: ModelSpec = sections::typed::<ModelSpec>(&tables[1], at)?.canonicalize();
-        let train: TrainConfig = sections::typed(&tables[2], at)?;
-        sections::check_across(&data, &train, at)?;
-        let canonical = [
-            canonical_section(&data),
-            canonical_section(&model),
-            canonical_section(&train),
-        ];
-        Ok(Base {
-            tables,
-            data,
-            model,
-            train,
-            canonical,
-        })
-    }
-
-    /// The whole canonical text.
-    pub fn canonical_text(&self) -> String {
-        self.canonical.concat()
-    }
-
-    /// As a resolved configuration.
-    pub fn config(&self) -> ResolvedConfig {
-        ResolvedConfig {
-            data: self.data.clone(),
-            model: self.model.clone(),
-            train: self.train.clone(),
-        }
-    }
-}
+use super::resolved::{ResolvedConfig, Variant};
+use super::sections::{self, Locate, Section};
 
 /// Locates keys of one combination of one grid: `--set` first, then the
 /// grid's value, then the base in the file.
@@ -496,55 +312,6 @@ fn lookup_value<'a>(mut v: &'a toml::Value, path: &[String]) -> Option<&'a toml:
         v = v.as_table()?.get(seg)?;
     }
     Some(v)
-}
-
-/// The label key of each swept key: its last segment, or the whole key when
-/// two swept keys share their last segment.
-fn short_keys(grids: &[Grid]) -> HashMap<String, String> {
-    let mut count: HashMap<&str, usize> = HashMap::new();
-    let mut all: Vec<&Axis> = Vec::new();
-    for g in grids {
-        for a in &g.axes {
-            if !all.iter().any(|b| b.key == a.key) {
-                all.push(a);
-                *count.entry(a.path.last().expect("non-empty")).or_default() += 1;
-            }
-        }
-    }
-    all.into_iter()
-        .map(|a| {
-            let last = a.path.last().expect("non-empty");
-            let short = if count[last.as_str()] > 1 {
-                a.key.clone()
-            } else {
-                last.clone()
-            };
-            (a.key.clone(), short)
-        })
-        .collect()
-}
-
-fn label(axes: &[(String, toml::Value)], short: &HashMap<String, String>) -> String {
-    axes.iter()
-        .map(|(k, v)| {
-            format!(
-                "{}={}",
-                short.get(k).map_or(k.as_str(), String::as_str),
-                label_value(v)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// A value as it appears in a variant label: strings bare, lists joined by `+`.
-pub fn label_value(v: &toml::Value) -> String {
-    match v {
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Float(x) => ids::float(*x),
-        toml::Value::Array(items) => items.iter().map(label_value).collect::<Vec<_>>().join("+"),
-        other => toml_inline(other),
-    }
 }
 
 fn variant_of(

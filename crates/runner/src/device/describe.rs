@@ -8,6 +8,8 @@
 
 use std::path::Path;
 
+use super::DeviceId;
+
 /// The CPU as this process sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuInfo {
@@ -80,22 +82,16 @@ pub fn cuda_devices() -> CudaDevices {
     }
 }
 
-/// A device string (`cpu`, `cuda:N`) as a human name: the CPU's model name, the GPU's name.
-/// `None` when it cannot be told (no model name in /proc/cpuinfo, a CUDA device this binary
-/// cannot see, an unknown string).
+/// A device string (`cpu`, `cuda:N`, as [`super::open`] takes it) as a human name: the CPU's
+/// model name, the GPU's name. `None` when it cannot be told (no model name in /proc/cpuinfo,
+/// a CUDA device this binary cannot see, a string that names no device).
 pub fn device_name(device: &str) -> Option<String> {
-    if device.eq_ignore_ascii_case("cpu") {
-        return read_proc(Path::new("/proc/cpuinfo")).and_then(|t| cpu_model(&t));
-    }
-    let index: usize = device.strip_prefix("cuda:")?.parse().ok()?;
-    #[cfg(feature = "cuda")]
-    {
-        cuda::name(index)
-    }
-    #[cfg(not(feature = "cuda"))]
-    {
-        let _ = index;
-        None
+    match DeviceId::parse(device).ok()? {
+        DeviceId::Cpu => read_proc(Path::new("/proc/cpuinfo")).and_then(|t| cpu_model(&t)),
+        #[cfg(feature = "cuda")]
+        DeviceId::Cuda(index) => cuda::name(index),
+        #[cfg(not(feature = "cuda"))]
+        DeviceId::Cuda(_) => None,
     }
 }
 
@@ -256,7 +252,6 @@ mod tests {
             .ok()
             .and_then(|t| cpu_model(&t));
         assert_eq!(device_name("cpu"), from_proc);
-        assert_eq!(device_name("CPU"), from_proc);
         assert_eq!(cpu().model, from_proc);
         if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
             assert!(from_proc.is_some_and(|m| !m.is_empty()));
@@ -266,6 +261,7 @@ mod tests {
     #[test]
     fn names_nothing_for_unknown_strings() {
         assert_eq!(device_name("tpu:0"), None);
+        assert_eq!(device_name("CPU"), None);
         assert_eq!(device_name("cuda:x"), None);
         assert_eq!(device_name(""), None);
     }
