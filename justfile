@@ -30,6 +30,11 @@ bench *ARGS:
 bench-vs-torch:
     bash scripts/bench-vs-torch.sh
 
+# The CUDA binary, target/cuda/release/ablate, for compute capability CAP (90: H100/H200, 80: A100),
+# without a GPU or a CUDA toolkit: installs CUDA 13.0 compiler wheels under ~/.cache/ablate/cuda (docs/gpu.md).
+build-cuda CAP="90":
+    bash scripts/build-cuda.sh {{CAP}}
+
 # Format every crate.
 fmt:
     cargo fmt --all

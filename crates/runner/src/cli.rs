@@ -77,6 +77,9 @@ pub enum Command {
     /// compares logits, loss, every gradient and the BatchNorm statistics with PyTorch's,
     /// printing the largest errors. Exit code 3 when a comparison is out of tolerance.
     Golden(GoldenArgs),
+    /// List what this binary can run trials on: the CPU, and each CUDA device (name, memory)
+    /// in a build with the `cuda` feature, or why none is usable.
+    Devices,
     /// One task of the Slurm job array of `ablate sweep --slurm` (its batch script runs this).
     #[command(hide = true)]
     SlurmTask(SlurmTaskArgs),

@@ -1,20 +1,42 @@
 //! Devices as the command line names them (`cpu`, `cuda:N`): opening one, and recognizing the
 //! errors that mean the device itself failed (out of memory, lost), so that a trial's failure
-//! record says so.
+//! record says so. [`describe`] tells what a device is (name, memory) for `ablate devices` and
+//! the trial records.
 
 use anyhow::{anyhow, Context};
 use candle_core::Device;
 
+pub mod describe;
+
+/// A device as the command line names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceId {
+    /// `cpu`.
+    Cpu,
+    /// `cuda:N`: the CUDA device of ordinal N (after `CUDA_VISIBLE_DEVICES`).
+    Cuda(usize),
+}
+
+impl DeviceId {
+    /// Reads `cpu` or `cuda:N`.
+    pub fn parse(name: &str) -> anyhow::Result<DeviceId> {
+        if name == "cpu" {
+            return Ok(DeviceId::Cpu);
+        }
+        name.strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(DeviceId::Cuda)
+            .ok_or_else(|| anyhow!("unknown device `{name}`; expected `cpu` or `cuda:N`"))
+    }
+}
+
 /// Opens the device `name` (`cpu` or `cuda:N`). A build without the `cuda` feature refuses
 /// `cuda:N` in one line that says how to get one.
 pub fn open(name: &str) -> anyhow::Result<Device> {
-    if name == "cpu" {
-        return Ok(Device::Cpu);
-    }
-    let ordinal: usize = name
-        .strip_prefix("cuda:")
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| anyhow!("unknown device `{name}`; expected `cpu` or `cuda:N`"))?;
+    let ordinal = match DeviceId::parse(name)? {
+        DeviceId::Cpu => return Ok(Device::Cpu),
+        DeviceId::Cuda(ordinal) => ordinal,
+    };
     if !cfg!(feature = "cuda") {
         anyhow::bail!(
             "device `{name}` needs CUDA, but this `ablate` was built without the `cuda` feature \
@@ -80,6 +102,9 @@ mod tests {
         assert!(matches!(open("cpu").unwrap(), Device::Cpu));
         let e = open("gpu0").unwrap_err().to_string();
         assert!(e.contains("expected `cpu` or `cuda:N`"), "{e}");
+        assert_eq!(DeviceId::parse("cuda:3").unwrap(), DeviceId::Cuda(3));
+        assert!(DeviceId::parse("cuda:x").is_err());
+        assert!(DeviceId::parse("CPU").is_err());
         if !cfg!(feature = "cuda") {
             let e = open("cuda:0").unwrap_err().to_string();
             assert!(e.contains("without the `cuda` feature"), "{e}");

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Golden(args) => commands::golden::run(args),
         Command::Data(DataCommand::Info(args)) => commands::data::info(args),
         Command::Data(DataCommand::Export(args)) => commands::data::export(args),
+        Command::Devices => commands::devices::run(),
         Command::SlurmTask(args) => commands::slurm_task::run(args),
     };
     match result {

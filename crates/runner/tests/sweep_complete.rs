@@ -53,9 +53,16 @@ fn sweep_writes_all_parquet_files_with_the_documented_schema_and_resume_runs_not
         "the two swept keys: {s:?}"
     );
     let rows = ablate_schema::trials_from_frame(&t).unwrap();
+    let cpu_name = ablate_runner::device::describe::device_name("cpu");
+    if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        assert!(cpu_name.is_some(), "x86-64 Linux names its CPU model");
+    }
     for r in &rows {
         assert_eq!(r.status, TrialState::Completed);
         assert_eq!(r.device.as_deref(), Some("cpu"));
+        // The CPU's model name, as `ablate devices` shows it (None only where /proc/cpuinfo
+        // has no model name).
+        assert_eq!(r.device_name, cpu_name);
         match r.attention.as_str() {
             "none" => assert_eq!(r.params, Some(1_147_914)),
             "se" => assert!(r.params.unwrap() > 1_147_914),

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod devices;
 pub mod eval;
 pub mod golden;
 pub mod plan;

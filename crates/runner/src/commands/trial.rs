@@ -70,6 +70,9 @@ pub fn run(args: TrialArgs) -> CommandResult {
     status.attempts += 1;
     status.pid = Some(std::process::id());
     status.device = Some(device_name.clone());
+    // The human name (CPU model, GPU name) read without opening the device: known even when
+    // opening it fails.
+    status.device_name = crate::device::describe::device_name(&device_name);
     status.started_at.get_or_insert_with(now_rfc3339);
     status.ended_at = None;
     status.error = None;
