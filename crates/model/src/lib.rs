@@ -6,12 +6,14 @@
 //!   intermediate activations and gates, parameter and MAC counts.
 //! - [`ops`]: custom candle ops (max-pool 2x2 with argmax backward).
 //! - [`train`]: optimizers, schedulers, the training loop.
+//! - [`integrity`]: the checksums written with every file that is read back.
 //!
 //! See `docs/models.md`.
 
 pub mod allocator;
 pub mod attention;
 pub mod init;
+pub mod integrity;
 pub mod layers;
 pub mod net;
 pub mod ops;

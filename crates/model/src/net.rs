@@ -521,9 +521,13 @@ impl Net {
         weights::write_safetensors(&sd, path)
     }
 
-    /// Reads a safetensors file (ours or a PyTorch `state_dict`) and loads it by name.
+    /// Reads a safetensors file (ours or a PyTorch `state_dict`) and loads it by name. Imported
+    /// weights are checked first ([`weights::check_imported`]): a tensor that is not floating
+    /// point or holds NaN or infinite values is refused, naming it; so are missing, extra and
+    /// misshapen tensors.
     pub fn load_safetensors(&mut self, path: &Path) -> std::result::Result<(), WeightsError> {
         let tensors = weights::read_safetensors(path, &Device::Cpu)?;
+        weights::check_imported(&tensors)?;
         self.load_state_dict(&tensors)
     }
 

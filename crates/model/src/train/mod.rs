@@ -8,6 +8,7 @@
 //! `docs/training.md` documents the keys and the semantics.
 
 pub mod checkpoint;
+mod checkpoint_files;
 pub mod config;
 pub mod eval;
 pub mod fit;
