@@ -36,7 +36,9 @@ pub const PREVIOUS_STATE_FILE: &str = "state.prev.json";
 /// The folder (inside a checkpoint folder) damaged files are moved to.
 pub const DAMAGED_DIR: &str = "damaged";
 
-pub use super::checkpoint_files::{exists, read_state, read_tensors, recover, write};
+pub use super::checkpoint_files::{
+    discard_beyond, exists, read_state, read_tensors, recover, write,
+};
 
 /// A checkpoint that cannot be written or read.
 #[derive(Debug, thiserror::Error)]

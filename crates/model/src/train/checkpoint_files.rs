@@ -127,6 +127,34 @@ pub fn recover(dir: &Path) -> Result<Option<CheckpointState>, CheckpointError> {
     Ok(None)
 }
 
+/// Sets aside (moves to `damaged/`, naming them in a warning) the state files of `dir` whose
+/// checkpoint is past `epochs` finished epochs or `iterations` steps: the caller lost the
+/// records of the run up to them, so continuing from them would leave a gap. Unreadable state
+/// files are left to [`recover`]. Returns how many were set aside.
+pub fn discard_beyond(dir: &Path, epochs: u32, iterations: u64) -> usize {
+    let mut n = 0;
+    for name in [STATE_FILE, PREVIOUS_STATE_FILE] {
+        let path = dir.join(name);
+        let Ok(bytes) = fs::read(&path) else { continue };
+        let Ok(found) = parse_state_file(&bytes) else {
+            continue;
+        };
+        let s = &found.state;
+        if s.epoch.saturating_sub(1) > epochs || s.iteration > iterations {
+            let moved = quarantine(dir, std::slice::from_ref(&path));
+            tracing::warn!(
+                "checkpoint {} (epoch {}, step {}) is past the intact records ({epochs} epochs, \
+                 {iterations} steps): not used; {moved}",
+                path.display(),
+                s.epoch,
+                s.step
+            );
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Reads and verifies the state file `name` of `dir` and the two tensor files it names.
 fn load(dir: &Path, name: &str) -> Result<Option<StateFile>, Unusable> {
     let path = dir.join(name);

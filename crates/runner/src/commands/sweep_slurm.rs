@@ -14,7 +14,7 @@ use crate::exec::scheduler::Device;
 use crate::exec::signals::StopFlag;
 use crate::exec::slurm::{self, ArraySpec, JobRecord, SLURM_DIR};
 use crate::results::records::{
-    files, now_rfc3339, read_json_opt, tail_lines, write_json_atomic, TrialState, TrialStatus,
+    files, now_rfc3339, tail_lines, write_json_atomic, TrialState, TrialStatus,
 };
 
 use super::plan::Plan;
@@ -163,10 +163,11 @@ fn wait_for(jobs: &[JobRecord], dir: &Path, stop: &StopFlag) -> anyhow::Result<b
 fn state_counts(jobs: &[JobRecord], dir: &Path) -> String {
     let mut counts: Vec<(TrialState, usize)> = Vec::new();
     for id in jobs.iter().flat_map(|j| &j.trials) {
-        let state = read_json_opt::<TrialStatus>(&dir.join("trials").join(id).join(files::STATUS))
-            .ok()
-            .flatten()
-            .map_or(TrialState::Pending, |s| s.status);
+        let state =
+            crate::results::damage::read_status(&dir.join("trials").join(id).join(files::STATUS))
+                .ok()
+                .flatten()
+                .map_or(TrialState::Pending, |s| s.status);
         match counts.iter_mut().find(|(s, _)| *s == state) {
             Some((_, n)) => *n += 1,
             None => counts.push((state, 1)),
@@ -186,7 +187,8 @@ fn state_counts(jobs: &[JobRecord], dir: &Path) -> String {
 fn record_unfinished(job: &JobRecord, dir: &Path, slurm_dir: &Path) -> anyhow::Result<()> {
     for (task, id) in job.trials.iter().enumerate() {
         let path = dir.join("trials").join(id).join(files::STATUS);
-        let mut status: TrialStatus = read_json_opt(&path)?.unwrap_or_else(TrialStatus::pending);
+        let mut status: TrialStatus =
+            crate::results::damage::read_status(&path)?.unwrap_or_else(TrialStatus::pending);
         if !matches!(status.status, TrialState::Pending | TrialState::Running) {
             continue;
         }

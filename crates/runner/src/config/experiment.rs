@@ -132,6 +132,14 @@ impl Experiment {
     }
 
     fn from_raw(raw: RawDoc, overrides: &[Override]) -> Result<Experiment, ConfigError> {
+        if let Some(message) = sets_nothing(&raw) {
+            return Err(ConfigError::Malformed {
+                location: super::errors::Location::Whole {
+                    path: raw.path.clone(),
+                },
+                message,
+            });
+        }
         let at = expand::base_locator(&raw, overrides);
 
         // Unknown top-level keys (in the file or in --set).
@@ -192,6 +200,7 @@ impl Experiment {
         });
         let base = Base::new(tables, &at)?;
         let grids = expand::parse_grids(raw.table.get("grid"), &raw, overrides)?;
+        expand::check_size(&grids, seeds.len(), &raw)?;
         let variants = expand::expand(&base, &grids, &raw, overrides)?;
         let axis_keys = axis_keys(&grids);
 
@@ -304,6 +313,41 @@ impl Experiment {
     }
 }
 
+/// Why an experiment file that sets nothing is refused (`None`: it sets something). Such a file
+/// is an accident more often than a plan (a `>` redirect, an unsaved editor buffer), and it would
+/// start the whole default protocol. `--set` overrides do not count: they usually come from a
+/// command written for a real experiment file.
+fn sets_nothing(raw: &RawDoc) -> Option<String> {
+    const DELIBERATE: &str = "running it would start the full default protocol (50 epochs of \
+                              CIFAR-10); for a deliberate default run, write one line: \
+                              `name = \"defaults\"`";
+    if raw.text.trim().is_empty() {
+        let what = if raw.text.is_empty() {
+            "is empty"
+        } else {
+            "holds only whitespace"
+        };
+        return Some(format!("the experiment file {what}: {DELIBERATE}"));
+    }
+    fn sets(value: &toml::Value) -> bool {
+        match value {
+            toml::Value::Table(t) => t.values().any(sets),
+            toml::Value::Array(items)
+                if !items.is_empty() && items.iter().all(|v| v.is_table()) =>
+            {
+                items.iter().any(sets)
+            }
+            _ => true,
+        }
+    }
+    if raw.table.values().any(sets) {
+        return None;
+    }
+    Some(format!(
+        "the experiment file sets nothing (only comments and empty tables): {DELIBERATE}"
+    ))
+}
+
 fn check_top_key(key: &str, location: super::errors::Location) -> Result<(), ConfigError> {
     if TOP_KEYS.contains(&key) {
         return Ok(());
@@ -333,12 +377,18 @@ fn check_name(name: &str) -> Result<(), String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
     if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name:?} is not a usable folder name: use 1 to 100 letters, digits, `_`, `-` or `.`, not starting with `.`"
-        ))
+        return Ok(());
     }
+    const RULE: &str = "use 1 to 100 letters, digits, `_`, `-` or `.`, not starting with `.`";
+    let n = name.chars().count();
+    if n > 100 {
+        // Not echoed whole: the message stays one readable line.
+        let start: String = name.chars().take(20).collect();
+        return Err(format!(
+            "a name of {n} characters ({start:?}...) is not a usable folder name: {RULE}"
+        ));
+    }
+    Err(format!("{name:?} is not a usable folder name: {RULE}"))
 }
 
 fn parse_seeds(value: Option<&toml::Value>, at: &dyn Locate) -> Result<Vec<u64>, ConfigError> {

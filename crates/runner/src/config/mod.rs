@@ -18,4 +18,4 @@ pub use errors::{ConfigError, Location};
 pub use experiment::{load_experiment, Experiment, ResolvedConfig, Trial, Variant};
 pub use ids::TrialId;
 pub use overrides::Override;
-pub use trial_file::{read_trial_config, write_trial_config, TrialFile};
+pub use trial_file::{parse_trial_config, read_trial_config, write_trial_config, TrialFile};

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use rayon::prelude::*;
 
+use super::damage;
 use super::records::{
-    files, read_json_opt, read_jsonl, AxisValue, EpochLine, FinalJson, InsideJson, IterationLine,
+    files, read_jsonl_prefix, AxisValue, EpochLine, FinalJson, InsideJson, IterationLine,
     RecordError, TrialMeta, TrialState, TrialStatus, SCHEMA_VERSION,
 };
 
@@ -89,19 +90,28 @@ impl TrialRecords {
             }
         };
         let meta = TrialMeta::from_config_toml(&config_path, &config).map_err(rec)?;
-        let status = read_json_opt::<TrialStatus>(&dir.join(files::STATUS))
+        let mut status = damage::read_status(&dir.join(files::STATUS))
             .map_err(rec)?
             .unwrap_or_else(TrialStatus::pending);
-        let mut epochs: Vec<EpochLine> = read_jsonl(&dir.join(files::EPOCHS)).map_err(rec)?;
-        let mut iterations: Vec<IterationLine> =
-            read_jsonl(&dir.join(files::ITERATIONS)).map_err(rec)?;
+        // Damaged records: the intact ones before them are kept, the trial runs again.
+        let mut problems = Vec::new();
+        let (mut epochs, e) =
+            read_jsonl_prefix::<EpochLine>(&dir.join(files::EPOCHS)).map_err(rec)?;
+        let (mut iterations, i) =
+            read_jsonl_prefix::<IterationLine>(&dir.join(files::ITERATIONS)).map_err(rec)?;
+        problems.extend(e.into_iter().chain(i).map(|e| e.to_string()));
         // A child killed between writing records and its checkpoint may leave records that the
         // resumed run rewrites; the files are truncated on resume, and the last record of an
         // epoch wins here too so the tables never hold duplicates.
         dedup_by_key(&mut epochs, |e| e.epoch as u64);
         dedup_by_key(&mut iterations, |i| i.iteration);
-        let final_json = read_json_opt(&dir.join(files::FINAL)).map_err(rec)?;
-        let inside = read_json_opt(&dir.join(files::INSIDE)).map_err(rec)?;
+        let final_json =
+            damage::read_record_opt(&dir.join(files::FINAL), &mut problems).map_err(rec)?;
+        let inside =
+            damage::read_record_opt(&dir.join(files::INSIDE), &mut problems).map_err(rec)?;
+        if !problems.is_empty() {
+            damage::mark_for_rerun(dir, &mut status, &problems.join("; "));
+        }
         Ok(Some(Self {
             dir: dir.to_path_buf(),
             meta,
@@ -186,7 +196,9 @@ pub fn rebuild(sweep_dir: &Path) -> Result<RebuildSummary, ParquetError> {
     write_all(sweep_dir, &records)
 }
 
-/// Writes the seven Parquet files of `records` into `sweep_dir`.
+/// Writes the seven Parquet files of `records` into `sweep_dir`, as a set: all seven are
+/// written to temporary files first and renamed only once every one is complete, so a failure
+/// (a full disk) leaves the previous set whole.
 pub fn write_all(
     sweep_dir: &Path,
     records: &[TrialRecords],
@@ -201,7 +213,7 @@ pub fn write_all(
         ("samples.parquet", samples_frame),
         ("feature_maps.parquet", feature_maps_frame),
     ];
-    let heights = frames[..]
+    let written = frames[..]
         .par_iter()
         .map(|(name, build)| {
             let path = sweep_dir.join(name);
@@ -209,10 +221,18 @@ pub fn write_all(
                 path: path.clone(),
                 source: Box::new(source),
             })?;
-            write_parquet_atomic(&path, &mut df)?;
-            Ok(df.height())
+            let tmp = write_parquet_tmp(&path, &mut df)?;
+            Ok((path, tmp, df.height()))
         })
-        .collect::<Result<Vec<usize>, ParquetError>>()?;
+        .collect::<Result<Vec<_>, ParquetError>>()?;
+    let mut heights = Vec::with_capacity(written.len());
+    for (path, tmp, height) in written {
+        tmp.persist(&path).map_err(|e| ParquetError::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
+        heights.push(height);
+    }
     Ok(RebuildSummary {
         trials: heights[0],
         epochs: heights[1],
@@ -226,6 +246,19 @@ pub fn write_all(
 
 /// Writes `df` to `path` through a temporary file in the same folder and a rename.
 pub fn write_parquet_atomic(path: &Path, df: &mut DataFrame) -> Result<(), ParquetError> {
+    let tmp = write_parquet_tmp(path, df)?;
+    tmp.persist(path).map_err(|e| ParquetError::Io {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+/// Writes `df` to a synced temporary file beside `path` (removed when dropped unpersisted).
+fn write_parquet_tmp(
+    path: &Path,
+    df: &mut DataFrame,
+) -> Result<tempfile::NamedTempFile, ParquetError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let io = |source| ParquetError::Io {
         path: path.to_path_buf(),
@@ -244,8 +277,7 @@ pub fn write_parquet_atomic(path: &Path, df: &mut DataFrame) -> Result<(), Parqu
             source: Box::new(source),
         })?;
     tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    Ok(tmp)
 }
 
 fn col<T, P: ?Sized>(name: &str, values: T) -> Column

@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 
 use polars::prelude::*;
 
+pub mod fingerprint;
+
 /// The `ablate` binary under test.
 pub fn ablate() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ablate"));
