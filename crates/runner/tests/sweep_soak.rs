@@ -6,9 +6,11 @@
 //! every loss, accuracy and final weight is bit for bit the one of an uninterrupted run of the
 //! same sweep.
 //!
-//! The kill times and kinds are drawn from a seed that the test prints (`ABLATE_SOAK_SEED`
-//! replays a run). `ABLATE_SOAK_KILLS` (default 24, at least 20 SIGKILLs) and
-//! `ABLATE_SOAK_SCALE=full` (more and longer trials) make the long run of `just soak`.
+//! The kinds and times of the faults are drawn from a seed that the test prints
+//! (`ABLATE_SOAK_SEED` replays the same kinds in the same order; the delays scale with the time
+//! the uninterrupted sweep took on this machine, so that the faults fall while it runs).
+//! `ABLATE_SOAK_KILLS` (default 24, at least 20 SIGKILLs) and `ABLATE_SOAK_SCALE=full` (more and
+//! longer trials) make the long run of `just soak`.
 
 #![cfg(unix)]
 
@@ -57,23 +59,28 @@ struct Scale {
     seeds: &'static [u64],
     epochs: u64,
     steps: u64,
-    /// Kill delays after a start or the previous fault, in milliseconds.
-    delay_ms: (u64, u64),
 }
 
 const CI: Scale = Scale {
     seeds: &[0, 1, 2],
     epochs: 3,
-    steps: 6,
-    delay_ms: (150, 1500),
+    steps: 8,
 };
 
 const FULL: Scale = Scale {
     seeds: &[0, 1, 2, 3, 4],
     epochs: 4,
-    steps: 10,
-    delay_ms: (100, 3000),
+    steps: 12,
 };
+
+/// The range of the delays before each fault (after a start or the previous fault), in
+/// milliseconds: drawn uniformly so that all faults together take about half the time the
+/// uninterrupted sweep took here (`reference`). The sweep can then not finish before the last
+/// fault, on a fast machine as on a loaded one.
+fn delay_range(reference: Duration, faults: usize) -> (u64, u64) {
+    let hi = (reference.as_millis() as u64 / faults.max(1) as u64).max(100);
+    (hi / 10, hi)
+}
 
 fn experiment(name: &str, s: &Scale) -> String {
     let seeds: Vec<String> = s.seeds.iter().map(u64::to_string).collect();
@@ -182,13 +189,18 @@ fn schedule(rng: &mut Rng, total: usize) -> Vec<Fault> {
 }
 
 /// Runs the faults against a sweep in `dir`, then runs it to completion.
-fn soak(dir: &Path, faults: &[Fault], rng: &mut Rng, s: &Scale) -> BTreeMap<Fault, usize> {
+fn soak(
+    dir: &Path,
+    faults: &[Fault],
+    rng: &mut Rng,
+    delay_ms: (u64, u64),
+) -> BTreeMap<Fault, usize> {
     let mut done: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut runner: Option<Child> = None;
     let mut next = 0;
     while next < faults.len() {
         let fault = faults[next];
-        let delay = s.delay_ms.0 + rng.below(s.delay_ms.1 - s.delay_ms.0);
+        let delay = delay_ms.0 + rng.below(delay_ms.1 - delay_ms.0);
         let r = runner.get_or_insert_with(|| start_sweep(dir));
         std::thread::sleep(Duration::from_millis(delay));
         if let Some(status) = r.try_wait().expect("wait") {
@@ -280,9 +292,11 @@ fn soak_random_kills_lose_and_duplicate_nothing() {
 
     let reference = tempfile::tempdir().unwrap();
     std::fs::write(reference.path().join("exp.toml"), experiment("soak", scale)).unwrap();
+    let started = Instant::now();
     let out = start_sweep(reference.path())
         .wait_with_output()
         .expect("reference sweep");
+    let took = started.elapsed();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -292,7 +306,15 @@ fn soak_random_kills_lose_and_duplicate_nothing() {
 
     let faulted = tempfile::tempdir().unwrap();
     std::fs::write(faulted.path().join("exp.toml"), experiment("soak", scale)).unwrap();
-    let done = soak(faulted.path(), &faults, &mut rng, scale);
+    let delays = delay_range(took, faults.len());
+    eprintln!(
+        "soak: the uninterrupted sweep took {:.1} s; {} faults, {}..{} ms apart",
+        took.as_secs_f64(),
+        faults.len(),
+        delays.0,
+        delays.1
+    );
+    let done = soak(faulted.path(), &faults, &mut rng, delays);
     eprintln!("soak: seed {seed}, faults done {done:?}");
     let kills: usize = [Fault::KillRunner, Fault::KillAll, Fault::KillTrial]
         .iter()
@@ -316,4 +338,9 @@ fn soak_random_kills_lose_and_duplicate_nothing() {
     assert_eq!(want.len(), trials);
     sweep_common::fingerprint::assert_same(&want, &got, &format!("seed {seed}"));
     assert_parquet_rows(&faulted.path().join("results/soak"), trials, &shape);
+    let attempts: u64 = sweep_common::Sandbox::trial_dirs(&faulted.path().join("results/soak"))
+        .iter()
+        .map(|t| t.status()["attempts"].as_u64().unwrap_or(0))
+        .sum();
+    eprintln!("soak: {trials} trials completed in {attempts} attempts, bit-exact");
 }
