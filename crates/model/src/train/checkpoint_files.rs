@@ -56,7 +56,7 @@ enum Unusable {
         reason: String,
     },
     /// Not a property of the bytes (a permission, an I/O error): the caller's error.
-    Fatal(CheckpointError),
+    Fatal(Box<CheckpointError>),
 }
 
 fn io_err<'a>(
@@ -115,7 +115,7 @@ pub fn recover(dir: &Path) -> Result<Option<CheckpointState>, CheckpointError> {
                 let moved = quarantine(dir, &files);
                 tracing::warn!("damaged checkpoint in {}: {reason}; {moved}", dir.display());
             }
-            Err(Unusable::Fatal(e)) => return Err(e),
+            Err(Unusable::Fatal(e)) => return Err(*e),
         }
     }
     if damaged {
@@ -158,7 +158,7 @@ pub fn discard_beyond(dir: &Path, epochs: u32, iterations: u64) -> usize {
 /// Reads and verifies the state file `name` of `dir` and the two tensor files it names.
 fn load(dir: &Path, name: &str) -> Result<Option<StateFile>, Unusable> {
     let path = dir.join(name);
-    let Some(bytes) = read_opt(&path).map_err(Unusable::Fatal)? else {
+    let Some(bytes) = read_opt(&path).map_err(|e| Unusable::Fatal(Box::new(e)))? else {
         return Ok(None);
     };
     let found = parse_state_file(&bytes).map_err(|reason| Unusable::Damaged {
@@ -190,7 +190,7 @@ fn load(dir: &Path, name: &str) -> Result<Option<StateFile>, Unusable> {
                 false,
             ));
         }
-        let Some(data) = read_opt(&file_path).map_err(Unusable::Fatal)? else {
+        let Some(data) = read_opt(&file_path).map_err(|e| Unusable::Fatal(Box::new(e)))? else {
             return Err(damaged(
                 format!(
                     "{} is missing (named by {})",
