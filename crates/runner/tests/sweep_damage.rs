@@ -118,6 +118,24 @@ fn damaged_records_are_named_set_aside_and_trained_again() {
         (metrics(&t[0]), losses(&t[0]), final_metrics(&t[0])),
         (m0, l0, f0)
     );
+    // 4. iterations.jsonl cut at a line boundary (no damaged line: the count gives it away):
+    //    the trial continues from the checkpoint the remaining steps cover.
+    let its = t[1].dir.join("iterations.jsonl");
+    let text = std::fs::read_to_string(&its).unwrap();
+    let kept: Vec<&str> = text.lines().take(7).collect();
+    std::fs::write(&its, kept.join("\n") + "\n").unwrap();
+    let out = sb.sweep(&[], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", explain(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("are incomplete: 3 epochs and 7 steps"),
+        "{stderr}"
+    );
+    let out = sb.sweep(&[], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    t[1].assert_complete_records(3, 3);
+    assert_eq!((metrics(&t[1]), losses(&t[1])), (m1, l1));
+
     // Nothing failed twice: each damaged trial took one extra run.
     let out = sb.sweep(&[], &[]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 already done, 0 to run"));

@@ -37,7 +37,7 @@ pub const PREVIOUS_STATE_FILE: &str = "state.prev.json";
 pub const DAMAGED_DIR: &str = "damaged";
 
 pub use super::checkpoint_files::{
-    discard_beyond, exists, read_state, read_tensors, recover, write,
+    discard_beyond, exists, position, read_state, read_tensors, recover, write,
 };
 
 /// A checkpoint that cannot be written or read.

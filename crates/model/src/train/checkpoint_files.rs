@@ -127,6 +127,17 @@ pub fn recover(dir: &Path) -> Result<Option<CheckpointState>, CheckpointError> {
     Ok(None)
 }
 
+/// The position of the newest checkpoint of `dir` whose state file is intact: the epoch to run
+/// next and the steps done. The tensor files are not read (a cheap consistency check of the
+/// records written beside a checkpoint); `None` without such a state file.
+pub fn position(dir: &Path) -> Option<(u32, u64)> {
+    [STATE_FILE, PREVIOUS_STATE_FILE].iter().find_map(|name| {
+        let bytes = fs::read(dir.join(name)).ok()?;
+        let s = parse_state_file(&bytes).ok()?.state;
+        Some((s.epoch, s.iteration))
+    })
+}
+
 /// Sets aside (moves to `damaged/`, naming them in a warning) the state files of `dir` whose
 /// checkpoint is past `epochs` finished epochs or `iterations` steps: the caller lost the
 /// records of the run up to them, so continuing from them would leave a gap. Unreadable state

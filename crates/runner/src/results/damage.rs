@@ -95,16 +95,15 @@ fn contiguous<T>(records: &[T], index: impl Fn(&T) -> u64, first: u64) -> u64 {
 }
 
 /// Before a trial starts: if a metric file has a damaged record, keeps the intact records before
-/// it (the original is copied to `damaged/`), and sets aside the checkpoints past those records
-/// (their steps would be missing). Returns whether anything was damaged.
+/// it (the original is copied to `damaged/`); then sets aside the checkpoints past the intact
+/// records, whose steps would be missing (after damage, a file cut at a line boundary, or records
+/// lost to a kill between a checkpoint and the flush of the steps before it). Returns whether
+/// anything was damaged or set aside.
 pub fn repair_before_resume(dir: &Path) -> Result<bool, RecordError> {
     let it_path = dir.join(files::ITERATIONS);
     let ep_path = dir.join(files::EPOCHS);
     let (iterations, it_damage) = read_jsonl_prefix::<IterationLine>(&it_path)?;
     let (epochs, ep_damage) = read_jsonl_prefix::<EpochLine>(&ep_path)?;
-    if it_damage.is_none() && ep_damage.is_none() {
-        return Ok(false);
-    }
     for (path, damage, kept) in [
         (&it_path, &it_damage, iterations.len()),
         (&ep_path, &ep_damage, epochs.len()),
@@ -118,6 +117,7 @@ pub fn repair_before_resume(dir: &Path) -> Result<bool, RecordError> {
         }
     }
     let mut text = Vec::new();
+    let damaged = it_damage.is_some() || ep_damage.is_some();
     if it_damage.is_some() {
         for r in &iterations {
             text.extend_from_slice(&jsonl_line(&it_path, r)?);
@@ -142,7 +142,7 @@ pub fn repair_before_resume(dir: &Path) -> Result<bool, RecordError> {
             dir.display()
         );
     }
-    Ok(true)
+    Ok(damaged || set > 0)
 }
 
 /// After damage was found in the records of a finished trial (`reason`): marks it `failed` with
@@ -167,6 +167,32 @@ pub fn mark_for_rerun(dir: &Path, status: &mut TrialStatus, reason: &str) {
     ));
     if let Err(e) = write_json_atomic(&dir.join(files::STATUS), status) {
         eprintln!("warning: {}", describe(&e));
+    }
+}
+
+/// For the Parquet rebuild: whether a completed trial's records hold as many epochs and steps as
+/// its final checkpoint says it trained (a file cut at a line boundary has no damaged line);
+/// pushes the mismatch to `problems`.
+pub fn check_complete(
+    dir: &Path,
+    status: &TrialStatus,
+    epochs: usize,
+    steps: usize,
+    problems: &mut Vec<String>,
+) {
+    if status.status != TrialState::Completed {
+        return;
+    }
+    let Some((next_epoch, done_steps)) = checkpoint::position(&dir.join(files::CHECKPOINT)) else {
+        return;
+    };
+    let want_epochs = next_epoch.saturating_sub(1) as usize;
+    if epochs != want_epochs || steps as u64 != done_steps {
+        problems.push(format!(
+            "the records of {} are incomplete: {epochs} epochs and {steps} steps, its checkpoint \
+             trained {want_epochs} and {done_steps}",
+            dir.display()
+        ));
     }
 }
 

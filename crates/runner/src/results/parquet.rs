@@ -109,6 +109,9 @@ impl TrialRecords {
             damage::read_record_opt(&dir.join(files::FINAL), &mut problems).map_err(rec)?;
         let inside =
             damage::read_record_opt(&dir.join(files::INSIDE), &mut problems).map_err(rec)?;
+        if problems.is_empty() {
+            damage::check_complete(dir, &status, epochs.len(), iterations.len(), &mut problems);
+        }
         if !problems.is_empty() {
             damage::mark_for_rerun(dir, &mut status, &problems.join("; "));
         }
