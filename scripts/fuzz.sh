@@ -5,7 +5,8 @@
 #   scripts/fuzz.sh check            exit 0 when cargo-fuzz and a toolchain it can use are here
 # Needs cargo-fuzz (`cargo install cargo-fuzz`) and a nightly toolchain; without one, stable
 # with RUSTC_BOOTSTRAP=1 is tried. New inputs go to fuzz/corpus/<target>/ (ignored by git), the
-# seeds stay in fuzz/seeds/<target>/; a crash is saved in fuzz/artifacts/<target>/ and fails.
+# seeds stay in fuzz/seeds/<target>/ (and experiments/ for the experiment parser); a crash is
+# saved in fuzz/artifacts/<target>/ and fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 mode=${1:-smoke}
@@ -40,7 +41,10 @@ for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
     echo "fuzz: $t"
     # -jobs=1: one process, so the figures of the long runs are per core; rss_limit: 2 GB.
-    "${cargo[@]}" fuzz run -O "$t" "corpus/$t" "seeds/$t" -- \
+    seeds=("seeds/$t")
+    # The shipped experiments seed the experiment parser (not copied: read where they are).
+    [ "$t" = experiment ] && seeds+=(../experiments)
+    "${cargo[@]}" fuzz run -O "$t" "corpus/$t" "${seeds[@]}" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
         2>&1 | tee "corpus/$t.log" | grep -E '^(#[0-9]+ *DONE|stat::|==[0-9]+==|SUMMARY|Done)' || true
     if [ "${PIPESTATUS[0]}" != 0 ]; then
