@@ -57,3 +57,7 @@ fuzz-smoke:
 # Every fuzz target for MINUTES minutes, one after the other (the figures of docs/reliability.md).
 fuzz-long MINUTES="10":
     bash scripts/fuzz.sh long {{MINUTES}}
+
+# Rewrite the golden fixtures from PyTorch (crates/model/tests/fixtures, docs/parity.md; PYTHON: a python with torch).
+golden PYTHON="python3":
+    {{PYTHON}} scripts/golden.py write

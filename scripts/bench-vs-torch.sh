@@ -3,9 +3,9 @@
 #
 #   scripts/bench-vs-torch.sh            (or: just bench-vs-torch)
 #
-# Runs `cargo run --release -p ablate-model --example bench` and
-# `../shared/reference/torch_seed.py bench` alternately, ROUNDS times (default 3), each printing
-# one JSON line per model (baseline, se_r16) with train_img_s and infer_img_s; then prints a table
+# Runs `ablate bench --json` (release build) and `scripts/torch_bench.py` (eager PyTorch, the
+# reference models of scripts/golden.py) alternately, ROUNDS times (default 3), each printing
+# one JSON line per model and batch size with train_img_s and infer_img_s; then prints a table
 # of the medians and one line per model:
 #
 #   ratio baseline train=1.07 infer=1.31
@@ -18,6 +18,9 @@
 #   ROUNDS        alternating rounds (default 3)
 #   BATCH         batch size (default 64)
 #   STEPS         timed steps per measurement (default 30), WARMUP (default 5)
+#   MODELS        `;`-separated model specs (default: the seed CNN and SE r=16, named
+#                 baseline and se_r16), e.g. MODELS='attention=eca;attention=cbam'
+#   DEVICE        cpu (default) or cuda:N (PyTorch then uses cuda)
 #   RAYON_NUM_THREADS / torch --threads: both sides use all cores by default.
 #
 # PyTorch is not a project dependency: install it once per machine, outside the repository,
@@ -32,7 +35,14 @@ ROUNDS="${ROUNDS:-3}"
 BATCH="${BATCH:-64}"
 STEPS="${STEPS:-30}"
 WARMUP="${WARMUP:-5}"
-torch_script="$root/../shared/reference/torch_seed.py"
+DEVICE="${DEVICE:-cpu}"
+model_args=()
+if [[ -n "${MODELS:-}" ]]; then
+    IFS=';' read -ra specs <<<"$MODELS"
+    for m in "${specs[@]}"; do model_args+=(--model "$m"); done
+fi
+torch_device=cpu
+[[ $DEVICE == cpu ]] || torch_device=cuda
 
 install_hint() {
     cat >&2 <<EOF
@@ -45,11 +55,6 @@ then run:
 EOF
     exit 2
 }
-
-if [[ ! -f "$torch_script" ]]; then
-    echo "bench-vs-torch: $torch_script not found (the shared reference folder)" >&2
-    exit 2
-fi
 
 py="${TORCH_PYTHON:-}"
 if [[ -z "$py" ]]; then
@@ -64,18 +69,20 @@ elif ! "$py" -c 'import torch' >/dev/null 2>&1; then
     install_hint "TORCH_PYTHON=$py cannot import torch"
 fi
 
-echo "building the Rust benchmark (release)..." >&2
-cargo build --release -q -p ablate-model --example bench
-ours_bin="${CARGO_TARGET_DIR:-$root/target}/release/examples/bench"
+echo "building ablate (release)..." >&2
+cargo build --release -q --bin ablate
+ours_bin="${CARGO_TARGET_DIR:-$root/target}/release/ablate"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 echo "torch: $("$py" -c 'import torch; print(torch.__version__, "threads", torch.get_num_threads())')" >&2
 for ((r = 1; r <= ROUNDS; r++)); do
     echo "round $r/$ROUNDS: ours" >&2
-    "$ours_bin" --batch "$BATCH" --steps "$STEPS" --warmup "$WARMUP" | sed "s/^/ours /" >>"$tmp/results"
+    "$ours_bin" bench --device "$DEVICE" --batch "$BATCH" --steps "$STEPS" --warmup "$WARMUP" \
+        --json "${model_args[@]}" | sed "s/^/ours /" >>"$tmp/results"
     echo "round $r/$ROUNDS: torch" >&2
-    "$py" "$torch_script" bench --batch "$BATCH" --steps "$STEPS" --warmup "$WARMUP" | sed "s/^/torch /" >>"$tmp/results"
+    "$py" scripts/torch_bench.py --device "$torch_device" --batch "$BATCH" --steps "$STEPS" \
+        --warmup "$WARMUP" "${model_args[@]}" | sed "s/^/torch /" >>"$tmp/results"
 done
 
 python3 - "$tmp/results" "$BATCH" <<'EOF'

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use ablate_fuzz::config::{expand::MAX_TRIALS, Experiment};
+use ablate_fuzz::config::{grid::MAX_TRIALS, Experiment};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -503,7 +503,7 @@ const OUTSIDE: u32 = u32::MAX;
 /// (counter-clockwise) about the centre, nearest neighbour, as torchvision's
 /// `rotate` computes it: for output pixel centre `(x + 0.5 - w/2, y + 0.5 - h/2)`
 /// the source is `(cos a * x' - sin a * y' + w/2 - 0.5, sin a * x' + cos a * y' + h/2 - 0.5)`,
-/// rounded half to even; [`OUTSIDE`] (zero fill) when it falls off the image.
+/// rounded half to even; `OUTSIDE` (zero fill) when it falls off the image.
 pub fn rotate_map(h: usize, w: usize, degrees: f32, map: &mut Vec<u32>) {
     map.clear();
     map.reserve(h * w);

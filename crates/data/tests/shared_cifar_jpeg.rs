@@ -1,27 +1,29 @@
 //! The real CIFAR-10 as JPEG class folders (`../shared/data/cifar10-jpeg.tar.gz`
 //! next to the workspace) loads as an image-folder dataset with the right
-//! counts, and the second load comes from the decode cache. Runs in CI (which
-//! has `../shared`); skipped with a printed reason where the file is absent.
+//! counts, and the second load comes from the decode cache. Needs that file, so
+//! it is `#[ignore]`d; CI (which has `../shared`) runs it with
+//! `cargo test -p ablate-data --test shared_cifar_jpeg -- --ignored`.
 
 use std::path::PathBuf;
 
 use ablate_data::{folder, info, CacheUse, DataConfig, DatasetKind};
 
-fn shared_archive() -> Option<PathBuf> {
+fn shared_archive() -> PathBuf {
     let p =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/cifar10-jpeg.tar.gz");
-    p.is_file().then_some(p)
+    assert!(
+        p.is_file(),
+        "{} is missing: this test needs the shared CIFAR-10 JPEG archive in ../shared/data \
+         next to the workspace",
+        p.display()
+    );
+    p
 }
 
 #[test]
+#[ignore = "needs ../shared/data/cifar10-jpeg.tar.gz"]
 fn shared_cifar10_jpeg_loads_with_the_right_counts() {
-    let Some(archive) = shared_archive() else {
-        eprintln!(
-            "skipped: {} not found (the shared CIFAR-10 JPEG archive lives in ../shared/data next to the workspace)",
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/cifar10-jpeg.tar.gz").display()
-        );
-        return;
-    };
+    let archive = shared_archive();
     let cache = tempfile::tempdir().unwrap();
     let (ds, used) = folder::load(&archive, None, Some(cache.path())).unwrap();
     assert!(matches!(used, CacheUse::Written(_)), "{used:?}");

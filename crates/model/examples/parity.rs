@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use ablate_data::{AugmentKind, DataConfig, DatasetKind};
 use ablate_model::train::{
-    fit, EpochRecord, FinalRecord, IterationRecord, MetricsSink, TrainConfig,
+    fit, EpochRecord, FinalRecord, IterationRecord, MetricsSink, SinkError, TrainConfig,
 };
 use ablate_model::{AttentionKind, ModelSpec, Net};
 use candle_core::Device;
@@ -79,8 +79,10 @@ struct Print {
 }
 
 impl MetricsSink for Print {
-    fn iteration(&mut self, _: &IterationRecord) {}
-    fn epoch(&mut self, r: &EpochRecord) {
+    fn iteration(&mut self, _: &IterationRecord) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn epoch(&mut self, r: &EpochRecord) -> Result<(), SinkError> {
         println!(
             "{}",
             serde_json::json!({
@@ -90,9 +92,11 @@ impl MetricsSink for Print {
                 "epoch_s": r.seconds, "images_per_sec": r.images_per_sec, "lr": r.lr,
             })
         );
+        Ok(())
     }
-    fn finished(&mut self, r: &FinalRecord) {
+    fn finished(&mut self, r: &FinalRecord) -> Result<(), SinkError> {
         self.finished = Some(r.clone());
+        Ok(())
     }
 }
 

@@ -4,14 +4,19 @@
 //! - [`ModelSpec`]: the `[model]` table of an experiment (also parsed from `key=value,...`).
 //! - [`Net`]: the network; PyTorch `state_dict` names, safetensors in and out, inspection of
 //!   intermediate activations and gates, parameter and MAC counts.
-//! - [`ops`]: custom candle ops (max-pool 2x2 with argmax backward).
+//! - [`ops`]: the choice of kernels ([`ops::kernels::Kernels`]), our fused CPU ops and the
+//!   device-generic path every non-CPU device runs.
 //! - [`train`]: optimizers, schedulers, the training loop.
 //! - [`integrity`]: the checksums written with every file that is read back.
+//! - [`bench`](mod@bench): training and inference throughput on a device.
+//! - [`golden`]: checks against reference values written by PyTorch.
 //!
 //! See `docs/models.md`.
 
 pub mod allocator;
 pub mod attention;
+pub mod bench;
+pub mod golden;
 pub mod init;
 pub mod integrity;
 pub mod layers;
@@ -23,5 +28,7 @@ pub mod weights;
 
 pub use layers::{DropoutMasks, Mode};
 pub use net::Net;
-pub use spec::{Arch, AttentionKind, BlockSet, Gate, ModelSpec, Placement, SpecError, Squeeze};
+pub use spec::{
+    Arch, AttentionKind, BlockSet, GateFunction, ModelSpec, Placement, SpecError, Squeeze,
+};
 pub use weights::WeightsError;

@@ -100,7 +100,7 @@ use std::sync::{Arc, Mutex};
 
 use ablate_data::{AugmentKind, DataConfig, Dataset};
 use ablate_model::train::{
-    fit, FinalRecord, IterationRecord, MemorySink, MetricsSink, TrainOutcome,
+    fit, FinalRecord, IterationRecord, MemorySink, MetricsSink, SinkError, TrainOutcome,
 };
 use ablate_model::{ModelSpec, Net};
 
@@ -151,13 +151,13 @@ struct StopAfter {
 }
 
 impl MetricsSink for StopAfter {
-    fn iteration(&mut self, r: &IterationRecord) {
+    fn iteration(&mut self, r: &IterationRecord) -> Result<(), SinkError> {
         self.mem.iteration(r)
     }
-    fn epoch(&mut self, r: &EpochRecord) {
+    fn epoch(&mut self, r: &EpochRecord) -> Result<(), SinkError> {
         self.mem.epoch(r)
     }
-    fn finished(&mut self, r: &FinalRecord) {
+    fn finished(&mut self, r: &FinalRecord) -> Result<(), SinkError> {
         self.mem.finished(r)
     }
     fn should_stop(&self) -> bool {

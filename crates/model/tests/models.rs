@@ -1,6 +1,6 @@
 //! Shapes, names, parameter/MAC counts, determinism, weights I/O and gradient sanity of every
-//! model variant (ECA, spatial and CBAM have no PyTorch golden file: their gradients are checked
-//! against central finite differences of our own forward pass).
+//! model variant: gradients against central finite differences of our own forward pass (the
+//! comparison with PyTorch's is `golden.rs`).
 
 use std::collections::HashMap;
 

@@ -11,7 +11,7 @@ use ablate_model::ops::block::{
     EcaParams, SeParams,
 };
 use ablate_model::ops::kernels::Kernels;
-use ablate_model::{Gate, Squeeze};
+use ablate_model::{GateFunction, Squeeze};
 use ablate_model::{ModelSpec, Net};
 use candle_core::{Device, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
@@ -317,7 +317,7 @@ fn se_stage_matches_the_reference_composition() -> Result<()> {
     // conv -> BN -> ReLU -> SE -> pool in one op, every squeeze and gate, with and without the
     // MLP's biases, against candle ops (mean/max, matmul, sigmoid/hardsigmoid, broadcast_mul).
     let squeezes = [Squeeze::Avg, Squeeze::Max, Squeeze::AvgMax];
-    let gates = [Gate::Sigmoid, Gate::HardSigmoid];
+    let gates = [GateFunction::Sigmoid, GateFunction::HardSigmoid];
     for (i, &shape) in SHAPES.iter().enumerate() {
         for (j, (&squeeze, &gate, bias)) in squeezes
             .iter()
@@ -398,7 +398,7 @@ fn gradients_match_finite_differences() -> Result<()> {
                         w2: &ts[6],
                         b2: None,
                         squeeze: Squeeze::Avg,
-                        gate: Gate::Sigmoid,
+                        gate: GateFunction::Sigmoid,
                     })
                 }),
             };
@@ -476,7 +476,7 @@ fn eca_stage_matches_the_reference_composition() -> Result<()> {
     // with and without bias, against candle ops (mean/max, conv1d, sigmoid/hardsigmoid,
     // broadcast_mul).
     let squeezes = [Squeeze::Avg, Squeeze::Max, Squeeze::AvgMax];
-    let gates = [Gate::Sigmoid, Gate::HardSigmoid];
+    let gates = [GateFunction::Sigmoid, GateFunction::HardSigmoid];
     let mut j = 0u64;
     for (i, &shape) in SHAPES.iter().enumerate() {
         for &squeeze in &squeezes {

@@ -200,13 +200,22 @@ fn pytorch_streams_resume_bit_exact_and_save_the_generator_position() {
     let dir = tempfile::tempdir().unwrap();
     struct StopAfter(MemorySink, usize);
     impl ablate_model::train::MetricsSink for StopAfter {
-        fn iteration(&mut self, r: &ablate_model::train::IterationRecord) {
+        fn iteration(
+            &mut self,
+            r: &ablate_model::train::IterationRecord,
+        ) -> Result<(), ablate_model::train::SinkError> {
             self.0.iteration(r)
         }
-        fn epoch(&mut self, r: &ablate_model::train::EpochRecord) {
+        fn epoch(
+            &mut self,
+            r: &ablate_model::train::EpochRecord,
+        ) -> Result<(), ablate_model::train::SinkError> {
             self.0.epoch(r)
         }
-        fn finished(&mut self, r: &ablate_model::train::FinalRecord) {
+        fn finished(
+            &mut self,
+            r: &ablate_model::train::FinalRecord,
+        ) -> Result<(), ablate_model::train::SinkError> {
             self.0.finished(r)
         }
         fn should_stop(&self) -> bool {

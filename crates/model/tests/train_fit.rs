@@ -8,7 +8,7 @@ use std::path::Path;
 use ablate_data::{AugmentKind, DataConfig, Dataset, ImageSet};
 use ablate_model::train::{
     checkpoint, fit, EpochRecord, FinalRecord, IterationRecord, MemorySink, MetricsSink,
-    OptimizerKind, SchedulerKind, TrainConfig, TrainError, TrainOutcome,
+    OptimizerKind, SchedulerKind, SinkError, TrainConfig, TrainError, TrainOutcome,
 };
 use ablate_model::{ModelSpec, Net};
 use candle_core::Device;
@@ -53,13 +53,13 @@ struct StopAfter {
 }
 
 impl MetricsSink for StopAfter {
-    fn iteration(&mut self, r: &IterationRecord) {
+    fn iteration(&mut self, r: &IterationRecord) -> Result<(), SinkError> {
         self.mem.iteration(r)
     }
-    fn epoch(&mut self, r: &EpochRecord) {
+    fn epoch(&mut self, r: &EpochRecord) -> Result<(), SinkError> {
         self.mem.epoch(r)
     }
-    fn finished(&mut self, r: &FinalRecord) {
+    fn finished(&mut self, r: &FinalRecord) -> Result<(), SinkError> {
         self.mem.finished(r)
     }
     fn should_stop(&self) -> bool {

@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use ablate_schema::TrialState;
+
 use crate::load::{AxisValue, Trial};
 use crate::stats::{paired_t_test, welch_t_test, Sample, TTest};
 
@@ -29,7 +31,7 @@ pub struct Variant {
     /// `model.attention`.
     pub attention: String,
     /// Swept axes of the variant (key, value), from its first trial.
-    pub axes: Vec<(String, AxisValue)>,
+    pub axes: BTreeMap<String, AxisValue>,
     /// Position of first appearance in trials.parquet: stable colour index.
     pub order: usize,
     /// All trials of the variant.
@@ -164,17 +166,15 @@ pub fn analyze(
             let done: Vec<&Trial> = ts
                 .iter()
                 .copied()
-                .filter(|t| t.status == "completed" && t.final_test_acc.is_some())
+                .filter(|t| t.status == TrialState::Completed && t.final_test_acc.is_some())
                 .collect();
             let finals: Vec<f64> = done.iter().filter_map(|t| t.final_test_acc).collect();
             let bests: Vec<f64> = done.iter().filter_map(|t| t.best_test_acc).collect();
             let final_acc = Sample::of(&finals);
             let seconds_per_epoch = mean(done.iter().filter_map(|t| {
                 epoch_timing.get(&t.trial_id).and_then(|x| x.0).or_else(|| {
-                    match (t.train_seconds, t.epochs_done) {
-                        (Some(s), Some(e)) if e > 0 => Some(s / e as f64),
-                        _ => None,
-                    }
+                    let (s, e) = (t.train_seconds, t.epochs_done);
+                    (e > 0 && s > 0.0).then(|| s / e as f64)
                 })
             }));
             let images_per_sec = mean(done.iter().filter_map(|t| {
@@ -294,19 +294,29 @@ mod tests {
             variant: label.into(),
             seed,
             attention: attention.into(),
-            axes: vec![],
-            status: if acc.is_some() { "completed" } else { "failed" }.into(),
+            axes: BTreeMap::new(),
+            status: if acc.is_some() {
+                TrialState::Completed
+            } else {
+                TrialState::Failed
+            },
             attempts: 1,
             params: Some(10),
             macs: Some(20),
-            epochs_planned: Some(2),
-            epochs_done: Some(2),
+            epochs_planned: 2,
+            epochs_done: 2,
             final_test_acc: acc,
             best_test_acc: acc,
-            train_seconds: Some(4.0),
+            final_test_loss: None,
+            train_seconds: 4.0,
             images_per_sec: Some(100.0),
+            device: None,
+            device_name: None,
+            started_at: None,
+            ended_at: None,
             exit_code: Some(0),
             error: None,
+            config: String::new(),
         }
     }
 

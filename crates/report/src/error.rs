@@ -24,25 +24,15 @@ pub enum ReportError {
         #[source]
         source: polars::prelude::PolarsError,
     },
-    /// A Parquet file was written with a schema version this reader does not know.
-    #[error("{path} has schema_version {found}, this report reads version {expected}")]
-    SchemaVersion {
+    /// A Parquet file does not follow the results schema (a column missing, of another type
+    /// or holding a null where none is allowed; another schema version).
+    #[error("{path} does not follow the results schema (docs/results.md)")]
+    Schema {
         /// The Parquet file.
         path: PathBuf,
-        /// The version found (smallest one that differs).
-        found: u32,
-        /// The version this crate reads.
-        expected: u32,
-    },
-    /// A documented column is missing or has the wrong type.
-    #[error("{path}: column `{column}` {problem}")]
-    Column {
-        /// The Parquet file.
-        path: PathBuf,
-        /// The column name.
-        column: String,
-        /// What is wrong with it.
-        problem: String,
+        /// What is wrong.
+        #[source]
+        source: ablate_schema::SchemaError,
     },
     /// Writing an output file failed.
     #[error("cannot write {path}")]

@@ -2,6 +2,10 @@
 //! HTML and CSV.
 
 use crate::analysis::{Analysis, BaselineReason, Variant};
+use std::collections::BTreeSet;
+
+use ablate_schema::TrialState;
+
 use crate::load::Trial;
 
 /// Column headers of the variant table.
@@ -169,25 +173,25 @@ pub const PROBLEM_HEADERS: [&str; 8] = [
 ];
 
 /// Statuses listed as problems (everything but `completed`).
-pub fn is_problem(status: &str) -> bool {
-    status != "completed"
+pub fn is_problem(status: TrialState) -> bool {
+    status != TrialState::Completed
 }
 
 /// Failed, diverged and unfinished trials, failures first, as cells; the
 /// last cell holds the full error text.
 pub fn problem_rows(trials: &[Trial]) -> Vec<Vec<String>> {
-    let rank = |s: &str| match s {
-        "failed" => 0,
-        "diverged" => 1,
-        "interrupted" => 2,
-        "running" => 3,
-        "pending" => 4,
-        _ => 5,
+    let rank = |s: TrialState| match s {
+        TrialState::Failed => 0,
+        TrialState::Diverged => 1,
+        TrialState::Interrupted => 2,
+        TrialState::Running => 3,
+        TrialState::Pending => 4,
+        TrialState::Completed => 5,
     };
-    let mut ts: Vec<&Trial> = trials.iter().filter(|t| is_problem(&t.status)).collect();
+    let mut ts: Vec<&Trial> = trials.iter().filter(|t| is_problem(t.status)).collect();
     ts.sort_by(|a, b| {
-        rank(&a.status)
-            .cmp(&rank(&b.status))
+        rank(a.status)
+            .cmp(&rank(b.status))
             .then_with(|| a.variant.cmp(&b.variant))
             .then(a.seed.cmp(&b.seed))
     });
@@ -197,13 +201,9 @@ pub fn problem_rows(trials: &[Trial]) -> Vec<Vec<String>> {
                 t.trial_id.clone(),
                 t.variant.clone(),
                 t.seed.to_string(),
-                t.status.clone(),
+                t.status.to_string(),
                 t.attempts.to_string(),
-                format!(
-                    "{}/{}",
-                    t.epochs_done.map_or("?".into(), |e| e.to_string()),
-                    t.epochs_planned.map_or("?".into(), |e| e.to_string())
-                ),
+                format!("{}/{}", t.epochs_done, t.epochs_planned),
                 t.exit_code.map_or("—".into(), |c| c.to_string()),
                 t.error.clone().unwrap_or_default(),
             ]
@@ -313,14 +313,8 @@ fn num(v: Option<f64>) -> String {
 /// summary.csv: one row per variant, numbers unformatted (fractions for
 /// accuracies, points for differences), empty cells for missing values.
 pub fn summary_csv(a: &Analysis) -> String {
-    let mut axis_keys: Vec<String> = Vec::new();
-    for v in &a.variants {
-        for (k, _) in &v.axes {
-            if !axis_keys.contains(k) {
-                axis_keys.push(k.clone());
-            }
-        }
-    }
+    // In column order (trials.parquet sorts its axis columns by key).
+    let axis_keys: BTreeSet<&String> = a.variants.iter().flat_map(|v| v.axes.keys()).collect();
     let mut headers: Vec<String> = [
         "variant_id",
         "variant",
@@ -388,9 +382,8 @@ pub fn summary_csv(a: &Analysis) -> String {
         for k in &axis_keys {
             row.push(
                 v.axes
-                    .iter()
-                    .find(|(key, _)| key == k)
-                    .map(|(_, val)| val.to_string())
+                    .get(*k)
+                    .map(|val| val.to_string())
                     .unwrap_or_default(),
             );
         }

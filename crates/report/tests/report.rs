@@ -9,7 +9,9 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use ablate_report::charts::stems;
 use ablate_report::{generate, load, tables, ReportError, ReportOptions};
+use ablate_schema::{SchemaError, SCHEMA_VERSION};
 use common::{small_spec, write_sweep};
 
 fn snapshot(name: &str, actual: &str) {
@@ -94,18 +96,9 @@ fn every_chart_file_is_written_and_non_empty() {
     let dir = fixture();
     let s = generate(dir.path(), &ReportOptions::default()).unwrap();
     assert!(s.skipped_charts.is_empty(), "{:?}", s.skipped_charts);
-    let stems = [
-        "loss_iterations",
-        "epochs",
-        "final_accuracy",
-        "axis_model_reduction",
-        "cost_benefit",
-        "per_class",
-        "confusion",
-        "feature_maps",
-        "gates",
-    ];
-    for stem in stems {
+    let axis = stems::axis("model.reduction");
+    let all = stems::FIXED.iter().copied().chain([axis.as_str()]);
+    for stem in all {
         let svg = s.out_dir.join(format!("{stem}.svg"));
         let png = s.out_dir.join(format!("{stem}.png"));
         let svg_text = std::fs::read_to_string(&svg).unwrap_or_else(|_| panic!("{stem}.svg"));
@@ -253,7 +246,11 @@ fn unknown_schema_version_is_rejected() {
         ScanArgsParquet::default(),
     )
     .unwrap()
-    .with_column(lit(2u32).alias("schema_version"))
+    .with_column(
+        lit(SCHEMA_VERSION + 1)
+            .cast(DataType::UInt32)
+            .alias(ablate_schema::col::SCHEMA_VERSION),
+    )
     .collect()
     .unwrap();
     ParquetWriter::new(std::fs::File::create(&path).unwrap())
@@ -261,11 +258,12 @@ fn unknown_schema_version_is_rejected() {
         .unwrap();
     let err = generate(dir.path(), &ReportOptions::default()).unwrap_err();
     match err {
-        ReportError::SchemaVersion {
-            found, expected, ..
-        } => {
-            assert_eq!((found, expected), (2, 1));
-        }
+        ReportError::Schema {
+            source: SchemaError::Version {
+                found, expected, ..
+            },
+            ..
+        } => assert_eq!((found, expected), (SCHEMA_VERSION + 1, SCHEMA_VERSION)),
         other => panic!("unexpected error {other}"),
     }
 }

@@ -65,6 +65,18 @@ pub enum Command {
     /// Inspect or convert datasets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Training and inference throughput (images/s) of models on a device.
+    ///
+    /// Random inputs, warm-up steps, then timed steps with the device drained before the clock
+    /// stops (the same measurement as PyTorch's reference script `torch_seed.py bench`).
+    Bench(BenchArgs),
+    /// Check the model against reference values written by PyTorch (golden files).
+    ///
+    /// Rebuilds each file's model, input and targets, runs one forward and backward (and, for
+    /// the repo's fixtures, three Adam steps) on the device with the chosen kernels, and
+    /// compares logits, loss, every gradient and the BatchNorm statistics with PyTorch's,
+    /// printing the largest errors. Exit code 3 when a comparison is out of tolerance.
+    Golden(GoldenArgs),
     /// One task of the Slurm job array of `ablate sweep --slurm` (its batch script runs this).
     #[command(hide = true)]
     SlurmTask(SlurmTaskArgs),
@@ -100,8 +112,8 @@ pub struct SweepArgs {
     #[arg(long)]
     pub no_report: bool,
     /// Submit the trials to Slurm as one job array (one task per trial; `--devices cuda:...`
-    /// asks each task for a GPU), wait for it, then collect the results as a local sweep does.
-    /// The results folder must be shared with the nodes. See docs/running.md.
+    /// or `--gpus-per-task` asks each task for GPUs), wait for it, then collect the results as a
+    /// local sweep does. The results folder must be shared with the nodes. See docs/running.md.
     #[arg(long)]
     pub slurm: bool,
     /// With --slurm: an option for `sbatch` (repeatable), e.g. `--sbatch-arg=--partition=gpu
@@ -113,10 +125,15 @@ pub struct SweepArgs {
         requires = "slurm"
     )]
     pub sbatch_args: Vec<String>,
-    /// With --slurm: CPUs per array task (the trial's threads).
-    #[arg(long, value_name = "N", default_value_t = 4, requires = "slurm",
+    /// With --slurm: CPUs per array task (the trial's threads). Default: 4, or fewer when the
+    /// partition's nodes have fewer (read from `sinfo`).
+    #[arg(long, value_name = "N", requires = "slurm",
           value_parser = clap::value_parser!(u32).range(1..))]
-    pub cpus_per_task: u32,
+    pub cpus_per_task: Option<u32>,
+    /// With --slurm: GPUs per array task (`--gres=gpu:N`); the trial runs on the first GPU
+    /// Slurm gives the task. Default: 1 when `--devices` names a CUDA device, else none.
+    #[arg(long, value_name = "N", requires = "slurm")]
+    pub gpus_per_task: Option<u32>,
     /// With --slurm: submit and return. Running the same command again waits for the job
     /// (it never submits a trial twice) and collects the results.
     #[arg(long, requires = "slurm")]
@@ -182,6 +199,65 @@ pub struct EvalArgs {
     /// (to compare with another implementation image by image).
     #[arg(long, value_name = "FILE")]
     pub predictions: Option<PathBuf>,
+}
+
+/// `ablate bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The device: `cpu` or `cuda:N`.
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    pub device: String,
+    /// Images per step; a comma-separated list measures each (e.g. `64,512`).
+    #[arg(long, value_name = "N,...", default_value = "64", value_delimiter = ',',
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: Vec<u64>,
+    /// Timed steps per measurement.
+    #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub steps: u64,
+    /// Untimed steps before each measurement.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub warmup: u64,
+    /// A model to measure, as `ablate eval --model` takes it (repeatable; default: the seed CNN
+    /// and SE r=16, `attention=none` and `attention=se,reduction=16`).
+    #[arg(long = "model", value_name = "SPEC")]
+    pub models: Vec<String>,
+    /// The kernels: `fast` (our CPU kernels; the generic path off the CPU), `generic` (what a
+    /// GPU runs, also on the CPU) or `reference` (plain candle ops on the CPU). Default: the
+    /// `ABLATE_KERNELS` environment variable, else `fast`.
+    #[arg(long, value_name = "KIND")]
+    pub kernels: Option<String>,
+    /// One JSON object per model and batch size, in the form of `torch_seed.py bench`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ablate golden`.
+#[derive(Debug, Args)]
+pub struct GoldenArgs {
+    /// Golden files: the repo's fixtures (`crates/model/tests/fixtures/golden_*.safetensors`,
+    /// written by `scripts/golden.py`) or `torch_seed.py golden`'s files (then `--model`).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The device: `cpu` or `cuda:N`.
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    pub device: String,
+    /// The kernels: `fast`, `generic` or `reference` (see `ablate bench --help`). Default: the
+    /// `ABLATE_KERNELS` environment variable, else `fast`.
+    #[arg(long, value_name = "KIND")]
+    pub kernels: Option<String>,
+    /// The model of files that do not name theirs (`torch_seed.py golden`'s), as `ablate eval
+    /// --model` takes it.
+    #[arg(long, value_name = "SPEC")]
+    pub model: Option<String>,
+    /// Comparisons printed per file, largest error first (all with `--all`).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub top: usize,
+    /// Print every comparison.
+    #[arg(long)]
+    pub all: bool,
+    /// One JSON object per file instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ablate data ...`.

@@ -18,6 +18,8 @@ fn main() -> ExitCode {
         Command::Trial(args) => commands::trial::run(args),
         Command::Report(args) => commands::report::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Bench(args) => commands::bench::run(args),
+        Command::Golden(args) => commands::golden::run(args),
         Command::Data(DataCommand::Info(args)) => commands::data::info(args),
         Command::Data(DataCommand::Export(args)) => commands::data::export(args),
         Command::SlurmTask(args) => commands::slurm_task::run(args),

@@ -288,7 +288,9 @@ fn set_overrides_keys_and_pins_swept_keys() {
     assert_eq!(e.base().model.attention, ablate_model::AttentionKind::Eca);
     assert_eq!(e.name(), "other");
     // The experiment as run keeps the overrides.
-    let text = parse_with(SE, &["train.epochs=2", "model.reduction=8"]).to_toml_string();
+    let text = parse_with(SE, &["train.epochs=2", "model.reduction=8"])
+        .to_toml_string()
+        .unwrap();
     let back: toml::Table = toml::from_str(&text).unwrap();
     assert_eq!(back["train"]["epochs"].as_integer(), Some(2));
     assert_eq!(back["model"]["reduction"].as_integer(), Some(8));

@@ -96,7 +96,9 @@ path = "images"
 #[test]
 fn a_trial_config_whose_id_is_a_path_is_refused() {
     let e = Experiment::parse(Path::new("exp.toml"), "name = \"t\"\n", &[]).unwrap();
-    let good = TrialFile::new("t", &e.trials()[0]).to_toml_string();
+    let good = TrialFile::new("t", &e.trials()[0])
+        .to_toml_string()
+        .unwrap();
     let id = e.trials()[0].id.to_string();
     for bad in [
         "../../../tmp/x",
@@ -136,7 +138,7 @@ fn a_trial_writes_only_inside_its_folder() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("a").join("b").join(tf.trial_id.as_str());
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("config.toml"), tf.to_toml_string()).unwrap();
+    std::fs::write(dir.join("config.toml"), tf.to_toml_string().unwrap()).unwrap();
     let out = sweep_common::ablate()
         .current_dir(root.path().join("a"))
         .arg("trial")

@@ -3,8 +3,9 @@
 //! The first tests put a stand-in `sbatch`/`squeue` on `PATH` (shell scripts that run the
 //! array's tasks one after the other in the background, as Slurm's environment would): they
 //! check our side of the contract everywhere. `real_slurm_runs_the_array` needs a real Slurm
-//! (`../shared/slurm/start-slurm.sh` starts a single-node one) and runs when
-//! `ABLATE_TEST_SLURM=1`.
+//! (`scripts/slurm/start.sh` starts a single-node one): it is ignored unless asked for
+//! (`cargo test -p ablate-runner --test sweep_slurm -- --ignored`), which `.ci/run` does when
+//! it could start the cluster.
 
 mod sweep_common;
 
@@ -13,8 +14,10 @@ use std::path::{Path, PathBuf};
 use sweep_common::{explain, read_parquet, Sandbox};
 
 /// A stand-in `sbatch` (runs the array's tasks in the background, one after the other, except
-/// the tasks listed in `$FAKE_SLURM_SKIP`, as if cancelled) and `squeue` (lists a job until its
-/// tasks are done). Returns the folder to put first on `PATH`.
+/// the tasks listed in `$FAKE_SLURM_SKIP`, as if cancelled; with `$FAKE_SLURM_PENDING` set it
+/// runs none and they pend for that reason), `squeue` (lists a job until its tasks are done:
+/// `id|state|reason`), `scancel` (ends a job) and `sinfo` (prints `$FAKE_SINFO`, or fails as
+/// where there is none). Returns the folder to put first on `PATH`.
 fn fake_slurm(root: &Path) -> PathBuf {
     let bin = root.join("fake-slurm");
     std::fs::create_dir_all(&bin).unwrap();
@@ -27,6 +30,11 @@ out=$(sed -n 's/^#SBATCH --output=//p' "$script")
 cpus=$(sed -n 's/^#SBATCH --cpus-per-task=//p' "$script")
 n=$(( $(cat "$state/next-id" 2>/dev/null || echo 100) + 1 )); echo $n > "$state/next-id"
 touch "$state/active-$n"
+if [ -n "$FAKE_SLURM_PENDING" ]; then
+  echo "$FAKE_SLURM_PENDING" > "$state/pending-$n"
+  echo "$n;cluster"
+  exit 0
+fi
 (
   sleep "${FAKE_SLURM_DELAY:-0}"
   for i in $(seq ${array%-*} ${array#*-}); do
@@ -41,10 +49,27 @@ echo "$n;cluster"
     let squeue = r#"#!/bin/bash
 state="$(dirname "$0")"
 while [ $# -gt 0 ]; do [ "$1" = -j ] && job=$2; shift; done
-[ -e "$state/active-$job" ] && echo "$job"
+if [ -e "$state/active-$job" ]; then
+  if [ -e "$state/pending-$job" ]; then echo "${job}_[0-9]|PENDING|$(cat "$state/pending-$job")"
+  else echo "$job|RUNNING|None"; fi
+fi
 exit 0
 "#;
-    for (name, text) in [("sbatch", sbatch), ("squeue", squeue)] {
+    let scancel = r#"#!/bin/bash
+state="$(dirname "$0")"
+echo "$@" >> "$state/scancel-calls"
+rm -f "$state/active-$1" "$state/pending-$1"
+"#;
+    let sinfo = r#"#!/bin/bash
+[ -n "$FAKE_SINFO" ] || { echo "sinfo: error: no controller" >&2; exit 1; }
+printf "$FAKE_SINFO"
+"#;
+    for (name, text) in [
+        ("sbatch", sbatch),
+        ("squeue", squeue),
+        ("scancel", scancel),
+        ("sinfo", sinfo),
+    ] {
         let p = bin.join(name);
         std::fs::write(&p, text).unwrap();
         #[cfg(unix)]
@@ -234,11 +259,112 @@ fn sbatch_arg_needs_slurm_and_a_missing_sbatch_is_a_clear_error() {
 }
 
 #[test]
+fn a_hopeless_pending_reason_cancels_the_job_and_a_later_run_resubmits() {
+    let sb = Sandbox::new("slurm_hopeless", &[0], false, 1, 2);
+    let bin = fake_slurm(sb.dir.path());
+    let path = path_with(&bin);
+    let out = sb.sweep(
+        &["--slurm"],
+        &[
+            ("PATH", path.as_str()),
+            ("ABLATE_SLURM_POLL_MS", "50"),
+            ("FAKE_SLURM_PENDING", "PartitionConfig"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Slurm job 101 cannot start: its tasks wait with reason `PartitionConfig`")
+            && err.contains("cancelled job 101"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(bin.join("scancel-calls")).unwrap(),
+        "101\n"
+    );
+    let status = sb.trials()[0].status();
+    assert_eq!(status["status"], "failed");
+    assert!(
+        status["error"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled by the sweep before it started"),
+        "{status}"
+    );
+    // With a request that fits, the next run submits the trial again and completes it.
+    let out = sb.sweep(
+        &["--slurm"],
+        &[("PATH", path.as_str()), ("ABLATE_SLURM_POLL_MS", "50")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert_eq!(sb.trials()[0].status()["status"], "completed");
+    assert_eq!(jobs(&sb).len(), 2);
+}
+
+#[test]
+fn task_resources_fit_the_partition_or_are_refused_before_submitting() {
+    let sb = Sandbox::new("slurm_fit", &[0], false, 1, 2);
+    let bin = fake_slurm(sb.dir.path());
+    let path = path_with(&bin);
+    let sinfo = "debug*|2|(null)\ngpu|16|gpu:h100:4\n";
+    let env = [
+        ("PATH", path.as_str()),
+        ("ABLATE_SLURM_POLL_MS", "50"),
+        ("FAKE_SINFO", sinfo),
+    ];
+    // An explicit request the nodes can never give, and GPUs on a partition without any.
+    let out = sb.sweep(&["--slurm", "--cpus-per-task", "4"], &env);
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "--cpus-per-task 4 can never be met: the nodes of partition debug have at most 2 CPUs"
+        ),
+        "{err}"
+    );
+    let out = sb.sweep(&["--slurm", "--gpus-per-task", "1"], &env);
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("partition debug has no GPUs"));
+    assert!(!bin.join("sbatch-calls").exists(), "nothing was submitted");
+    // The default (4 CPUs) is lowered to what the default partition's nodes have.
+    let out = sb.sweep(&["--slurm"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("partition debug: its nodes have at most 2 CPUs; asking 2 per task"),
+        "{stdout}"
+    );
+    let script = std::fs::read_to_string(jobs(&sb)[0]["script"].as_str().unwrap()).unwrap();
+    assert!(script.contains("#SBATCH --cpus-per-task=2\n"), "{script}");
+    // On the GPU partition, GPUs are asked for and the trial runs on the first one.
+    let sb = Sandbox::new("slurm_fit_gpu", &[0], false, 1, 2);
+    let out = sb.sweep(
+        &[
+            "--slurm",
+            "--no-wait",
+            "--gpus-per-task",
+            "2",
+            "--sbatch-arg=-pgpu",
+        ],
+        &[
+            ("PATH", path.as_str()),
+            ("FAKE_SINFO", sinfo),
+            ("FAKE_SLURM_PENDING", "Resources"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let script = std::fs::read_to_string(jobs(&sb)[0]["script"].as_str().unwrap()).unwrap();
+    assert!(
+        script.contains("#SBATCH --cpus-per-task=4\n")
+            && script.contains("#SBATCH --gres=gpu:2\n")
+            && script.contains("--device cuda:0"),
+        "{script}"
+    );
+}
+
+#[test]
+#[ignore = "needs a local Slurm cluster (scripts/slurm/start.sh)"]
 fn real_slurm_runs_the_array() {
-    if std::env::var("ABLATE_TEST_SLURM").as_deref() != Ok("1") {
-        eprintln!("skipped: set ABLATE_TEST_SLURM=1 with a running Slurm (../shared/slurm/start-slurm.sh)");
-        return;
-    }
     let sb = Sandbox::new("slurm_real", &[0, 1], true, 1, 2);
     let out = sb.sweep(
         &["--slurm", "--cpus-per-task", "1"],

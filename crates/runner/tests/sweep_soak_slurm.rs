@@ -3,8 +3,9 @@
 //! cancelled (`scancel`); `ablate sweep --slurm` then waits, submits the cancelled trial again
 //! and collects. Every trial completes with the bit-exact results of an uninterrupted local run.
 //!
-//! Needs a running Slurm (`../shared/slurm/start-slurm.sh` starts a single-node one, as root)
-//! and `ABLATE_TEST_SLURM=1`; `.ci/run` runs it when it could start the cluster.
+//! Needs a running Slurm (`scripts/slurm/start.sh` starts a single-node one, as root): it is
+//! ignored unless asked for (`cargo test -p ablate-runner --test sweep_soak_slurm -- --ignored`),
+//! which `.ci/run` does when it could start the cluster.
 
 #![cfg(unix)]
 
@@ -63,13 +64,8 @@ fn slurm(cmd: &str, args: &[&str]) {
 }
 
 #[test]
-#[ignore = "needs a local Slurm and ABLATE_TEST_SLURM=1 (../shared/slurm/start-slurm.sh)"]
+#[ignore = "needs a local Slurm cluster (scripts/slurm/start.sh)"]
 fn real_slurm_requeued_and_cancelled_tasks_resume_bit_exactly() {
-    assert_eq!(
-        std::env::var("ABLATE_TEST_SLURM").as_deref(),
-        Ok("1"),
-        "set ABLATE_TEST_SLURM=1 with a running Slurm"
-    );
     let reference = Sandbox::new("slurm_soak", &[0, 1, 2], true, EPOCHS, STEPS);
     let out = reference.sweep(&[], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));

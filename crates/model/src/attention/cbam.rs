@@ -8,7 +8,7 @@
 
 use candle_core::{Device, Result, Tensor};
 
-use super::{scale_channels, Gates, Se, SeConfig, SpatialAttention, SpatialConfig};
+use super::{scale_channels, GateValues, Se, SeConfig, SpatialAttention, SpatialConfig};
 use crate::layers::{Mode, Param};
 
 /// The CBAM module.
@@ -49,14 +49,14 @@ impl Cbam {
 
     /// # Shapes
     /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, channel gate `[B, C]` and spatial gate `[B, 1, H, W]`).
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, Gates)> {
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
         let cg = self.channel.channel_gate(x, mode)?;
         let xc = scale_channels(x, &cg)?;
         let sg = self.spatial.spatial_gate(&xc, mode)?;
         let y = crate::ops::scale::scale_pixels(&xc, &sg, self.spatial.conv.kernels)?;
         Ok((
             y,
-            Gates {
+            GateValues {
                 channel: Some(cg.detach()),
                 spatial: Some(sg.detach()),
             },

@@ -10,12 +10,12 @@
 
 use candle_core::{Device, Result, Tensor};
 
-use super::{scale_channels, squeeze_channels, Gates};
+use super::{scale_channels, squeeze_channels, GateValues};
 use crate::init;
 use crate::layers::{apply_gate, Mode, Param};
 use crate::ops::generic;
 use crate::ops::kernels::Kernels;
-use crate::spec::{Gate, Squeeze};
+use crate::spec::{GateFunction, Squeeze};
 
 /// Configuration of an [`Eca`] module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct EcaConfig {
     /// How the channel descriptor is pooled.
     pub squeeze: Squeeze,
     /// Gate function.
-    pub gate: Gate,
+    pub gate: GateFunction,
     /// Whether the convolution has a bias.
     pub bias: bool,
 }
@@ -133,12 +133,12 @@ impl Eca {
 
     /// # Shapes
     /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, channel gate `[B, C]`).
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, Gates)> {
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
         let g = self.channel_gate(x, mode)?;
         let y = scale_channels(x, &g)?;
         Ok((
             y,
-            Gates {
+            GateValues {
                 channel: Some(g.detach()),
                 spatial: None,
             },

@@ -22,7 +22,7 @@ use crate::spec::{AttentionKind, ModelSpec, Squeeze, BLOCK_CHANNELS};
 
 /// Gate values produced by one attention forward (detached from the graph).
 #[derive(Clone, Debug, Default)]
-pub struct Gates {
+pub struct GateValues {
     /// Channel gate `[B, C]`.
     pub channel: Option<Tensor>,
     /// Spatial gate `[B, 1, H, W]`.
@@ -141,7 +141,7 @@ impl Attention {
 
     /// # Shapes
     /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, gates).
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, Gates)> {
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
         match self {
             Attention::Se(m) => m.forward(x, mode),
             Attention::Eca(m) => m.forward(x, mode),

@@ -8,9 +8,9 @@
 
 use candle_core::{Device, Result, Tensor};
 
-use super::{scale_channels, squeeze_channels, Gates};
+use super::{scale_channels, squeeze_channels, GateValues};
 use crate::layers::{apply_gate, Linear, LinearConfig, Mode, Param};
-use crate::spec::{Gate, Squeeze};
+use crate::spec::{GateFunction, Squeeze};
 
 /// Configuration of an [`Se`] module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub struct SeConfig {
     /// How the channel descriptor is pooled.
     pub squeeze: Squeeze,
     /// Gate function.
-    pub gate: Gate,
+    pub gate: GateFunction,
     /// Whether the two FCs have biases.
     pub bias: bool,
 }
@@ -103,12 +103,12 @@ impl Se {
 
     /// # Shapes
     /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, channel gate `[B, C]`).
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, Gates)> {
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
         let g = self.channel_gate(x, mode)?;
         let y = scale_channels(x, &g)?;
         Ok((
             y,
-            Gates {
+            GateValues {
                 channel: Some(g.detach()),
                 spatial: None,
             },

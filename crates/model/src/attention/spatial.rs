@@ -10,9 +10,9 @@
 
 use candle_core::{Device, Result, Tensor};
 
-use super::Gates;
+use super::GateValues;
 use crate::layers::{apply_gate, Conv2d, Conv2dConfig, Mode, Param};
-use crate::spec::Gate;
+use crate::spec::GateFunction;
 
 /// Configuration of a [`SpatialAttention`] module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub struct SpatialConfig {
     /// Odd kernel side k (7 in the paper).
     pub kernel: usize,
     /// Gate function.
-    pub gate: Gate,
+    pub gate: GateFunction,
     /// Whether the convolution has a bias.
     pub bias: bool,
 }
@@ -89,12 +89,12 @@ impl SpatialAttention {
 
     /// # Shapes
     /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, spatial gate `[B, 1, H, W]`).
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, Gates)> {
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
         let g = self.spatial_gate(x, mode)?;
         let y = crate::ops::scale::scale_pixels(x, &g, self.conv.kernels)?;
         Ok((
             y,
-            Gates {
+            GateValues {
                 channel: None,
                 spatial: Some(g.detach()),
             },

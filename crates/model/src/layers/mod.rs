@@ -14,7 +14,7 @@ pub use dropout::{dropout, DropoutMasks};
 pub use linear::{Linear, LinearConfig};
 
 use crate::ops::kernels::Kernels;
-use crate::spec::Gate;
+use crate::spec::GateFunction;
 
 /// Forward-pass mode.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -78,13 +78,13 @@ impl Param {
 ///
 /// # Shapes
 /// any -> same.
-pub fn apply_gate(z: &Tensor, gate: Gate, kernels: Kernels) -> Result<Tensor> {
+pub fn apply_gate(z: &Tensor, gate: GateFunction, kernels: Kernels) -> Result<Tensor> {
     match gate {
-        Gate::Sigmoid => candle_nn::ops::sigmoid(z),
-        Gate::HardSigmoid if kernels.use_generic(z.device()) => {
+        GateFunction::Sigmoid => candle_nn::ops::sigmoid(z),
+        GateFunction::HardSigmoid if kernels.use_generic(z.device()) => {
             crate::ops::generic::hard_sigmoid(z)
         }
         // PyTorch's Hardsigmoid: relu6(x + 3) / 6 = clamp(x / 6 + 1/2, 0, 1)
-        Gate::HardSigmoid => z.affine(1.0 / 6.0, 0.5)?.clamp(0f32, 1f32),
+        GateFunction::HardSigmoid => z.affine(1.0 / 6.0, 0.5)?.clamp(0f32, 1f32),
     }
 }

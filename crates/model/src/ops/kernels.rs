@@ -44,15 +44,14 @@ impl Kernels {
             Err(std::env::VarError::NotUnicode(v)) => Err(KernelsEnvError {
                 value: v.to_string_lossy().into_owned(),
             }),
-            Ok(v) => match v.trim() {
-                "" | "fast" => Ok(Self::Fast),
-                "generic" => Ok(Self::Generic),
-                "reference" => Ok(Self::Reference),
-                other => Err(KernelsEnvError {
-                    value: other.to_string(),
-                }),
-            },
+            Ok(v) if v.trim().is_empty() => Ok(Self::Fast),
+            Ok(v) => Self::parse(&v).ok_or(KernelsEnvError { value: v }),
         }
+    }
+
+    /// The choice named `fast`, `generic` or `reference` (surrounding spaces ignored).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name.trim())
     }
 
     /// Whether the fast CPU kernel should run for a tensor on `device` with `dtype`.

@@ -8,6 +8,7 @@
 
 pub mod block;
 pub mod bn_relu;
+mod channel_gate;
 pub mod channel_pool;
 pub mod conv;
 pub mod generic;
@@ -16,6 +17,5 @@ pub mod linear;
 pub mod maxpool;
 pub mod scale;
 mod scratch;
-mod se_excite;
 
 pub use maxpool::max_pool2x2;

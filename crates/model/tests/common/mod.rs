@@ -1,5 +1,9 @@
-//! Helpers shared by the custom-op tests (`ops_*.rs`).
+//! Helpers shared by the tests: random tensors and error measures for the custom-op tests
+//! (`ops_*.rs`), and the golden references and their comparison ([`golden`]).
 #![allow(dead_code)]
+
+#[macro_use]
+pub mod golden;
 
 use candle_core::{Device, Result, Tensor};
 use rand::{Rng, SeedableRng};

@@ -350,6 +350,7 @@ mod tests {
         assert_eq!(map_bitmap(&v, 4, 4, 10).len(), 300);
         let img = SampleImage {
             sample: 0,
+            class_index: 3,
             class: "cat".into(),
             predicted: 0,
             height: 2,

@@ -8,6 +8,7 @@ pub mod classes;
 pub mod compare;
 pub mod curves;
 pub mod inside;
+pub mod stems;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

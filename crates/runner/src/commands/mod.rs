@@ -1,12 +1,15 @@
 //! One module per subcommand; each `run` returns the process exit code.
 
+pub mod bench;
 pub mod data;
 pub mod eval;
+pub mod golden;
 pub mod plan;
 pub mod report;
 pub mod slurm_task;
 pub mod sweep;
 pub mod sweep_slurm;
+pub mod test_hooks;
 pub mod trial;
 
 /// The result of a subcommand: the exit code, or an error to print.

@@ -12,14 +12,18 @@ use crate::results::parquet;
 use super::CommandResult;
 
 /// `ablate report DIR [--feature-maps N]`. When `DIR/trials/` exists but `DIR/trials.parquet` does
-/// not (a sweep killed before its end), the Parquet files are rebuilt from the trial folders
-/// first.
+/// not (a sweep killed before its end) or was written in another schema version (an older
+/// `ablate`), the Parquet files are rebuilt from the trial folders first.
 pub fn run(args: ReportArgs) -> CommandResult {
     let dir = &args.dir;
     if !dir.is_dir() {
         anyhow::bail!("results folder {} does not exist", dir.display());
     }
-    if dir.join("trials").is_dir() && !dir.join("trials.parquet").exists() {
+    let stale = match ablate_schema::scan_table(dir, &ablate_schema::tables::TRIALS) {
+        Ok(found) => found.is_none(),
+        Err(e) => matches!(e, ablate_schema::SchemaError::Version { .. }),
+    };
+    if dir.join("trials").is_dir() && stale {
         parquet::rebuild(dir)
             .with_context(|| format!("cannot rebuild the Parquet files in {}", dir.display()))?;
     }

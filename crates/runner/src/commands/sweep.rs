@@ -49,7 +49,7 @@ pub fn run(args: SweepArgs) -> CommandResult {
     let _lock = SweepLock::acquire(&dir.join(LOCK_FILE))?;
     write_atomic(
         &dir.join(EXPERIMENT_FILE),
-        experiment.to_toml_string().as_bytes(),
+        experiment.to_toml_string()?.as_bytes(),
     )?;
 
     let plan = Plan::new(&experiment, &args.out)?;

@@ -13,6 +13,7 @@ use crate::config::Experiment;
 use crate::exec::scheduler::Device;
 use crate::exec::signals::StopFlag;
 use crate::exec::slurm::{self, ArraySpec, JobRecord, SLURM_DIR};
+use crate::exec::slurm_queue;
 use crate::results::records::{
     files, now_rfc3339, tail_lines, write_json_atomic, TrialState, TrialStatus,
 };
@@ -49,13 +50,13 @@ pub fn run(
             println!("not waiting (--no-wait); run the same command again to collect");
             return Ok(SlurmOutcome::Detached);
         }
-        if !wait_for(&active, dir, stop)? {
+        if !wait_for(&active, dir, &slurm_dir, stop)? {
             return Ok(SlurmOutcome::StoppedWaiting);
         }
     }
     // Every earlier job has ended: a trial it left pending or running never got an end.
     for j in &slurm::recorded_jobs(&slurm_dir)? {
-        record_unfinished(j, dir, &slurm_dir)?;
+        record_unfinished(j, dir, &slurm_dir, None)?;
     }
 
     let plan = Plan::new(experiment, &args.out)?;
@@ -79,10 +80,11 @@ pub fn run(
     if todo.is_empty() {
         return Ok(SlurmOutcome::Ended);
     }
+    let (cpus_per_task, gpus) = task_resources(args, devices)?;
     let spec = ArraySpec {
         job_name: format!("ablate-{}", experiment.name()),
-        cpus_per_task: args.cpus_per_task,
-        gpu: devices.iter().any(|d| matches!(d, Device::Cuda(_))),
+        cpus_per_task,
+        gpus,
         retries: args.retries,
     };
     // The nodes need absolute paths.
@@ -106,7 +108,11 @@ pub fn run(
         if todo.len() == 1 { "" } else { "s" },
         spec.cpus_per_task,
         if spec.cpus_per_task == 1 { "" } else { "s" },
-        if spec.gpu { ", 1 GPU" } else { "" },
+        match spec.gpus {
+            0 => String::new(),
+            1 => ", 1 GPU".into(),
+            n => format!(", {n} GPUs"),
+        },
         script.display(),
         abs_slurm_dir.join(format!("{job_id}_<task>.out")).display()
     );
@@ -114,16 +120,77 @@ pub fn run(
         println!("not waiting (--no-wait); run the same command again to wait and collect");
         return Ok(SlurmOutcome::Detached);
     }
-    if !wait_for(std::slice::from_ref(&record), dir, stop)? {
+    if !wait_for(std::slice::from_ref(&record), dir, &slurm_dir, stop)? {
         return Ok(SlurmOutcome::StoppedWaiting);
     }
-    record_unfinished(&record, dir, &slurm_dir)?;
+    record_unfinished(&record, dir, &slurm_dir, None)?;
     Ok(SlurmOutcome::Ended)
 }
 
-/// Polls `squeue` until none of `jobs` is queued or running, printing the trials' states when
-/// they change. `false` when a stop signal ended the wait (the jobs go on).
-fn wait_for(jobs: &[JobRecord], dir: &Path, stop: &StopFlag) -> anyhow::Result<bool> {
+/// The CPUs and GPUs each array task asks for: the options', fitted to the partition the job
+/// goes to (`sinfo`): the default CPU count is lowered to what its nodes have; an explicit one
+/// they can never give, or GPUs on a partition without any, is an error before submitting.
+fn task_resources(args: &SweepArgs, devices: &[Device]) -> anyhow::Result<(u32, u32)> {
+    let gpus = args
+        .gpus_per_task
+        .unwrap_or_else(|| u32::from(devices.iter().any(|d| matches!(d, Device::Cuda(_)))));
+    let mut cpus = args.cpus_per_task.unwrap_or(DEFAULT_CPUS_PER_TASK);
+    let named = slurm_queue::partition_arg(&args.sbatch_args);
+    let which = named
+        .as_deref()
+        .map_or("the default partition".to_string(), |n| {
+            format!("partition {n}")
+        });
+    match slurm_queue::partition(named.as_deref()) {
+        Ok(Some(p)) => {
+            if gpus > 0 && !p.has_gpus {
+                anyhow::bail!(
+                    "partition {} has no GPUs (no `gpu` gres in sinfo), but each task asks for \
+                     {gpus}; name a GPU partition (--sbatch-arg=--partition=NAME) or run on CPUs",
+                    p.name
+                );
+            }
+            if p.max_cpus > 0 && cpus > p.max_cpus {
+                if args.cpus_per_task.is_some() {
+                    anyhow::bail!(
+                        "--cpus-per-task {cpus} can never be met: the nodes of partition {} \
+                         have at most {} CPUs",
+                        p.name,
+                        p.max_cpus
+                    );
+                }
+                println!(
+                    "partition {}: its nodes have at most {} CPUs; asking {} per task (default {})",
+                    p.name, p.max_cpus, p.max_cpus, DEFAULT_CPUS_PER_TASK
+                );
+                cpus = p.max_cpus;
+            }
+        }
+        Ok(None) => println!(
+            "note: sinfo lists no {which}; asking {cpus} CPUs{} per task as given",
+            if gpus > 0 { " and GPUs" } else { "" }
+        ),
+        Err(e) => println!(
+            "note: cannot read {which} from sinfo ({}); asking {cpus} CPUs per task",
+            super::error_chain(&e)
+        ),
+    }
+    Ok((cpus, gpus))
+}
+
+/// CPUs per task when `--cpus-per-task` is not given (and the partition's nodes have them).
+const DEFAULT_CPUS_PER_TASK: u32 = 4;
+
+/// Polls `squeue` until none of `jobs` is queued or running, printing the trials' states (and
+/// why tasks wait) when they change. `false` when a stop signal ended the wait (the jobs go
+/// on). A task pending for a reason that cannot clear by waiting cancels the jobs and is an
+/// error saying why.
+fn wait_for(
+    jobs: &[JobRecord],
+    dir: &Path,
+    slurm_dir: &Path,
+    stop: &StopFlag,
+) -> anyhow::Result<bool> {
     let poll = std::env::var("ABLATE_SLURM_POLL_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -132,12 +199,26 @@ fn wait_for(jobs: &[JobRecord], dir: &Path, stop: &StopFlag) -> anyhow::Result<b
     let mut last_print = Instant::now();
     loop {
         let mut active = Vec::new();
+        let mut reasons: Vec<(String, usize)> = Vec::new();
         for j in jobs {
-            if slurm::job_active(&j.job_id)? {
-                active.push(j.job_id.as_str());
+            let tasks = slurm_queue::queued_tasks(&j.job_id)?;
+            if tasks.is_empty() {
+                continue;
+            }
+            active.push(j.job_id.as_str());
+            for t in tasks.iter().filter(|t| t.state == "PENDING") {
+                stop_if_hopeless(jobs, &t.reason, dir, slurm_dir)?;
+                match reasons.iter_mut().find(|(r, _)| *r == t.reason) {
+                    Some((_, n)) => *n += 1,
+                    None => reasons.push((t.reason.clone(), 1)),
+                }
             }
         }
-        let counts = state_counts(jobs, dir);
+        let mut counts = state_counts(jobs, dir);
+        if !reasons.is_empty() {
+            let why: Vec<String> = reasons.iter().map(|(r, n)| format!("{r}: {n}")).collect();
+            counts.push_str(&format!(" (Slurm's pending reasons: {})", why.join(", ")));
+        }
         if counts != last || last_print.elapsed() >= Duration::from_secs(60) {
             println!("slurm: {counts}");
             last = counts;
@@ -157,6 +238,47 @@ fn wait_for(jobs: &[JobRecord], dir: &Path, stop: &StopFlag) -> anyhow::Result<b
         }
         std::thread::sleep(poll);
     }
+}
+
+/// Cancels `jobs`, records their trials that never started as failed (a later sweep submits
+/// them again) and returns an error, when `reason` (a pending task's) can never clear.
+fn stop_if_hopeless(
+    jobs: &[JobRecord],
+    reason: &str,
+    dir: &Path,
+    slurm_dir: &Path,
+) -> anyhow::Result<()> {
+    let nodes = if reason.starts_with("ReqNodeNotAvail") {
+        slurm_queue::node_names().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let Some(why) = slurm_queue::hopeless_reason(reason, &nodes) else {
+        return Ok(());
+    };
+    let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
+    let mut cancelled = Vec::new();
+    for id in &ids {
+        match slurm_queue::cancel(id) {
+            Ok(()) => cancelled.push(*id),
+            Err(e) => eprintln!("cannot cancel Slurm job {id}: {}", super::error_chain(&e)),
+        }
+    }
+    let because = format!("Slurm's pending reason `{reason}` never clears ({why})");
+    for j in jobs {
+        record_unfinished(j, dir, slurm_dir, Some(&because))?;
+    }
+    anyhow::bail!(
+        "Slurm job {} cannot start: its tasks wait with reason `{reason}`, which waiting never \
+         clears ({why}); cancelled {}. Change the request (--cpus-per-task, --gpus-per-task, \
+         --sbatch-arg) and run the same command again: the trials are still to run.",
+        ids.join(", "),
+        if cancelled.is_empty() {
+            "nothing".to_string()
+        } else {
+            format!("job {}", cancelled.join(", "))
+        }
+    )
 }
 
 /// `3 completed, 1 running, 2 pending` over the trials of `jobs`.
@@ -184,7 +306,12 @@ fn state_counts(jobs: &[JobRecord], dir: &Path) -> String {
 /// After `job` ended: a trial of it still `pending` or `running` never recorded an end (its task
 /// was cancelled before starting, or killed by Slurm without a chance to checkpoint): it is
 /// recorded as failed, with the end of its task's output.
-fn record_unfinished(job: &JobRecord, dir: &Path, slurm_dir: &Path) -> anyhow::Result<()> {
+fn record_unfinished(
+    job: &JobRecord,
+    dir: &Path,
+    slurm_dir: &Path,
+    cancelled_because: Option<&str>,
+) -> anyhow::Result<()> {
     for (task, id) in job.trials.iter().enumerate() {
         let path = dir.join("trials").join(id).join(files::STATUS);
         let mut status: TrialStatus =
@@ -194,12 +321,18 @@ fn record_unfinished(job: &JobRecord, dir: &Path, slurm_dir: &Path) -> anyhow::R
         }
         let out = slurm_dir.join(format!("{}_{task}.out", job.job_id));
         let tail = tail_lines(&out, 20);
-        let mut error = format!(
-            "Slurm array task {}_{task} ended without recording an end (cancelled, timed out or \
-             killed by Slurm); its output: {}",
-            job.job_id,
-            out.display()
-        );
+        let mut error = match cancelled_because {
+            Some(why) => format!(
+                "Slurm array task {}_{task} was cancelled by the sweep before it started: {why}",
+                job.job_id
+            ),
+            None => format!(
+                "Slurm array task {}_{task} ended without recording an end (cancelled, timed \
+                 out or killed by Slurm); its output: {}",
+                job.job_id,
+                out.display()
+            ),
+        };
         if !tail.is_empty() {
             error.push_str(&format!(
                 "\n--- last {} lines ---\n{}",

@@ -8,17 +8,8 @@
 //! `model.safetensors` and `inside.json` (gates per class, sample images, feature maps).
 //!
 //! Exit codes: see [`crate::exec::exit_codes`]. SIGINT/SIGTERM make the trainer checkpoint and
-//! stop (exit 4).
-//!
-//! # Test hooks
-//!
-//! Environment variables that make a trial misbehave on purpose, for the runner's tests only
-//! (documented in docs/running.md). Each value is `ARG` (every trial) or `ARG@SEEDS` (only the
-//! trials whose seed is in the `+`-separated list, e.g. `3@1+2`):
-//!
-//! - `ABLATE_TEST_PANIC_AT_STEP=N`: panic before recording global training step `N` (0-based);
-//! - `ABLATE_TEST_KILL_AT_STEP=N`: SIGKILL itself before recording step `N` (no checkpoint);
-//! - `ABLATE_TEST_DIVERGE=1`: start from NaN weights, so the first loss is not finite.
+//! stop (exit 4). Tests make a trial misbehave through [`super::test_hooks`] (only in builds with
+//! the `test-hooks` feature).
 
 use std::fs::OpenOptions;
 use std::path::Path;
@@ -28,14 +19,14 @@ use std::time::Duration;
 use ablate_data::{Dataset, Normalize};
 use ablate_model::train::{
     class_gates, feature_maps, fit, EpochRecord, FinalRecord, IterationRecord, MetricsSink,
-    TrainOutcome,
+    SinkError, TrainOutcome,
 };
 use ablate_model::Net;
 use anyhow::{anyhow, Context};
-use candle_core::Device;
 
 use crate::cli::TrialArgs;
 use crate::config::{read_trial_config, TrialFile};
+use crate::device::DeviceFailure;
 use crate::exec::child::DEVICE_ENV;
 use crate::exec::exit_codes::{
     TRIAL_COMPLETED, TRIAL_DIVERGED, TRIAL_ERROR, TRIAL_INTERRUPTED, TRIAL_NO_SPACE,
@@ -45,10 +36,11 @@ use crate::exec::signals::StopFlag;
 use crate::results::damage;
 use crate::results::records::{
     files, now_rfc3339, write_json_atomic, ClassLine, EpochLine, FeatureMap as MapLine, FinalJson,
-    GateBlock, InsideJson, IterationLine, RecordError, SampleImage, TrialState, TrialStatus,
+    GateBlock, InsideJson, IterationLine, SampleImage, TrialState, TrialStatus,
 };
 use crate::results::sink::TrialWriter;
 
+use super::test_hooks::TestHooks;
 use super::CommandResult;
 
 /// The lock file of a trial folder, held by the `ablate trial` process writing it.
@@ -112,6 +104,12 @@ fn run_trial(args: TrialArgs) -> CommandResult {
         Ok(code) => Ok(code),
         Err(e) => {
             let text = super::error_chain(&*e);
+            // Say when the device itself failed (out of memory, lost): the sweep retries the
+            // trial under --retries like any failure, and the record tells why.
+            let text = match DeviceFailure::classify(&text) {
+                Some(f) => format!("{}: {text}", f.label()),
+                None => text,
+            };
             tracing::error!("trial failed: {text}");
             let _ = writer.flush();
             let code = if super::out_of_space(&*e) {
@@ -147,24 +145,6 @@ fn init_logging(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn device(name: &str) -> anyhow::Result<Device> {
-    if name == "cpu" {
-        return Ok(Device::Cpu);
-    }
-    let ordinal: usize = name
-        .strip_prefix("cuda:")
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| {
-            anyhow!("unknown device `{name}` in {DEVICE_ENV}; expected `cpu` or `cuda:N`")
-        })?;
-    if !cfg!(feature = "cuda") {
-        anyhow::bail!(
-            "device `{name}` needs CUDA, but this `ablate` was built without the `cuda` feature"
-        );
-    }
-    Device::new_cuda(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))
-}
-
 fn train(
     dir: &Path,
     device_name: &str,
@@ -181,7 +161,7 @@ fn train(
         trial.seed,
         std::process::id()
     );
-    let dev = device(device_name)?;
+    let dev = crate::device::open(device_name)?;
     let data = ablate_data::load(&config.data, SUBSET_SEED).context("cannot load the data")?;
     tracing::info!(
         "data {}: {} train and {} test images, {} classes",
@@ -197,9 +177,7 @@ fn train(
         s.params = Some(params);
         s.macs = Some(macs);
     })?;
-    if hooks.diverge {
-        poison_weights(&mut net)?;
-    }
+    hooks.before_training(&mut net)?;
 
     // Damaged metric records: keep the intact ones, continue from a checkpoint they cover.
     damage::repair_before_resume(dir)?;
@@ -208,7 +186,6 @@ fn train(
         writer,
         stop,
         hooks,
-        error: None,
         finished: None,
     };
     let outcome = fit(
@@ -221,14 +198,8 @@ fn train(
         &mut sink,
     );
     let FileSink {
-        writer,
-        error,
-        finished,
-        ..
+        writer, finished, ..
     } = sink;
-    if let Some(e) = error {
-        return Err(anyhow::Error::new(e).context("cannot write the trial's records"));
-    }
     let outcome = outcome.context("training failed")?;
     match outcome {
         TrainOutcome::Completed { epochs } => {
@@ -264,40 +235,33 @@ fn train(
     }
 }
 
-/// The trainer's sink: records to files, stops on a signal or a write error.
+/// The trainer's sink: records to files (a write error fails the trial with its cause),
+/// stops on a signal.
 struct FileSink<'a> {
     writer: &'a mut TrialWriter,
     stop: &'a StopFlag,
     hooks: TestHooks,
-    error: Option<RecordError>,
     finished: Option<FinalRecord>,
 }
 
 impl MetricsSink for FileSink<'_> {
-    fn iteration(&mut self, r: &IterationRecord) {
-        if self.hooks.kill_at == Some(r.iteration) {
+    fn iteration(&mut self, r: &IterationRecord) -> Result<(), SinkError> {
+        if self.hooks.kills_at(r.iteration) {
             // Records on disk but no checkpoint for them: the hard case for a resume.
             let _ = self.writer.flush();
         }
         self.hooks.before_step(r.iteration);
-        if self.error.is_some() {
-            return;
-        }
         let line = IterationLine {
             epoch: r.epoch,
             step: r.step,
             iteration: r.iteration,
             loss: r.loss,
         };
-        if let Err(e) = self.writer.iteration(line) {
-            self.error = Some(e);
-        }
+        self.writer.iteration(line)?;
+        Ok(())
     }
 
-    fn epoch(&mut self, r: &EpochRecord) {
-        if self.error.is_some() {
-            return;
-        }
+    fn epoch(&mut self, r: &EpochRecord) -> Result<(), SinkError> {
         let line = EpochLine {
             epoch: r.epoch,
             train_loss: r.train_loss,
@@ -308,28 +272,27 @@ impl MetricsSink for FileSink<'_> {
             seconds: r.seconds,
             images_per_sec: r.images_per_sec,
         };
-        if let Err(e) = self.writer.epoch(line) {
-            self.error = Some(e);
-        } else {
-            tracing::info!(
-                "epoch {}: train loss {:.4} acc {:.2}%, test loss {:.4} acc {:.2}%, lr {:.2e}, {:.1}s",
-                r.epoch,
-                r.train_loss,
-                r.train_acc * 100.0,
-                r.test_loss,
-                r.test_acc * 100.0,
-                r.lr,
-                r.seconds
-            );
-        }
+        self.writer.epoch(line)?;
+        tracing::info!(
+            "epoch {}: train loss {:.4} acc {:.2}%, test loss {:.4} acc {:.2}%, lr {:.2e}, {:.1}s",
+            r.epoch,
+            r.train_loss,
+            r.train_acc * 100.0,
+            r.test_loss,
+            r.test_acc * 100.0,
+            r.lr,
+            r.seconds
+        );
+        Ok(())
     }
 
-    fn finished(&mut self, r: &FinalRecord) {
+    fn finished(&mut self, r: &FinalRecord) -> Result<(), SinkError> {
         self.finished = Some(r.clone());
+        Ok(())
     }
 
     fn should_stop(&self) -> bool {
-        self.stop.is_raised() || self.error.is_some()
+        self.stop.is_raised()
     }
 }
 
@@ -390,7 +353,7 @@ pub fn sample_indices(test_len: usize) -> Vec<usize> {
     out
 }
 
-/// Gates per class (channel-attention models), the sample images and their feature maps.
+/// Gate values per class (channel-attention models), the sample images and their feature maps.
 fn inside(
     net: &Net,
     data: &Dataset,
@@ -454,89 +417,9 @@ fn inside(
     })
 }
 
-/// Replaces every weight by NaN (the `ABLATE_TEST_DIVERGE` hook).
-fn poison_weights(net: &mut Net) -> anyhow::Result<()> {
-    tracing::warn!("test hook ABLATE_TEST_DIVERGE: NaN weights");
-    let mut poisoned = std::collections::HashMap::new();
-    for (name, t) in net.state_dict()? {
-        let nan = (t.ones_like()? * f64::NAN)?;
-        poisoned.insert(name, nan);
-    }
-    net.load_state_dict(&poisoned)?;
-    Ok(())
-}
-
-/// The test hooks read from the environment (see the module docs).
-#[derive(Debug, Default, Clone)]
-struct TestHooks {
-    panic_at: Option<u64>,
-    kill_at: Option<u64>,
-    diverge: bool,
-}
-
-impl TestHooks {
-    fn from_env(seed: u64) -> anyhow::Result<Self> {
-        let read = |name: &str| -> anyhow::Result<Option<u64>> {
-            let Ok(v) = std::env::var(name) else {
-                return Ok(None);
-            };
-            parse_hook(&v, seed).with_context(|| format!("bad test hook {name}={v:?}"))
-        };
-        Ok(Self {
-            panic_at: read("ABLATE_TEST_PANIC_AT_STEP")?,
-            kill_at: read("ABLATE_TEST_KILL_AT_STEP")?,
-            diverge: read("ABLATE_TEST_DIVERGE")?.is_some_and(|v| v != 0),
-        })
-    }
-
-    fn before_step(&self, iteration: u64) {
-        if self.panic_at == Some(iteration) {
-            panic!("test hook ABLATE_TEST_PANIC_AT_STEP: panic at step {iteration}");
-        }
-        if self.kill_at == Some(iteration) {
-            tracing::warn!("test hook ABLATE_TEST_KILL_AT_STEP: SIGKILL at step {iteration}");
-            #[cfg(unix)]
-            // SAFETY: kill(2) on our own pid.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
-            std::process::abort();
-        }
-    }
-}
-
-/// `ARG` or `ARG@SEED+SEED...`: the argument if the hook applies to `seed`.
-fn parse_hook(v: &str, seed: u64) -> anyhow::Result<Option<u64>> {
-    let (arg, seeds) = match v.split_once('@') {
-        Some((a, s)) => (a, Some(s)),
-        None => (v, None),
-    };
-    let arg: u64 = arg.trim().parse().context("the argument is not a number")?;
-    if let Some(seeds) = seeds {
-        let list: Vec<u64> = seeds
-            .split('+')
-            .map(|s| s.trim().parse::<u64>())
-            .collect::<Result<_, _>>()
-            .context("the seeds after @ are not numbers")?;
-        if !list.contains(&seed) {
-            return Ok(None);
-        }
-    }
-    Ok(Some(arg))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hooks_apply_to_the_listed_seeds_only() {
-        assert_eq!(parse_hook("3", 7).unwrap(), Some(3));
-        assert_eq!(parse_hook("3@1+2", 2).unwrap(), Some(3));
-        assert_eq!(parse_hook("3@1+2", 0).unwrap(), None);
-        assert!(parse_hook("x", 0).is_err());
-        assert!(parse_hook("1@a", 0).is_err());
-    }
 
     #[test]
     fn sample_choice_is_fixed_and_distinct() {

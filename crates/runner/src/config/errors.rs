@@ -60,6 +60,15 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// A configuration could not be written as TOML.
+    #[error("cannot write {what} as toml")]
+    Serialize {
+        /// What was being written (`experiment smoke`, `trial 0123456789ab`).
+        what: String,
+        /// The cause.
+        #[source]
+        source: toml::ser::Error,
+    },
     /// The text is not valid TOML.
     #[error("{location}: invalid toml: {message}")]
     Syntax {

@@ -2,19 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use ablate_data::DataConfig;
-use ablate_model::train::TrainConfig;
-use ablate_model::ModelSpec;
-
+use super::base::Base;
 use super::errors::ConfigError;
-use super::expand::{self, Base, Grid, SECTIONS};
-use super::ids::{self, TrialId};
+use super::expand;
+use super::grid::{self, Grid, SECTIONS};
+use super::ids::TrialId;
 use super::overrides::Override;
 use super::raw::RawDoc;
-use super::sections::{self, Locate};
+use super::resolved::{ResolvedConfig, Trial, Variant};
+use super::sections::Locate;
 use super::suggest;
 
 /// The top-level keys of an experiment file.
@@ -27,78 +25,6 @@ pub const TOP_KEYS: [&str; 7] = [
     "train",
     "grid",
 ];
-
-/// One trial's full configuration: the three typed tables.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResolvedConfig {
-    /// The `[data]` table.
-    pub data: DataConfig,
-    /// The `[model]` table (canonical: keys without effect at their defaults).
-    pub model: ModelSpec,
-    /// The `[train]` table.
-    pub train: TrainConfig,
-}
-
-impl ResolvedConfig {
-    /// The configuration as a TOML table with `data`, `model` and `train`.
-    pub fn to_table(&self) -> toml::Table {
-        let mut t = toml::Table::new();
-        t.insert("data".into(), sections::to_value(&self.data));
-        t.insert("model".into(), sections::to_value(&self.model));
-        t.insert("train".into(), sections::to_value(&self.train));
-        t
-    }
-
-    /// The canonical text the ids hash (sorted keys, normalized numbers).
-    pub fn canonical(&self) -> String {
-        let mut s = sections::canonical_section(&self.data);
-        s.push_str(&sections::canonical_section(&self.model));
-        s.push_str(&sections::canonical_section(&self.train));
-        s
-    }
-
-    /// The id of this configuration without a seed.
-    pub fn variant_id(&self) -> String {
-        ids::variant_id(&self.canonical())
-    }
-
-    /// The id of this configuration with `seed`.
-    pub fn trial_id(&self, seed: u64) -> TrialId {
-        TrialId::new(&self.canonical(), seed)
-    }
-}
-
-/// One distinct configuration of an experiment (a trial without its seed).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Variant {
-    /// 12 hex characters of the SHA-256 of the canonical configuration.
-    pub variant_id: String,
-    /// `attention=se reduction=16 placement=post_relu`, or `baseline`.
-    pub label: String,
-    /// The swept keys of its grid and their values (keys without effect left out).
-    pub axes: Vec<(String, toml::Value)>,
-    /// The configuration.
-    pub config: ResolvedConfig,
-    pub(crate) canonical: String,
-}
-
-/// One trial: a variant with a seed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Trial {
-    /// 12 hex characters of the SHA-256 of the canonical configuration and seed.
-    pub id: TrialId,
-    /// The id of the configuration without the seed.
-    pub variant_id: String,
-    /// The variant's label (`baseline` for the base configuration).
-    pub variant: String,
-    /// The seed (weights, dropout, shuffling, augmentation).
-    pub seed: u64,
-    /// The swept keys and this trial's values.
-    pub axes: Vec<(String, toml::Value)>,
-    /// The configuration.
-    pub config: ResolvedConfig,
-}
 
 /// A validated experiment: header, base configuration and distinct variants.
 #[derive(Debug, Clone)]
@@ -141,55 +67,17 @@ impl Experiment {
             });
         }
         let at = expand::base_locator(&raw, overrides);
-
-        // Unknown top-level keys (in the file or in --set).
-        for key in raw.table.keys() {
-            check_top_key(key, raw.locate(&[key.as_str()], false))?;
-        }
-        let mut table = raw.table.clone();
-        for o in overrides {
-            if o.key[0] == "grid" {
-                return Err(ConfigError::Override {
-                    text: o.text.clone(),
-                    message: "grids cannot be set from the command line; edit the file (or pin a swept key with --set table.key=value)".into(),
-                });
-            }
-            check_top_key(
-                &o.key[0],
-                super::errors::Location::Override {
-                    text: o.text.clone(),
-                },
-            )?;
-            o.apply(&mut table)?;
-        }
-
-        let name = match table.get("name") {
+        let table = with_overrides(&raw, overrides)?;
+        let name = match string_key(&table, "name", &at)? {
+            Some(name) => name,
             None => raw
                 .path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            Some(toml::Value::String(s)) => s.clone(),
-            Some(other) => {
-                return Err(invalid(
-                    &at,
-                    "name",
-                    format!("expected a string, found {}", super::de::describe(other)),
-                ))
-            }
         };
         check_name(&name).map_err(|m| invalid(&at, "name", m))?;
-        let description = match table.get("description") {
-            None => String::new(),
-            Some(toml::Value::String(s)) => s.clone(),
-            Some(other) => {
-                return Err(invalid(
-                    &at,
-                    "description",
-                    format!("expected a string, found {}", super::de::describe(other)),
-                ))
-            }
-        };
+        let description = string_key(&table, "description", &at)?.unwrap_or_default();
         let seeds = parse_seeds(table.get("seeds"), &at)?;
 
         let tables = SECTIONS.map(|s| {
@@ -199,37 +87,19 @@ impl Experiment {
                 .unwrap_or_else(|| toml::Value::Table(toml::Table::new()))
         });
         let base = Base::new(tables, &at)?;
-        let grids = expand::parse_grids(raw.table.get("grid"), &raw, overrides)?;
-        expand::check_size(&grids, seeds.len(), &raw)?;
+        let grids = grid::parse_grids(raw.table.get("grid"), &raw, overrides)?;
+        grid::check_size(&grids, seeds.len(), &raw)?;
         let variants = expand::expand(&base, &grids, &raw, overrides)?;
-        let axis_keys = axis_keys(&grids);
-
-        // The experiment as run: the file with the overrides, pinned axes removed.
-        let mut source = table;
-        if !grids.is_empty() {
-            let entries = grids
-                .iter()
-                .map(|g| {
-                    let mut t = toml::Table::new();
-                    for a in &g.axes {
-                        t.insert(a.key.clone(), toml::Value::Array(a.values.clone()));
-                    }
-                    toml::Value::Table(t)
-                })
-                .collect();
-            source.insert("grid".into(), toml::Value::Array(entries));
-        }
-        source.insert("name".into(), toml::Value::String(name.clone()));
         Ok(Experiment {
             path: raw.path.clone(),
-            name,
             description,
             seeds,
             base: base.config(),
             variants,
-            axis_keys,
+            axis_keys: axis_keys(&grids),
             grids: grids.len(),
-            source,
+            source: as_run(table, &grids, &name),
+            name,
         })
     }
 
@@ -308,8 +178,11 @@ impl Experiment {
 
     /// The experiment as run, as TOML: the file's keys with the `--set`
     /// overrides applied (written to `<out>/<name>/experiment.toml`).
-    pub fn to_toml_string(&self) -> String {
-        toml::to_string(&self.source).unwrap_or_default()
+    pub fn to_toml_string(&self) -> Result<String, ConfigError> {
+        toml::to_string(&self.source).map_err(|source| ConfigError::Serialize {
+            what: format!("experiment {}", self.name),
+            source,
+        })
     }
 }
 
@@ -346,6 +219,68 @@ fn sets_nothing(raw: &RawDoc) -> Option<String> {
     Some(format!(
         "the experiment file sets nothing (only comments and empty tables): {DELIBERATE}"
     ))
+}
+
+/// The file's table with the `--set` overrides applied; a top-level key that is not one of
+/// [`TOP_KEYS`] (in the file or in an override) and an override of `grid` are errors.
+fn with_overrides(raw: &RawDoc, overrides: &[Override]) -> Result<toml::Table, ConfigError> {
+    for key in raw.table.keys() {
+        check_top_key(key, raw.locate(&[key.as_str()], false))?;
+    }
+    let mut table = raw.table.clone();
+    for o in overrides {
+        if o.key[0] == "grid" {
+            return Err(ConfigError::Override {
+                text: o.text.clone(),
+                message: "grids cannot be set from the command line; edit the file (or pin a swept key with --set table.key=value)".into(),
+            });
+        }
+        check_top_key(
+            &o.key[0],
+            super::errors::Location::Override {
+                text: o.text.clone(),
+            },
+        )?;
+        o.apply(&mut table)?;
+    }
+    Ok(table)
+}
+
+/// A top-level string key, if present.
+fn string_key(
+    table: &toml::Table,
+    key: &str,
+    at: &dyn Locate,
+) -> Result<Option<String>, ConfigError> {
+    match table.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(invalid(
+            at,
+            key,
+            format!("expected a string, found {}", super::de::describe(other)),
+        )),
+    }
+}
+
+/// The experiment as run: the file with the overrides, its name, and the grids without the
+/// axes an override pinned.
+fn as_run(mut table: toml::Table, grids: &[Grid], name: &str) -> toml::Table {
+    if !grids.is_empty() {
+        let entries = grids
+            .iter()
+            .map(|g| {
+                let mut t = toml::Table::new();
+                for a in &g.axes {
+                    t.insert(a.key.clone(), toml::Value::Array(a.values.clone()));
+                }
+                toml::Value::Table(t)
+            })
+            .collect();
+        table.insert("grid".into(), toml::Value::Array(entries));
+    }
+    table.insert("name".into(), toml::Value::String(name.to_string()));
+    table
 }
 
 fn check_top_key(key: &str, location: super::errors::Location) -> Result<(), ConfigError> {

@@ -10,9 +10,9 @@ use ablate_model::ModelSpec;
 
 use super::de;
 use super::errors::ConfigError;
-use super::experiment::{ResolvedConfig, Trial};
 use super::ids::TrialId;
 use super::raw::RawDoc;
+use super::resolved::{ResolvedConfig, Trial};
 use super::sections::{self, Locate};
 
 /// The content of `trials/<id>/config.toml`: the trial's identity and its
@@ -74,15 +74,18 @@ impl TrialFile {
 
     /// The file's text. The header comment escapes what a comment cannot hold (a swept string
     /// value may bring a newline or a control character into the label).
-    pub fn to_toml_string(&self) -> String {
-        let body = toml::to_string(self).expect("a trial file serializes to toml");
-        format!(
+    pub fn to_toml_string(&self) -> Result<String, ConfigError> {
+        let body = toml::to_string(self).map_err(|source| ConfigError::Serialize {
+            what: format!("trial {}", self.trial_id),
+            source,
+        })?;
+        Ok(format!(
             "# Trial {} of experiment {:?}: {} (seed {}).\n# Written by `ablate sweep`; `ablate trial DIR` reads it.\n{body}",
             self.trial_id,
             self.experiment,
             self.variant.escape_debug(),
             self.seed
-        )
+        ))
     }
 }
 
@@ -160,7 +163,7 @@ pub fn write_trial_config(path: &Path, experiment: &str, trial: &Trial) -> Resul
     write_atomic(
         path,
         TrialFile::new(experiment, trial)
-            .to_toml_string()
+            .to_toml_string()?
             .as_bytes(),
     )
 }

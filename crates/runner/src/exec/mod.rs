@@ -8,6 +8,8 @@ pub mod run;
 pub mod scheduler;
 pub mod signals;
 pub mod slurm;
+pub mod slurm_error;
+pub mod slurm_queue;
 
 /// Exit codes of `ablate trial` and `ablate sweep` (documented in docs/running.md).
 pub mod exit_codes {

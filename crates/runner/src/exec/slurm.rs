@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::results::records::now_rfc3339;
 
+pub use super::slurm_error::SlurmError;
+
 /// Environment variable with the array task's index, set by Slurm.
 pub const ARRAY_TASK_ENV: &str = "SLURM_ARRAY_TASK_ID";
 /// Environment variable with the array's job id, set by Slurm.
@@ -29,40 +31,6 @@ pub const SLURM_DIR: &str = "slurm";
 /// Every submission of the sweep, one JSON object per line.
 pub const JOBS_FILE: &str = "jobs.jsonl";
 
-/// A failure talking to Slurm.
-#[derive(Debug, thiserror::Error)]
-pub enum SlurmError {
-    /// A Slurm command could not be started (not installed, not on `PATH`).
-    #[error("cannot run `{command}` (is Slurm installed and on PATH?)")]
-    Spawn {
-        /// The command.
-        command: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// `sbatch` refused the job, or `squeue` failed.
-    #[error("slurm command failed (exit {code:?}): {stderr}")]
-    Refused {
-        /// Its exit code.
-        code: Option<i32>,
-        /// What it printed on stderr.
-        stderr: String,
-    },
-    /// `sbatch --parsable` printed something that is not a job id.
-    #[error("`sbatch --parsable` printed {0:?}, not a job id")]
-    BadJobId(String),
-    /// A file of the sweep's Slurm folder could not be written or read.
-    #[error("cannot write or read {path}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
 /// How the array's tasks are asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArraySpec {
@@ -70,8 +38,9 @@ pub struct ArraySpec {
     pub job_name: String,
     /// CPUs per task (`--cpus-per-task`); the trial's threads.
     pub cpus_per_task: u32,
-    /// One GPU per task (`--gres=gpu:1`) and the trial on `cuda:0`.
-    pub gpu: bool,
+    /// GPUs per task (`--gres=gpu:N`); with any, the trial runs on `cuda:0`, the first GPU
+    /// Slurm gave the task (`CUDA_VISIBLE_DEVICES`).
+    pub gpus: u32,
     /// Extra attempts for a failing trial, made inside its task.
     pub retries: u32,
 }
@@ -104,14 +73,14 @@ pub fn render_script(
     s.push_str(&format!("#SBATCH --array=0-{}\n", tasks.saturating_sub(1)));
     s.push_str("#SBATCH --ntasks=1\n");
     s.push_str(&format!("#SBATCH --cpus-per-task={}\n", spec.cpus_per_task));
-    if spec.gpu {
-        s.push_str("#SBATCH --gres=gpu:1\n");
+    if spec.gpus > 0 {
+        s.push_str(&format!("#SBATCH --gres=gpu:{}\n", spec.gpus));
     }
     s.push_str(&format!(
         "#SBATCH --output={}\n",
         out_dir.join("%A_%a.out").display()
     ));
-    let device = if spec.gpu { "cuda:0" } else { "cpu" };
+    let device = if spec.gpus > 0 { "cuda:0" } else { "cpu" };
     s.push_str(&format!(
         "exec {} slurm-task {} --device {device} --retries {}\n",
         shell_quote(&exe.display().to_string()),
@@ -178,30 +147,10 @@ pub fn submit(script: &Path, extra: &[String]) -> Result<String, SlurmError> {
     Ok(id)
 }
 
-/// Whether job `id` still has tasks queued or running (`squeue -h -j ID`). A job Slurm no
-/// longer knows counts as ended.
+/// Whether job `id` still has tasks queued or running (`squeue`). A job Slurm no longer knows
+/// counts as ended.
 pub fn job_active(id: &str) -> Result<bool, SlurmError> {
-    let out = Command::new("squeue")
-        .args(["-h", "-j", id, "-o", "%i"])
-        .output()
-        .map_err(|source| SlurmError::Spawn {
-            command: "squeue".into(),
-            source,
-        })?;
-    if out.status.success() {
-        return Ok(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    // squeue fails with "Invalid job id specified" once the job has been purged; any other
-    // failure (controller unreachable, ...) must not be taken for the job's end.
-    if stderr.contains("Invalid job id") {
-        Ok(false)
-    } else {
-        Err(SlurmError::Refused {
-            code: out.status.code(),
-            stderr: format!("squeue: {}", stderr.trim()),
-        })
-    }
+    Ok(!super::slurm_queue::queued_tasks(id)?.is_empty())
 }
 
 /// Appends a submission to `slurm_dir/jobs.jsonl`.
@@ -290,7 +239,7 @@ mod tests {
         let spec = ArraySpec {
             job_name: "ablate-se".into(),
             cpus_per_task: 4,
-            gpu: false,
+            gpus: 0,
             retries: 1,
         };
         let s = render_script(
@@ -309,7 +258,7 @@ mod tests {
             "exec '/opt/ablate'\\''s/bin/ablate' slurm-task '/r/se/slurm/1.trials' --device cpu --retries 1\n"
         ));
         let g = render_script(
-            &ArraySpec { gpu: true, ..spec },
+            &ArraySpec { gpus: 1, ..spec },
             Path::new("a"),
             Path::new("l"),
             Path::new("o"),

@@ -34,17 +34,22 @@ impl Sandbox {
     /// An experiment `name` on synthetic data: `variants` grids (the baseline, then SE), the given
     /// seeds, `epochs` epochs of `steps` steps of batch 8.
     pub fn new(name: &str, seeds: &[u64], se_variant: bool, epochs: u32, steps: usize) -> Self {
+        let grid = if se_variant {
+            "[[grid]]\n\n[[grid]]\n\"model.attention\" = [\"se\"]\n\"model.reduction\" = [8]\n"
+        } else {
+            "[[grid]]\n"
+        };
+        Self::with_grid(name, seeds, grid, epochs, steps)
+    }
+
+    /// Like [`Sandbox::new`], with the `[[grid]]` entries given as TOML text.
+    pub fn with_grid(name: &str, seeds: &[u64], grid: &str, epochs: u32, steps: usize) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let seeds = seeds
             .iter()
             .map(u64::to_string)
             .collect::<Vec<_>>()
             .join(", ");
-        let grid = if se_variant {
-            "[[grid]]\n\n[[grid]]\n\"model.attention\" = [\"se\"]\n\"model.reduction\" = [8]\n"
-        } else {
-            "[[grid]]\n"
-        };
         let text = format!(
             "name = \"{name}\"\n\
              description = \"runner test\"\n\

@@ -4,9 +4,9 @@
 use candle_core::{bail, Result};
 use rayon::prelude::*;
 
-use super::op::{unpack, Affine, BlockOp, OpMode, Saved, SeSaved, Unpacked, IMG};
+use super::op::{unpack, Affine, BlockOp, GateSaved, OpMode, Saved, Unpacked, IMG};
+use crate::ops::channel_gate::{self, GateDims, GateWeights};
 use crate::ops::conv::{backward_cpu_with, with_buf, Geom};
-use crate::ops::se_excite::{self, SeDims, SeWeights};
 use crate::spec::Squeeze;
 
 /// `(Σ dz, Σ dz·(y - m)·is)` over one plane with `dz` masked by the ReLU (`af.apply(y) > 0`),
@@ -195,8 +195,8 @@ impl BlockOp {
         &self,
         g: &Geom,
         saved: &Saved,
-        d: &SeDims,
-        sv: &SeSaved,
+        d: &GateDims,
+        sv: &GateSaved,
         up: &Unpacked<'_>,
         x: &[f32],
         wt: &[f32],
@@ -215,7 +215,7 @@ impl BlockOp {
             Squeeze::Max => Some(0),
             Squeeze::AvgMax => Some(1),
         };
-        let wts = SeWeights::unpack(d, up.se);
+        let wts = GateWeights::unpack(d, up.se);
         let aff: Vec<Affine> = (0..c)
             .map(|ch| Affine {
                 m: mean[ch],
@@ -257,7 +257,7 @@ impl BlockOp {
                 let mut ds = vec![0f32; nb * c];
                 let mut dparams = vec![0f32; d.n_params()];
                 let (bs, bh) = (nb * c, nb * d.hidden());
-                se_excite::backward(
+                channel_gate::backward(
                     d,
                     &wts,
                     &sv.s[img * bs..(img + 1) * bs],

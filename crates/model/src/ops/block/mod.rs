@@ -18,12 +18,12 @@
 //!   positions: everything else has a zero gradient), then, per image, the convolution output's
 //!   gradient `dy = γ/σ · (dz - Σdz/M - x̂·Σdz·x̂/M)` is computed into a per-thread buffer and
 //!   fed straight into the convolution's weight- and input-gradient gemms
-//!   ([`super::conv::backward_cpu_with`]): the dense `dy` of the whole batch never exists.
+//!   (`super::conv::backward_cpu_with`): the dense `dy` of the whole batch never exists.
 //!
 //! With a channel gate, the forward keeps each image's descriptors, hidden activations and gate
 //! values (a few hundred floats), and the backward makes two passes over the images: the gate
 //! and its module's gradients plus the BatchNorm sums, then the convolution backward
-//! (`backward.rs`, `super::se_excite`).
+//! (`backward.rs`, `super::channel_gate`).
 //!
 //! The parameters travel as one packed tensor `[bias (if any), γ, β, gate module's]`
 //! (candle's custom ops take at most three arguments); [`conv_bn_relu_train`] builds it with
@@ -43,13 +43,13 @@ use std::sync::{Arc, Mutex};
 use candle_core::{bail, Result, Tensor};
 
 use super::bn_relu::{batch_norm_eval_reference, batch_norm_train_reference, BatchStats};
+use super::channel_gate::{Excite, GateDims};
 use super::conv::{conv2d_reference, Geom};
 use super::kernels::Kernels;
 use super::maxpool::max_pool2x2;
-use super::se_excite::{Excite, SeDims};
 use crate::attention::{scale_channels, squeeze_channels};
 use crate::layers::apply_gate;
-use crate::spec::{Gate, Squeeze};
+use crate::spec::{GateFunction, Squeeze};
 use op::{BlockOp, OpMode};
 
 /// The parameters of one block.
@@ -101,7 +101,7 @@ impl<'a> ChannelGate<'a> {
         }
     }
 
-    fn gate_fn(&self) -> Gate {
+    fn gate_fn(&self) -> GateFunction {
         match self {
             ChannelGate::Se(se) => se.gate,
             ChannelGate::Eca(eca) => eca.gate,
@@ -119,7 +119,7 @@ pub struct EcaParams<'a> {
     /// The channel descriptor.
     pub squeeze: Squeeze,
     /// The gate function.
-    pub gate: Gate,
+    pub gate: GateFunction,
 }
 
 /// The parameters of a squeeze-and-excitation module (`crate::attention::Se`) fused into the
@@ -137,7 +137,7 @@ pub struct SeParams<'a> {
     /// The channel descriptor.
     pub squeeze: Squeeze,
     /// The gate function.
-    pub gate: Gate,
+    pub gate: GateFunction,
 }
 
 impl BlockParams<'_> {
@@ -157,7 +157,7 @@ impl BlockParams<'_> {
     }
 
     /// The channel gate's sizes, checked against the block's channels.
-    fn gate_dims(&self, c: usize) -> Result<Option<SeDims>> {
+    fn gate_dims(&self, c: usize) -> Result<Option<GateDims>> {
         let Some(gate) = &self.gate else {
             return Ok(None);
         };
@@ -176,7 +176,7 @@ impl BlockParams<'_> {
                     Some(b) => bail!("conv block: ECA bias {:?}, expected [1]", b.dims()),
                     None => false,
                 };
-                return Ok(Some(SeDims {
+                return Ok(Some(GateDims {
                     c,
                     excite: Excite::Conv1d { kernel: k },
                     squeeze: eca.squeeze,
@@ -198,7 +198,7 @@ impl BlockParams<'_> {
             (None, None) => false,
             _ => bail!("conv block: squeeze-and-excitation biases must both be given, [{hidden}] and [{c}]"),
         };
-        Ok(Some(SeDims {
+        Ok(Some(GateDims {
             c,
             excite: Excite::Mlp { hidden },
             squeeze: se.squeeze,

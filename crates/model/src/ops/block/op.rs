@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
+use crate::ops::channel_gate::{self, GateDims, GateImage, GateWeights};
 use crate::ops::conv::{forward_image, with_buf, Geom};
 use crate::ops::kernels::{cpu_f32, shifted_sums};
 use crate::ops::scratch::{self, Pooled};
-use crate::ops::se_excite::{self, SeDims, SeImage, SeWeights};
 
 /// Where the forward leaves the batch statistics `(mean, unbiased variance)` for the layer.
 pub(super) type StatsSlot = Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>;
@@ -31,12 +31,12 @@ pub(super) struct Saved {
     pub(super) mean: Vec<f32>,
     pub(super) invstd: Vec<f32>,
     /// With a fused SE module: its per-image forward values.
-    pub(super) se: Option<SeSaved>,
+    pub(super) se: Option<GateSaved>,
 }
 
 /// The SE forward values of the whole batch (per image: `[branches, C]` descriptors,
 /// `[branches, hidden]` hidden activations, `[C]` logits, gates and max positions).
-pub(super) struct SeSaved {
+pub(super) struct GateSaved {
     pub(super) s: Vec<f32>,
     pub(super) h: Vec<f32>,
     pub(super) pre: Vec<f32>,
@@ -44,10 +44,10 @@ pub(super) struct SeSaved {
     pub(super) maxpos: Vec<u32>,
 }
 
-impl SeSaved {
-    pub(super) fn new(d: &SeDims, n: usize) -> SeSaved {
+impl GateSaved {
+    pub(super) fn new(d: &GateDims, n: usize) -> GateSaved {
         let nb = d.branches();
-        SeSaved {
+        GateSaved {
             s: vec![0.0; n * nb * d.c],
             // (At least one per image and branch, so that `images` yields every image.)
             h: vec![0.0; n * nb * d.hidden().max(1)],
@@ -58,7 +58,7 @@ impl SeSaved {
     }
 
     /// The mutable per-image views, in image order.
-    pub(super) fn images(&mut self, d: &SeDims) -> Vec<SeImage<'_>> {
+    pub(super) fn images(&mut self, d: &GateDims) -> Vec<GateImage<'_>> {
         let nb = d.branches();
         self.s
             .chunks_mut(nb * d.c)
@@ -66,7 +66,7 @@ impl SeSaved {
             .zip(self.pre.chunks_mut(d.c))
             .zip(self.g.chunks_mut(d.c))
             .zip(self.maxpos.chunks_mut(d.c))
-            .map(|((((s, h), pre), g), maxpos)| SeImage {
+            .map(|((((s, h), pre), g), maxpos)| GateImage {
                 s,
                 h,
                 pre,
@@ -84,7 +84,7 @@ pub(super) struct BlockOp {
     pub(super) pool: bool,
     pub(super) has_bias: bool,
     /// The fused channel gate's sizes (SE or ECA), if any.
-    pub(super) gate: Option<SeDims>,
+    pub(super) gate: Option<GateDims>,
     pub(super) mode: OpMode,
     pub(super) saved: Mutex<Option<Arc<Saved>>>,
 }
@@ -102,10 +102,10 @@ pub(super) fn unpack<'a>(
     packed: &'a [f32],
     c: usize,
     has_bias: bool,
-    se: Option<&SeDims>,
+    se: Option<&GateDims>,
 ) -> Result<Unpacked<'a>> {
     let base = if has_bias { 3 * c } else { 2 * c };
-    let want = base + se.map_or(0, SeDims::n_params);
+    let want = base + se.map_or(0, GateDims::n_params);
     if packed.len() != want {
         bail!(
             "conv block: {} packed parameters, expected {want}",
@@ -222,13 +222,13 @@ pub(super) fn pool_plane(
 }
 
 /// A fused SE module's dimensions, weights and one image's forward values.
-pub(super) type SeStage<'a, 'b> = (&'a SeDims, &'a SeWeights<'a>, SeImage<'b>);
+pub(super) type SeStage<'a, 'b> = (&'a GateDims, &'a GateWeights<'a>, GateImage<'b>);
 
 /// One [`SeStage`] per image (all `None` without an SE module).
 pub(super) fn se_views<'a>(
-    saved: &'a mut Option<SeSaved>,
-    d: Option<&'a SeDims>,
-    w: Option<&'a SeWeights<'a>>,
+    saved: &'a mut Option<GateSaved>,
+    d: Option<&'a GateDims>,
+    w: Option<&'a GateWeights<'a>>,
     n: usize,
 ) -> Vec<Option<SeStage<'a, 'a>>> {
     match (saved, d, w) {
@@ -275,7 +275,7 @@ pub(super) fn emit_image(
                     *zv = a.apply(v);
                 }
             }
-            se_excite::forward(d, wt, z, hw, &mut img);
+            channel_gate::forward(d, wt, z, hw, &mut img);
             for (((o, ix), zp), &gc) in planes.zip(z.chunks(hw)).zip(img.g.iter()) {
                 pool_plane(zp, ow, (ph, pw), |v| v * gc, o, ix);
             }
@@ -369,8 +369,11 @@ impl CustomOp3 for BlockOp {
             beta,
             se: se_params,
         } = unpack(cpu_f32(s3, l3)?, c, self.has_bias, self.gate.as_ref())?;
-        let se_w = self.gate.as_ref().map(|d| SeWeights::unpack(d, se_params));
-        let mut se_saved = self.gate.as_ref().map(|d| SeSaved::new(d, g.n));
+        let se_w = self
+            .gate
+            .as_ref()
+            .map(|d| GateWeights::unpack(d, se_params));
+        let mut se_saved = self.gate.as_ref().map(|d| GateSaved::new(d, g.n));
         let out_img = self.out_img(&g);
         let n_out = g.n * out_img;
         let mut out: Vec<f32> = Vec::with_capacity(n_out);

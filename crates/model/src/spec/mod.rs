@@ -3,13 +3,21 @@
 //! The TOML table and the command-line SPEC string (`attention=se,reduction=8,blocks=1+3`,
 //! see `docs/models.md`) have the same keys and the same defaults; both go through serde, so
 //! an unknown key or value is reported the same way.
+//!
+//! - `mod.rs`: [`ModelSpec`], its defaults, validation ([`SpecError`]) and derived sizes;
+//! - `kinds.rs`: the keys' value sets ([`Arch`], [`AttentionKind`], [`Placement`],
+//!   [`Squeeze`], [`GateFunction`]);
+//! - `blocks.rs`: [`BlockSet`], the attended blocks;
+//! - `text.rs`: the SPEC string (`Display`, `FromStr`).
 
-use std::fmt;
-use std::str::FromStr;
+mod blocks;
+mod kinds;
+mod text;
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
-use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
+
+pub use blocks::BlockSet;
+pub use kinds::{Arch, AttentionKind, GateFunction, Placement, Squeeze};
 
 /// Channel widths of the seed CNN's three blocks.
 pub const BLOCK_CHANNELS: [usize; 3] = [32, 64, 128];
@@ -19,227 +27,6 @@ pub const BLOCK_INPUT_SIDE: [usize; 3] = [32, 16, 8];
 
 /// Largest spatial-attention kernel accepted (odd).
 pub const MAX_SPATIAL_KERNEL: u32 = 15;
-
-/// Network family. Only the seed CNN exists so far.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Arch {
-    /// Three conv-BN-ReLU-pool blocks (32/64/128 channels), FC 2048-512-classes.
-    #[default]
-    SeedCnn,
-}
-
-/// Which attention module is inserted in the attended blocks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AttentionKind {
-    /// No attention: the seed CNN itself.
-    #[default]
-    None,
-    /// Squeeze-and-excitation (Hu et al., 2018).
-    Se,
-    /// Efficient channel attention (Wang et al., 2020).
-    Eca,
-    /// CBAM's spatial attention alone (Woo et al., 2018).
-    Spatial,
-    /// CBAM: channel attention then spatial attention (Woo et al., 2018).
-    Cbam,
-}
-
-impl AttentionKind {
-    /// Whether this module has a channel-attention MLP whose width is set by `reduction`.
-    pub fn uses_reduction(self) -> bool {
-        matches!(self, AttentionKind::Se | AttentionKind::Cbam)
-    }
-    /// Whether this module produces a channel gate (`block{i}.gate`).
-    pub fn has_channel_gate(self) -> bool {
-        matches!(
-            self,
-            AttentionKind::Se | AttentionKind::Eca | AttentionKind::Cbam
-        )
-    }
-    /// Whether this module produces a spatial gate (`block{i}.spatial_gate`).
-    pub fn has_spatial_gate(self) -> bool {
-        matches!(self, AttentionKind::Spatial | AttentionKind::Cbam)
-    }
-    /// The TOML spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttentionKind::None => "none",
-            AttentionKind::Se => "se",
-            AttentionKind::Eca => "eca",
-            AttentionKind::Spatial => "spatial",
-            AttentionKind::Cbam => "cbam",
-        }
-    }
-}
-
-/// Where, inside a block (conv -> BN -> ReLU -> max-pool), the attention module sits.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Placement {
-    /// After the convolution, before BatchNorm.
-    PostConv,
-    /// After BatchNorm, before ReLU.
-    PostBn,
-    /// After ReLU, before max-pooling (the seed's).
-    #[default]
-    PostRelu,
-    /// After max-pooling (on the halved map).
-    PostPool,
-}
-
-/// How a channel descriptor is squeezed out of a feature map (SE and ECA; CBAM always uses
-/// `avg_max`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Squeeze {
-    /// Global average pooling (the seed's).
-    #[default]
-    Avg,
-    /// Global max pooling.
-    Max,
-    /// Both, each through the shared excitation, summed before the gate (as CBAM).
-    AvgMax,
-}
-
-/// The gate function turning excitation logits into multipliers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Gate {
-    /// Logistic sigmoid (the seed's).
-    #[default]
-    Sigmoid,
-    /// PyTorch's `Hardsigmoid`: `relu6(x + 3) / 6`.
-    HardSigmoid,
-}
-
-/// A non-empty subset of the blocks {1, 2, 3}.
-///
-/// TOML: a list `[1, 3]`; also accepted as a string `"1+3"` (the SPEC-string form).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BlockSet(u8);
-
-impl BlockSet {
-    /// All three blocks.
-    pub const ALL: BlockSet = BlockSet(0b111);
-
-    /// The set of the given block numbers; `None` if empty or a number is not 1, 2 or 3.
-    pub fn new(blocks: &[u32]) -> Option<BlockSet> {
-        let mut bits = 0u8;
-        for &b in blocks {
-            if !(1..=3).contains(&b) {
-                return None;
-            }
-            bits |= 1 << (b - 1);
-        }
-        (bits != 0).then_some(BlockSet(bits))
-    }
-
-    /// Whether block `i` (1-based) is in the set.
-    pub fn contains(self, i: usize) -> bool {
-        (1..=3).contains(&i) && self.0 & (1 << (i - 1)) != 0
-    }
-
-    /// The block numbers, ascending.
-    pub fn iter(self) -> impl Iterator<Item = usize> {
-        (1..=3).filter(move |&i| self.contains(i))
-    }
-
-    fn parse_plus(s: &str) -> Result<BlockSet, String> {
-        let mut nums = Vec::new();
-        for part in s.split('+') {
-            let part = part.trim();
-            match part.parse::<u32>() {
-                Ok(n) if (1..=3).contains(&n) => nums.push(n),
-                _ => {
-                    return Err(format!(
-                        "invalid block `{part}` in `{s}`: blocks are 1, 2 or 3, joined by `+` (e.g. `1+3`)"
-                    ))
-                }
-            }
-        }
-        BlockSet::new(&nums).ok_or_else(|| format!("empty block set `{s}`"))
-    }
-}
-
-impl Default for BlockSet {
-    fn default() -> Self {
-        BlockSet::ALL
-    }
-}
-
-impl fmt::Debug for BlockSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
-    }
-}
-
-impl fmt::Display for BlockSet {
-    /// The SPEC-string form, e.g. `1+3`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.iter().map(|i| i.to_string()).collect();
-        f.write_str(&parts.join("+"))
-    }
-}
-
-impl Serialize for BlockSet {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.iter().count()))?;
-        for i in self.iter() {
-            seq.serialize_element(&(i as u32))?;
-        }
-        seq.end()
-    }
-}
-
-impl<'de> Deserialize<'de> for BlockSet {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = BlockSet;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a non-empty list of blocks among 1, 2, 3 (e.g. [1, 3]) or a string like \"1+3\"")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<BlockSet, E> {
-                BlockSet::parse_plus(v).map_err(E::custom)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<BlockSet, E> {
-                match u32::try_from(v).ok().and_then(|n| BlockSet::new(&[n])) {
-                    Some(b) => Ok(b),
-                    None => Err(E::custom(format!(
-                        "invalid block {v}: blocks are 1, 2 or 3"
-                    ))),
-                }
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<BlockSet, E> {
-                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<BlockSet, A::Error> {
-                let mut nums = Vec::new();
-                while let Some(n) = seq.next_element::<i64>()? {
-                    match u32::try_from(n) {
-                        Ok(n) if (1..=3).contains(&n) => {
-                            if nums.contains(&n) {
-                                return Err(de::Error::custom(format!("block {n} listed twice")));
-                            }
-                            nums.push(n)
-                        }
-                        _ => {
-                            return Err(de::Error::custom(format!(
-                                "invalid block {n}: blocks are 1, 2 or 3"
-                            )))
-                        }
-                    }
-                }
-                BlockSet::new(&nums).ok_or_else(|| {
-                    de::Error::custom("the block list is empty: give at least one of 1, 2, 3")
-                })
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
 
 /// The `[model]` table of an experiment TOML (all keys optional; defaults are the seed CNN's
 /// settings, with `attention = "none"`).
@@ -259,7 +46,7 @@ pub struct ModelSpec {
     /// Channel squeeze (SE, ECA).
     pub squeeze: Squeeze,
     /// Gate function of every attention module.
-    pub gate: Gate,
+    pub gate: GateFunction,
     /// Whether the attention FCs / convolutions have a bias (the seed's SE has none).
     pub attention_bias: bool,
     /// ECA's 1-D kernel size; `None`: from the channel count as in the ECA-Net paper.
@@ -279,7 +66,7 @@ impl Default for ModelSpec {
             placement: Placement::PostRelu,
             blocks: BlockSet::ALL,
             squeeze: Squeeze::Avg,
-            gate: Gate::Sigmoid,
+            gate: GateFunction::Sigmoid,
             attention_bias: false,
             eca_kernel: None,
             spatial_kernel: 7,
@@ -426,123 +213,6 @@ impl ModelSpec {
         }
         s
     }
-
-    /// The `key=value` pairs that differ from the defaults (always including `attention`),
-    /// in the SPEC-string syntax; `to_string()` joins them with commas.
-    pub fn spec_pairs(&self) -> Vec<(&'static str, String)> {
-        let d = ModelSpec::default();
-        let mut v = Vec::new();
-        if self.arch != d.arch {
-            v.push(("arch", toml_name(&self.arch)));
-        }
-        v.push(("attention", self.attention.as_str().to_string()));
-        if self.reduction != d.reduction {
-            v.push(("reduction", self.reduction.to_string()));
-        }
-        if self.placement != d.placement {
-            v.push(("placement", toml_name(&self.placement)));
-        }
-        if self.blocks != d.blocks {
-            v.push(("blocks", self.blocks.to_string()));
-        }
-        if self.squeeze != d.squeeze {
-            v.push(("squeeze", toml_name(&self.squeeze)));
-        }
-        if self.gate != d.gate {
-            v.push(("gate", toml_name(&self.gate)));
-        }
-        if self.attention_bias != d.attention_bias {
-            v.push(("attention_bias", self.attention_bias.to_string()));
-        }
-        if let Some(k) = self.eca_kernel {
-            v.push(("eca_kernel", k.to_string()));
-        }
-        if self.spatial_kernel != d.spatial_kernel {
-            v.push(("spatial_kernel", self.spatial_kernel.to_string()));
-        }
-        if self.dropout != d.dropout {
-            v.push(("dropout", self.dropout.to_string()));
-        }
-        v
-    }
-}
-
-/// The TOML spelling of a unit enum value (`post_relu`, ...).
-fn toml_name<T: Serialize>(value: &T) -> String {
-    match toml::Value::try_from(value) {
-        Ok(toml::Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => String::from("?"),
-    }
-}
-
-impl fmt::Display for ModelSpec {
-    /// The SPEC string: non-default keys as `key=value`, comma-separated, `attention` first
-    /// (e.g. `attention=se,reduction=8,blocks=1+3`). Parses back to an equal spec.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self
-            .spec_pairs()
-            .into_iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        f.write_str(&parts.join(","))
-    }
-}
-
-/// Keys whose SPEC-string values are floats even when written as integers.
-const FLOAT_KEYS: &[&str] = &["dropout"];
-
-impl FromStr for ModelSpec {
-    type Err = SpecError;
-
-    /// Parses `key=value,key=value` (keys of the `[model]` table, defaults filled in; lists as
-    /// `blocks=1+3`; `eca_kernel=auto` for the adaptive size), then validates.
-    fn from_str(s: &str) -> Result<ModelSpec, SpecError> {
-        let mut table = toml::Table::new();
-        let mut seen = std::collections::HashSet::new();
-        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (key, value) = item.split_once('=').ok_or_else(|| SpecError::Syntax {
-                item: item.to_string(),
-            })?;
-            let (key, value) = (key.trim(), value.trim());
-            if key.is_empty() || value.is_empty() {
-                return Err(SpecError::Syntax {
-                    item: item.to_string(),
-                });
-            }
-            if !seen.insert(key) {
-                return Err(SpecError::Duplicate {
-                    key: key.to_string(),
-                });
-            }
-            if key == "eca_kernel" && value.eq_ignore_ascii_case("auto") {
-                // the adaptive size is the default: leaving the key out selects it
-                continue;
-            }
-            let v = if FLOAT_KEYS.contains(&key) {
-                match value.parse::<f64>() {
-                    Ok(x) => toml::Value::Float(x),
-                    Err(_) => toml::Value::String(value.to_string()),
-                }
-            } else if let Ok(i) = value.parse::<i64>() {
-                toml::Value::Integer(i)
-            } else if let Ok(b) = value.parse::<bool>() {
-                toml::Value::Boolean(b)
-            } else {
-                toml::Value::String(value.to_string())
-            };
-            table.insert(key.to_string(), v);
-        }
-        let spec: ModelSpec =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| SpecError::Parse {
-                    spec: s.to_string(),
-                    message: e.message().trim().to_string(),
-                })?;
-        spec.validate()?;
-        Ok(spec)
-    }
 }
 
 #[cfg(test)]
@@ -570,7 +240,7 @@ mod tests {
         assert_eq!(s.attention, AttentionKind::Cbam);
         assert_eq!(s.blocks, BlockSet::new(&[1, 3]).unwrap());
         assert_eq!(s.placement, Placement::PostPool);
-        assert_eq!(s.gate, Gate::HardSigmoid);
+        assert_eq!(s.gate, GateFunction::HardSigmoid);
         assert_eq!(s.dropout, 0.0);
         let s2: ModelSpec = toml::from_str("blocks = \"2+3\"").unwrap();
         assert_eq!(s2.blocks, BlockSet::new(&[2, 3]).unwrap());

@@ -16,14 +16,18 @@
 //! The state (moments, momentum buffers, per-parameter step counts) is exported
 //! and restored as named tensors so checkpoints continue bit-exactly.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
-use candle_core::{bail, CpuStorage, DType, Device, InplaceOp2, Layout, Result, Tensor, Var};
-use rayon::prelude::*;
+use candle_core::{bail, DType, Device, Result, Tensor, Var};
 
 use super::config::{OptimizerKind, TrainConfig};
+
+mod adam;
+mod sgd;
+
+use adam::{adam_host, adam_tensor};
+use sgd::{sgd_host, sgd_tensor};
 
 /// Hyper-parameters of [`Optimizer`], taken from a [`TrainConfig`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -61,7 +65,7 @@ impl OptimizerParams {
 
 /// Per-parameter buffers: Adam's two moments or SGD's momentum buffer.
 #[derive(Debug)]
-enum Buffers {
+pub(super) enum Buffers {
     /// Not yet stepped (PyTorch creates the state at a parameter's first step).
     Empty,
     /// Host vectors, updated by the fused CPU kernel.
@@ -71,12 +75,12 @@ enum Buffers {
 }
 
 #[derive(Debug)]
-struct ParamSlot {
-    name: String,
-    var: Var,
+pub(super) struct ParamSlot {
+    pub(super) name: String,
+    pub(super) var: Var,
     /// Steps taken by this parameter (PyTorch's per-parameter `step`).
-    step: u64,
-    buffers: Buffers,
+    pub(super) step: u64,
+    pub(super) buffers: Buffers,
 }
 
 /// Adam or SGD over a fixed list of named [`Var`]s.
@@ -181,7 +185,7 @@ impl Optimizer {
         Ok(())
     }
 
-    /// The state as named tensors (on the CPU): `<param>.step` (I64, shape [1]),
+    /// The state as named tensors (on the CPU): `<param>.step` (I64, shape `[1]`),
     /// and `<param>.exp_avg`, `<param>.exp_avg_sq` (Adam) or
     /// `<param>.momentum_buffer` (SGD) once the parameter has been stepped.
     pub fn state_tensors(&self) -> Result<HashMap<String, Tensor>> {
@@ -298,9 +302,9 @@ impl Optimizer {
 }
 
 /// Size of the chunks the fused kernels hand to rayon.
-const CHUNK: usize = 1 << 14;
+pub(super) const CHUNK: usize = 1 << 14;
 
-fn contiguous_grad(grad: &Tensor) -> Result<Tensor> {
+pub(super) fn contiguous_grad(grad: &Tensor) -> Result<Tensor> {
     let g = if grad.is_contiguous() {
         grad.clone()
     } else {
@@ -310,266 +314,6 @@ fn contiguous_grad(grad: &Tensor) -> Result<Tensor> {
         return g.to_dtype(DType::F32);
     }
     Ok(g)
-}
-
-/// Adam's scalar factors for step `t`, computed in f64 as PyTorch does.
-struct AdamScalars {
-    wd: f32,
-    one_minus_beta1: f32,
-    beta2: f32,
-    one_minus_beta2: f32,
-    neg_step_size: f32,
-    bc2_sqrt: f32,
-    eps: f32,
-}
-
-impl AdamScalars {
-    fn new(p: &OptimizerParams, lr: f64, t: u64) -> Self {
-        let [b1, b2] = p.betas;
-        let bc1 = 1.0 - b1.powi(t.min(i32::MAX as u64) as i32);
-        let bc2 = 1.0 - b2.powi(t.min(i32::MAX as u64) as i32);
-        Self {
-            wd: p.weight_decay as f32,
-            one_minus_beta1: (1.0 - b1) as f32,
-            beta2: b2 as f32,
-            one_minus_beta2: (1.0 - b2) as f32,
-            neg_step_size: (-(lr / bc1)) as f32,
-            bc2_sqrt: bc2.sqrt() as f32,
-            eps: p.eps as f32,
-        }
-    }
-}
-
-/// In-place fused Adam on one f32 CPU parameter; the moments live in `m`, `v`.
-struct AdamKernel<'a> {
-    s: AdamScalars,
-    m: RefCell<&'a mut [f32]>,
-    v: RefCell<&'a mut [f32]>,
-}
-
-impl InplaceOp2 for AdamKernel<'_> {
-    fn name(&self) -> &'static str {
-        "adam-fused"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<()> {
-        let (CpuStorage::F32(param), CpuStorage::F32(grad)) = (s1, s2) else {
-            bail!("adam-fused: parameter and gradient must be f32");
-        };
-        let (Some((p0, p1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            bail!("adam-fused: parameter and gradient must be contiguous");
-        };
-        let param = &mut param[p0..p1];
-        let grad = &grad[g0..g1];
-        let mut m = self.m.borrow_mut();
-        let mut v = self.v.borrow_mut();
-        if grad.len() != param.len() || m.len() != param.len() || v.len() != param.len() {
-            bail!("adam-fused: size mismatch");
-        }
-        let s = &self.s;
-        param
-            .par_chunks_mut(CHUNK)
-            .zip(grad.par_chunks(CHUNK))
-            .zip(m.par_chunks_mut(CHUNK))
-            .zip(v.par_chunks_mut(CHUNK))
-            .for_each(|(((p, g), m), v)| {
-                for i in 0..p.len() {
-                    let mut gi = g[i];
-                    if s.wd != 0.0 {
-                        gi += s.wd * p[i];
-                    }
-                    // exp_avg.lerp_(grad, 1 - beta1): PyTorch's lerp for weight < 0.5.
-                    m[i] += s.one_minus_beta1 * (gi - m[i]);
-                    // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                    v[i] = v[i] * s.beta2 + s.one_minus_beta2 * gi * gi;
-                    // denom = exp_avg_sq.sqrt() / bias_correction2_sqrt + eps
-                    let denom = v[i].sqrt() / s.bc2_sqrt + s.eps;
-                    // param.addcdiv_(exp_avg, denom, value=-step_size)
-                    p[i] += s.neg_step_size * m[i] / denom;
-                }
-            });
-        Ok(())
-    }
-}
-
-fn adam_host(slot: &mut ParamSlot, grad: &Tensor, p: &OptimizerParams, lr: f64) -> Result<()> {
-    let n = slot.var.elem_count();
-    if matches!(slot.buffers, Buffers::Empty) {
-        slot.buffers = Buffers::Host {
-            a: vec![0.0; n],
-            b: vec![0.0; n],
-        };
-    }
-    let Buffers::Host { a, b } = &mut slot.buffers else {
-        unreachable!("host buffers set above");
-    };
-    let grad = contiguous_grad(grad)?;
-    let op = AdamKernel {
-        s: AdamScalars::new(p, lr, slot.step),
-        m: RefCell::new(a.as_mut_slice()),
-        v: RefCell::new(b.as_mut_slice()),
-    };
-    slot.var.as_tensor().inplace_op2(&grad, &op)
-}
-
-fn adam_tensor(slot: &mut ParamSlot, grad: &Tensor, p: &OptimizerParams, lr: f64) -> Result<()> {
-    let theta = slot.var.as_detached_tensor();
-    let grad = grad.detach();
-    let g = if p.weight_decay != 0.0 {
-        (&grad + theta.affine(p.weight_decay, 0.0)?)?
-    } else {
-        grad
-    };
-    let [b1, b2] = p.betas;
-    let (m, v) = match std::mem::replace(&mut slot.buffers, Buffers::Empty) {
-        Buffers::Device { a, b: Some(b) } => (a, b),
-        Buffers::Empty => (g.zeros_like()?, g.zeros_like()?),
-        _ => bail!("adam: inconsistent state for {}", slot.name),
-    };
-    // m + (1 - beta1) * (g - m)
-    let m = (&m + (&g - &m)?.affine(1.0 - b1, 0.0)?)?;
-    let v = (v.affine(b2, 0.0)? + g.sqr()?.affine(1.0 - b2, 0.0)?)?;
-    let t = slot.step.min(i32::MAX as u64) as i32;
-    let bc1 = 1.0 - b1.powi(t);
-    let bc2_sqrt = (1.0 - b2.powi(t)).sqrt();
-    let denom = v.sqrt()?.affine(1.0 / bc2_sqrt, p.eps)?;
-    let upd = (m.affine(-(lr / bc1), 0.0)? / denom)?;
-    slot.var.set(&(theta + upd)?)?;
-    slot.buffers = Buffers::Device { a: m, b: Some(v) };
-    Ok(())
-}
-
-/// In-place fused SGD on one f32 CPU parameter; the momentum buffer is `buf`
-/// (empty when momentum is 0).
-struct SgdKernel<'a> {
-    wd: f32,
-    momentum: f32,
-    nesterov: bool,
-    neg_lr: f32,
-    first: bool,
-    buf: RefCell<&'a mut [f32]>,
-}
-
-impl InplaceOp2 for SgdKernel<'_> {
-    fn name(&self) -> &'static str {
-        "sgd-fused"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<()> {
-        let (CpuStorage::F32(param), CpuStorage::F32(grad)) = (s1, s2) else {
-            bail!("sgd-fused: parameter and gradient must be f32");
-        };
-        let (Some((p0, p1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            bail!("sgd-fused: parameter and gradient must be contiguous");
-        };
-        let param = &mut param[p0..p1];
-        let grad = &grad[g0..g1];
-        if grad.len() != param.len() {
-            bail!("sgd-fused: size mismatch");
-        }
-        let mut buf = self.buf.borrow_mut();
-        let (wd, mu, nesterov, neg_lr, first) = (
-            self.wd,
-            self.momentum,
-            self.nesterov,
-            self.neg_lr,
-            self.first,
-        );
-        if buf.is_empty() {
-            param
-                .par_chunks_mut(CHUNK)
-                .zip(grad.par_chunks(CHUNK))
-                .for_each(|(p, g)| {
-                    for i in 0..p.len() {
-                        let d = if wd != 0.0 { g[i] + wd * p[i] } else { g[i] };
-                        p[i] += neg_lr * d;
-                    }
-                });
-            return Ok(());
-        }
-        if buf.len() != param.len() {
-            bail!("sgd-fused: size mismatch");
-        }
-        param
-            .par_chunks_mut(CHUNK)
-            .zip(grad.par_chunks(CHUNK))
-            .zip(buf.par_chunks_mut(CHUNK))
-            .for_each(|((p, g), b)| {
-                for i in 0..p.len() {
-                    let d = if wd != 0.0 { g[i] + wd * p[i] } else { g[i] };
-                    // buf = clone(d) at the first step, else buf * momentum + d
-                    b[i] = if first { d } else { b[i] * mu + d };
-                    let d = if nesterov { d + mu * b[i] } else { b[i] };
-                    p[i] += neg_lr * d;
-                }
-            });
-        Ok(())
-    }
-}
-
-fn sgd_host(slot: &mut ParamSlot, grad: &Tensor, p: &OptimizerParams, lr: f64) -> Result<()> {
-    let n = slot.var.elem_count();
-    let first = matches!(slot.buffers, Buffers::Empty);
-    if first {
-        let a = if p.momentum != 0.0 {
-            vec![0.0; n]
-        } else {
-            Vec::new()
-        };
-        slot.buffers = Buffers::Host { a, b: Vec::new() };
-    }
-    let Buffers::Host { a, .. } = &mut slot.buffers else {
-        unreachable!("host buffers set above");
-    };
-    let grad = contiguous_grad(grad)?;
-    let op = SgdKernel {
-        wd: p.weight_decay as f32,
-        momentum: p.momentum as f32,
-        nesterov: p.nesterov,
-        neg_lr: (-lr) as f32,
-        first,
-        buf: RefCell::new(a.as_mut_slice()),
-    };
-    slot.var.as_tensor().inplace_op2(&grad, &op)
-}
-
-fn sgd_tensor(slot: &mut ParamSlot, grad: &Tensor, p: &OptimizerParams, lr: f64) -> Result<()> {
-    let theta = slot.var.as_detached_tensor();
-    let grad = grad.detach();
-    let mut d = if p.weight_decay != 0.0 {
-        (&grad + theta.affine(p.weight_decay, 0.0)?)?
-    } else {
-        grad
-    };
-    if p.momentum != 0.0 {
-        let buf = match std::mem::replace(&mut slot.buffers, Buffers::Empty) {
-            Buffers::Empty => d.copy()?,
-            Buffers::Device { a, .. } => (a.affine(p.momentum, 0.0)? + &d)?,
-            Buffers::Host { .. } => bail!("sgd: inconsistent state for {}", slot.name),
-        };
-        d = if p.nesterov {
-            (&d + buf.affine(p.momentum, 0.0)?)?
-        } else {
-            buf.clone()
-        };
-        slot.buffers = Buffers::Device { a: buf, b: None };
-    }
-    slot.var.set(&(theta + d.affine(-lr, 0.0)?)?)?;
-    Ok(())
 }
 
 #[cfg(test)]

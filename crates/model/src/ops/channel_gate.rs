@@ -10,7 +10,7 @@
 //!
 //! Everything here is per image and small: plain loops, f32, fixed order.
 
-use crate::spec::{Gate, Squeeze};
+use crate::spec::{GateFunction, Squeeze};
 
 /// The excitation of the descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,15 +23,15 @@ pub(crate) enum Excite {
 
 /// Sizes and options of one channel gate.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct SeDims {
+pub(crate) struct GateDims {
     pub(crate) c: usize,
     pub(crate) excite: Excite,
     pub(crate) squeeze: Squeeze,
-    pub(crate) gate: Gate,
+    pub(crate) gate: GateFunction,
     pub(crate) bias: bool,
 }
 
-impl SeDims {
+impl GateDims {
     /// Descriptor branches: 1 (avg or max) or 2 (avg and max).
     pub(crate) fn branches(&self) -> usize {
         match self.squeeze {
@@ -61,7 +61,7 @@ impl SeDims {
 }
 
 /// The parameters, unpacked from their packed order.
-pub(crate) enum SeWeights<'a> {
+pub(crate) enum GateWeights<'a> {
     Mlp {
         w1: &'a [f32],
         b1: Option<&'a [f32]>,
@@ -74,8 +74,8 @@ pub(crate) enum SeWeights<'a> {
     },
 }
 
-impl<'a> SeWeights<'a> {
-    pub(crate) fn unpack(d: &SeDims, p: &'a [f32]) -> SeWeights<'a> {
+impl<'a> GateWeights<'a> {
+    pub(crate) fn unpack(d: &GateDims, p: &'a [f32]) -> GateWeights<'a> {
         let ch = d.c;
         match d.excite {
             Excite::Mlp { hidden: hid } => {
@@ -88,9 +88,9 @@ impl<'a> SeWeights<'a> {
                 };
                 let (w2, rest) = rest.split_at(ch * hid);
                 let b2 = if d.bias { Some(&rest[..ch]) } else { None };
-                SeWeights::Mlp { w1, b1, w2, b2 }
+                GateWeights::Mlp { w1, b1, w2, b2 }
             }
-            Excite::Conv1d { kernel } => SeWeights::Conv1d {
+            Excite::Conv1d { kernel } => GateWeights::Conv1d {
                 w: &p[..kernel],
                 b: if d.bias { Some(p[kernel]) } else { None },
             },
@@ -99,7 +99,7 @@ impl<'a> SeWeights<'a> {
 }
 
 /// What the forward of one image keeps for the backward.
-pub(crate) struct SeImage<'a> {
+pub(crate) struct GateImage<'a> {
     /// Descriptors `[branches, C]`.
     pub(crate) s: &'a mut [f32],
     /// Hidden activations after ReLU `[branches, hidden]`.
@@ -130,7 +130,13 @@ fn lane_sum(xs: &[f32]) -> f32 {
 }
 
 /// Forward of one image: descriptors of `z` (`[C, hw]`), the MLP, the gate.
-pub(crate) fn forward(d: &SeDims, wt: &SeWeights<'_>, z: &[f32], hw: usize, out: &mut SeImage<'_>) {
+pub(crate) fn forward(
+    d: &GateDims,
+    wt: &GateWeights<'_>,
+    z: &[f32],
+    hw: usize,
+    out: &mut GateImage<'_>,
+) {
     let ch = d.c;
     let mut b = 0;
     if matches!(d.squeeze, Squeeze::Avg | Squeeze::AvgMax) {
@@ -159,7 +165,7 @@ pub(crate) fn forward(d: &SeDims, wt: &SeWeights<'_>, z: &[f32], hw: usize, out:
     for br in 0..d.branches() {
         let s = &out.s[br * ch..(br + 1) * ch];
         match *wt {
-            SeWeights::Mlp { w1, b1, w2, b2 } => {
+            GateWeights::Mlp { w1, b1, w2, b2 } => {
                 let h = &mut out.h[br * hid..(br + 1) * hid];
                 for (j, hj) in h.iter_mut().enumerate() {
                     let row = &w1[j * ch..(j + 1) * ch];
@@ -174,7 +180,7 @@ pub(crate) fn forward(d: &SeDims, wt: &SeWeights<'_>, z: &[f32], hw: usize, out:
                     *pc += acc;
                 }
             }
-            SeWeights::Conv1d { w, b } => {
+            GateWeights::Conv1d { w, b } => {
                 let pad = (w.len() - 1) / 2;
                 for (c, pc) in out.pre.iter_mut().enumerate() {
                     let mut acc = 0f32;
@@ -190,8 +196,8 @@ pub(crate) fn forward(d: &SeDims, wt: &SeWeights<'_>, z: &[f32], hw: usize, out:
     }
     for (gc, &p) in out.g.iter_mut().zip(out.pre.iter()) {
         *gc = match d.gate {
-            Gate::Sigmoid => 1.0 / (1.0 + (-p).exp()),
-            Gate::HardSigmoid => (p * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0),
+            GateFunction::Sigmoid => 1.0 / (1.0 + (-p).exp()),
+            GateFunction::HardSigmoid => (p * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0),
         };
     }
 }
@@ -201,8 +207,8 @@ pub(crate) fn forward(d: &SeDims, wt: &SeWeights<'_>, z: &[f32], hw: usize, out:
 /// `dparams` (packed as the parameters).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
-    d: &SeDims,
-    wt: &SeWeights<'_>,
+    d: &GateDims,
+    wt: &GateWeights<'_>,
     s: &[f32],
     h: &[f32],
     pre: &[f32],
@@ -216,8 +222,8 @@ pub(crate) fn backward(
         .map(|c| {
             dg[c]
                 * match d.gate {
-                    Gate::Sigmoid => g[c] * (1.0 - g[c]),
-                    Gate::HardSigmoid => {
+                    GateFunction::Sigmoid => g[c] * (1.0 - g[c]),
+                    GateFunction::HardSigmoid => {
                         if pre[c] > -3.0 && pre[c] < 3.0 {
                             1.0 / 6.0
                         } else {
@@ -228,8 +234,8 @@ pub(crate) fn backward(
         })
         .collect();
     match *wt {
-        SeWeights::Mlp { w1, w2, .. } => mlp_backward(d, w1, w2, s, h, &dpre, ds, dparams),
-        SeWeights::Conv1d { w, .. } => {
+        GateWeights::Mlp { w1, w2, .. } => mlp_backward(d, w1, w2, s, h, &dpre, ds, dparams),
+        GateWeights::Conv1d { w, .. } => {
             let pad = (w.len() - 1) / 2;
             let (dw, db) = dparams.split_at_mut(w.len());
             for br in 0..d.branches() {
@@ -261,7 +267,7 @@ pub(crate) fn backward(
 /// The MLP's part of [`backward`].
 #[allow(clippy::too_many_arguments)]
 fn mlp_backward(
-    d: &SeDims,
+    d: &GateDims,
     w1: &[f32],
     w2: &[f32],
     s: &[f32],

@@ -1,4 +1,4 @@
-//! The files of a checkpoint folder (see [`super::checkpoint`]): writing a checkpoint, and
+//! The files of a checkpoint folder (see [`super`]): writing a checkpoint, and
 //! reading one back with every byte verified.
 //!
 //! Layout of a checkpoint folder:
@@ -28,9 +28,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 
-use super::checkpoint::{
-    CheckpointError, CheckpointState, DAMAGED_DIR, PREVIOUS_STATE_FILE, STATE_FILE,
-};
+use super::{CheckpointError, CheckpointState, DAMAGED_DIR, PREVIOUS_STATE_FILE, STATE_FILE};
 use crate::integrity::{self, FileRecord};
 use crate::weights;
 

@@ -15,7 +15,7 @@
 //! state file last, so a crash at any moment leaves whole checkpoints only. When a checkpoint is
 //! read back, a damaged or missing file is named in a warning and moved to `damaged/`, and the
 //! previous checkpoint is used, or none (the run starts over): a run never continues from bytes
-//! that are not the ones written. The files and their checks are in `checkpoint_files.rs`.
+//! that are not the ones written. The files and their checks are in `files.rs`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
-use super::fit::EpochRecord;
+use super::metrics::EpochRecord;
 use super::sched::LrScheduler;
 
 /// Version of the `state.json` layout.
@@ -36,9 +36,9 @@ pub const PREVIOUS_STATE_FILE: &str = "state.prev.json";
 /// The folder (inside a checkpoint folder) damaged files are moved to.
 pub const DAMAGED_DIR: &str = "damaged";
 
-pub use super::checkpoint_files::{
-    discard_beyond, exists, position, read_state, read_tensors, recover, write,
-};
+mod files;
+
+pub use files::{discard_beyond, exists, position, read_state, read_tensors, recover, write};
 
 /// A checkpoint that cannot be written or read.
 #[derive(Debug, thiserror::Error)]
