@@ -51,6 +51,18 @@ parity-paired PYTHON="python3":
     for r in 0 16; do for s in 0 1; do {{PYTHON}} scripts/parity-paired.py run --data data/parity --reduction $r --seed $s --threads 2 --out results/parity_paired/torch/r${r}_s${s}.jsonl; done; done
     {{PYTHON}} scripts/parity-paired.py compare --sweep results/parity_paired --torch results/parity_paired/torch
 
+# The fault soak test, long run: 60 random kills (SIGKILL/SIGTERM/SIGINT) of a 20-trial sweep, then bit-exact comparison (docs/reliability.md).
+soak SEED="":
+    ABLATE_SOAK_SCALE=full ABLATE_SOAK_KILLS=60 ABLATE_SOAK_SEED={{SEED}} cargo test -p ablate-runner --test sweep_soak -- --nocapture
+
+# Every fuzz target for 50 seconds (needs cargo-fuzz and a nightly toolchain; CI runs it when it can).
+fuzz-smoke:
+    bash scripts/fuzz.sh smoke
+
+# Every fuzz target for MINUTES minutes, one after the other (the figures of docs/reliability.md).
+fuzz-long MINUTES="10":
+    bash scripts/fuzz.sh long {{MINUTES}}
+
 # Rewrite the golden fixtures from PyTorch (crates/model/tests/fixtures, docs/parity.md; PYTHON: a python with torch).
 golden PYTHON="python3":
     {{PYTHON}} scripts/golden.py write

@@ -7,6 +7,7 @@
 //! - [`ops`]: the choice of kernels ([`ops::kernels::Kernels`]), our fused CPU ops and the
 //!   device-generic path every non-CPU device runs.
 //! - [`train`]: optimizers, schedulers, the training loop.
+//! - [`integrity`]: the checksums written with every file that is read back.
 //! - [`bench`](mod@bench): training and inference throughput on a device.
 //! - [`golden`]: checks against reference values written by PyTorch.
 //!
@@ -17,6 +18,7 @@ pub mod attention;
 pub mod bench;
 pub mod golden;
 pub mod init;
+pub mod integrity;
 pub mod layers;
 pub mod net;
 pub mod ops;

@@ -521,9 +521,31 @@ impl Net {
         weights::write_safetensors(&sd, path)
     }
 
-    /// Reads a safetensors file (ours or a PyTorch `state_dict`) and loads it by name.
+    /// Reads a safetensors file (ours or a PyTorch `state_dict`) and loads it by name. Imported
+    /// weights are checked first ([`weights::check_imported`]): a tensor that is not floating
+    /// point or holds NaN or infinite values is refused, naming it; so are missing, extra and
+    /// misshapen tensors.
     pub fn load_safetensors(&mut self, path: &Path) -> std::result::Result<(), WeightsError> {
-        let tensors = weights::read_safetensors(path, &Device::Cpu)?;
+        let data = std::fs::read(path).map_err(|e| WeightsError::Read {
+            path: path.to_path_buf(),
+            source: candle_core::Error::Io(e),
+        })?;
+        self.load_safetensors_bytes(&data, path)
+    }
+
+    /// [`Net::load_safetensors`] of a file's bytes (`path` names it in errors).
+    pub fn load_safetensors_bytes(
+        &mut self,
+        data: &[u8],
+        path: &Path,
+    ) -> std::result::Result<(), WeightsError> {
+        let tensors = weights::read_safetensors_bytes(data, &Device::Cpu).map_err(|source| {
+            WeightsError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        weights::check_imported(&tensors)?;
         self.load_state_dict(&tensors)
     }
 

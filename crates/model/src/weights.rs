@@ -48,6 +48,22 @@ pub enum WeightsError {
         #[source]
         source: candle_core::Error,
     },
+    /// A tensor of a non-floating-point dtype (the model's values are floats).
+    #[error("tensor `{key}` has dtype {dtype:?}; the model needs floating-point values (f32, f16, bf16 or f64)")]
+    DType {
+        /// The state_dict name.
+        key: String,
+        /// The file's dtype.
+        dtype: DType,
+    },
+    /// A tensor holding NaN or infinite values.
+    #[error("tensor `{key}` holds {count} non-finite value{} (NaN or infinite); refusing weights that cannot be trained or evaluated", if *count == 1 { "" } else { "s" })]
+    NonFinite {
+        /// The state_dict name.
+        key: String,
+        /// How many of its values are NaN or infinite.
+        count: usize,
+    },
     /// The file cannot be read or parsed as safetensors.
     #[error("cannot read weights from {}", path.display())]
     Read {
@@ -93,17 +109,78 @@ pub fn read_safetensors(
     })
 }
 
+/// Parses the bytes of a safetensors file onto `device`.
+pub fn read_safetensors_bytes(
+    data: &[u8],
+    device: &Device,
+) -> candle_core::Result<HashMap<String, Tensor>> {
+    candle_core::safetensors::load_buffer(data, device)
+}
+
+/// Checks imported weights before they are loaded: every tensor (other than the ignored
+/// `num_batches_tracked` counters) is f32, f16, bf16 or f64 and holds only finite values. Names (missing
+/// or extra tensors) and shapes are checked by `Net::load_state_dict`. Errors name the first
+/// tensor at fault in name order.
+pub fn check_imported(tensors: &HashMap<String, Tensor>) -> Result<(), WeightsError> {
+    let mut keys: Vec<&String> = tensors.keys().filter(|k| !is_ignored_key(k)).collect();
+    keys.sort();
+    for key in keys {
+        let t = &tensors[key];
+        if !matches!(
+            t.dtype(),
+            DType::F16 | DType::BF16 | DType::F32 | DType::F64
+        ) {
+            return Err(WeightsError::DType {
+                key: key.clone(),
+                dtype: t.dtype(),
+            });
+        }
+        let values = t
+            .to_dtype(DType::F64)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f64>())
+            .map_err(|source| WeightsError::Tensor {
+                key: key.clone(),
+                source,
+            })?;
+        let count = values.iter().filter(|v| !v.is_finite()).count();
+        if count > 0 {
+            return Err(WeightsError::NonFinite {
+                key: key.clone(),
+                count,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Writes `tensors` to `path` atomically (a temporary file in the same folder, synced, then
 /// renamed). Weights and checkpoints both go through here.
 pub fn write_safetensors(tensors: &[(String, Tensor)], path: &Path) -> Result<(), WeightsError> {
-    let map: HashMap<&str, Tensor> = tensors
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.clone()))
-        .collect();
-    let data = safetensors_bytes(&map).map_err(|source| WeightsError::Serialize {
+    let data = safetensors_bytes(tensors).map_err(|source| WeightsError::Serialize {
         path: path.to_path_buf(),
         source,
     })?;
+    write_file_atomic(path, &data).map_err(|source| WeightsError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// `tensors` as the bytes of a safetensors file.
+pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> candle_core::Result<Vec<u8>> {
+    // candle's `save` writes straight to the final path; serialize in memory instead
+    let mut cpu = Vec::with_capacity(tensors.len());
+    for (k, t) in tensors {
+        cpu.push((k.as_str(), t.to_device(&Device::Cpu)?.contiguous()?));
+    }
+    safetensors::serialize(cpu.iter().map(|(k, t)| (*k, t)), None).map_err(candle_core::Error::wrap)
+}
+
+/// Writes `data` to `path` atomically: a temporary file in the same folder, synced before the
+/// rename (so a crash never leaves a renamed but empty file). The temporary file is removed
+/// when anything fails (a full disk leaves no partial file behind).
+pub fn write_file_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
     let file_name = path
         .file_name()
@@ -114,31 +191,16 @@ pub fn write_safetensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()
         Some(d) => d.join(tmp_name),
         None => PathBuf::from(tmp_name),
     };
-    let write_err = |source| WeightsError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    // synced before the rename, so a crash never leaves a renamed but empty file
-    std::fs::File::create(&tmp)
+    let written = std::fs::File::create(&tmp)
         .and_then(|mut f| {
-            std::io::Write::write_all(&mut f, &data)?;
+            std::io::Write::write_all(&mut f, data)?;
             f.sync_all()
         })
-        .map_err(write_err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        write_err(e)
-    })
-}
-
-fn safetensors_bytes(map: &HashMap<&str, Tensor>) -> candle_core::Result<Vec<u8>> {
-    // candle's `save` writes straight to the final path; serialize in memory instead
-    let mut cpu = Vec::with_capacity(map.len());
-    for (k, t) in map {
-        cpu.push((k.to_string(), t.to_device(&Device::Cpu)?.contiguous()?));
     }
-    safetensors::serialize(cpu.iter().map(|(k, t)| (k.as_str(), t)), None)
-        .map_err(candle_core::Error::wrap)
+    written
 }
 
 /// Converts a loaded tensor to the model's dtype (f32) and device.

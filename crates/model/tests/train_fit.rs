@@ -197,20 +197,19 @@ fn train_resume_from_checkpoint_is_bit_exact() {
                 want.test_acc
             )
         );
-        // Only the current checkpoint's tensor files remain.
+        // Only the files of the newest checkpoint and of the one before it remain.
         let mut names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(
-            names,
-            vec![
-                "model-e0003-s000000.safetensors",
-                "optimizer-e0003-s000000.safetensors",
-                "state.json"
-            ]
+        assert_eq!(names.len(), 6, "{names:?}");
+        assert!(names[1].starts_with("model-e0003-s000000-"), "{names:?}");
+        assert!(
+            names[3].starts_with("optimizer-e0003-s000000-"),
+            "{names:?}"
         );
+        assert_eq!(&names[4..], ["state.json", "state.prev.json"]);
         // Calling fit again on a finished checkpoint trains nothing and finishes.
         let mut third = MemorySink::default();
         let out = fit(&mut n2, &ds, &dcfg, &cfg, 11, Some(dir.path()), &mut third).unwrap();
@@ -305,19 +304,7 @@ fn train_checkpoint_of_another_run_is_refused_naming_the_key() {
     assert_eq!(out, TrainOutcome::Completed { epochs: 2 });
     assert_eq!(sink.epochs.len(), 1);
     assert_eq!(sink.epochs[0].epoch, 2);
-    // A corrupt state file is an error naming it.
-    std::fs::write(dir.path().join("state.json"), "{ not json").unwrap();
-    let err = fit(
-        &mut n,
-        &ds,
-        &dcfg,
-        &cfg,
-        11,
-        Some(dir.path()),
-        &mut MemorySink::default(),
-    )
-    .unwrap_err();
-    assert!(err.to_string().contains("state.json"), "{err}");
+    // (A damaged state file is not an error: tests/checkpoint_integrity.rs.)
 }
 
 #[test]

@@ -5,8 +5,8 @@
 //! | [`cli`] | the command line (clap) |
 //! | [`commands`] | one module per subcommand (`sweep`, `trial`, `report`, `eval`, `data`, `golden`, `bench`, `slurm-task`), the seed rounds of seeds by precision, and the test hooks of `trial` |
 //! | [`config`] | experiment files parsed in passes into trials with stable ids |
-//! | [`exec`] | the scheduler, device slots, child processes, Slurm job arrays, signals, the results lock |
-//! | [`results`] | a trial folder's records, and the Parquet files rebuilt from them through `ablate_schema` |
+//! | [`exec`] | the scheduler, device slots, child processes, Slurm job arrays, signals, the results and trial locks |
+//! | [`results`] | a trial folder's records (sealed with checksums; damaged ones set aside), and the Parquet files rebuilt from them through `ablate_schema` |
 
 pub mod cli;
 pub mod commands;

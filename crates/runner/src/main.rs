@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            eprintln!("error: {}", commands::error_chain(&*e));
+            eprintln!("error: {}", commands::error_line(&*e));
             ExitCode::from(EXIT_ERROR as u8)
         }
     }

@@ -213,15 +213,15 @@ fn seeds_and_name() {
 #[test]
 fn override_errors_name_the_override() {
     assert_eq!(
-        err_with("", &["train.epochs=0"]).to_string(),
+        err_with("name = \"x\"\n", &["train.epochs=0"]).to_string(),
         "--set train.epochs=0: `train.epochs`: must be at least 1"
     );
     assert_eq!(
-        err_with("", &["train.epoch=3"]).to_string(),
+        err_with("name = \"x\"\n", &["train.epoch=3"]).to_string(),
         "--set train.epoch=3: unknown key `train.epoch`; did you mean `epochs`?"
     );
     assert_eq!(
-        err_with("", &["seed=[1]"]).to_string(),
+        err_with("name = \"x\"\n", &["seed=[1]"]).to_string(),
         "--set seed=[1]: unknown key `seed`; did you mean `seeds`?"
     );
     assert_eq!(
@@ -229,7 +229,7 @@ fn override_errors_name_the_override() {
         "--set model.reduction=99: `model.reduction`: must be between 1 and 32 \
          (the narrowest attended block's channels), got 99"
     );
-    let e = err_with("", &["grid=[]"]).to_string();
+    let e = err_with("name = \"x\"\n", &["grid=[]"]).to_string();
     assert!(
         e.starts_with("invalid override `--set grid=[]`: grids cannot be set"),
         "{e}"
@@ -305,5 +305,86 @@ fn seed_source_keys_name_the_key() {
         err("[train]\nseed_varies = \"weights\"\n"),
         "exp.toml:2:1: `train.seed_varies`: unknown value `weights`, expected one of `all`, \
          `init`, `order`, `sample`"
+    );
+}
+
+#[test]
+fn empty_or_meaningless_files_are_refused_saying_so() {
+    for (text, what) in [
+        ("", "is empty"),
+        ("  \n\t\n", "holds only whitespace"),
+        ("# only a comment\n", "sets nothing"),
+        ("[data]\n[model]\n\n[train]\n", "sets nothing"),
+        ("[[grid]]\n[[grid]]\n", "sets nothing"),
+        ("[model.attention_options]\n", "sets nothing"),
+    ] {
+        let e = err(text);
+        assert!(
+            e.starts_with(&format!("exp.toml: the experiment file {what}")),
+            "{text:?}: {e}"
+        );
+        assert!(e.ends_with("write one line: `name = \"defaults\"`"), "{e}");
+    }
+    // --set does not make an empty file meaningful (a clobbered file under a real command).
+    let e = err_with("", &["train.epochs=1"]).to_string();
+    assert!(
+        e.starts_with("exp.toml: the experiment file is empty"),
+        "{e}"
+    );
+    // A deliberate default run.
+    let ok = Experiment::parse(Path::new("exp.toml"), "name = \"defaults\"\n", &[]).unwrap();
+    assert_eq!(ok.name(), "defaults");
+    assert_eq!(ok.trial_count(), 1);
+    let ok = Experiment::parse(Path::new("exp.toml"), "description = \"x\"\n", &[]).unwrap();
+    assert_eq!(ok.name(), "exp");
+}
+
+#[test]
+fn a_grid_of_a_trillion_trials_is_refused_before_expansion() {
+    // 10 axes of 16 values: 16^10 = 1,099,511,627,776 combinations. Expanding them would take
+    // the memory of the machine; the check comes first, so this test ends at once.
+    let keys = [
+        "train.lr",
+        "train.weight_decay",
+        "train.momentum",
+        "train.batch_size",
+        "train.label_smoothing",
+        "train.epochs",
+        "train.eval_batch_size",
+        "model.reduction",
+        "data.train_limit",
+        "data.test_limit",
+    ];
+    let mut text = String::from("name = \"huge\"\n[[grid]]\n");
+    for k in keys {
+        let values: Vec<String> = (1..=16).map(|v| v.to_string()).collect();
+        text.push_str(&format!("\"{k}\" = [{}]\n", values.join(", ")));
+    }
+    let e = err(&text);
+    assert_eq!(
+        e,
+        "exp.toml:2:1: `grid`: the experiment plans 1099511627776 trials (1099511627776 \
+         combinations x 1 seed), more than the limit of 100000; split it into several \
+         experiments or sweep fewer values"
+    );
+    // Seeds count too.
+    let seeds: Vec<String> = (0..60_000).map(|s| s.to_string()).collect();
+    let e = err(&format!(
+        "seeds = [{}]\n[[grid]]\n\"model.reduction\" = [2, 4]\n",
+        seeds.join(", ")
+    ));
+    assert!(
+        e.starts_with(
+            "exp.toml:2:1: `grid`: the experiment plans 120000 trials (2 combinations x 60000 seeds)"
+        ),
+        "{e}"
+    );
+    let seeds: Vec<String> = (0..=100_000).map(|s| s.to_string()).collect();
+    let e = err(&format!("seeds = [{}]\n", seeds.join(", ")));
+    assert!(
+        e.starts_with(
+            "exp.toml:1:1: `seeds`: the experiment plans 100001 trials (1 combination x 100001 seeds)"
+        ),
+        "{e}"
     );
 }

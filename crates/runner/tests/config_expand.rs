@@ -133,7 +133,7 @@ model = { attention = "none" }
     // Writing the defaults explicitly changes nothing either.
     let explicit =
         parse("[model]\nattention = \"none\"\nreduction = 16\n[train]\nepochs = 50\nlr = 0.001\n");
-    let implicit = parse("");
+    let implicit = parse("name = \"exp\"\n");
     assert_eq!(explicit.trials()[0].id, implicit.trials()[0].id);
     // But any value does.
     let other = parse("[train]\nepochs = 49\n");
@@ -151,7 +151,7 @@ fn no_grid_is_the_base_and_an_empty_grid_too() {
     let e2 = parse("seeds = [3]\n[train]\nepochs = 2\n[[grid]]\n");
     assert_eq!(e2.trials(), e.trials());
     // Defaults: seed 0, name from the file.
-    let e3 = parse("");
+    let e3 = parse("description = \"defaults\"\n");
     assert_eq!(e3.seeds(), &[0]);
     assert_eq!(e3.name(), "exp");
 }

@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | [`tables`] | the seven tables: file names, column names ([`col`]), types, nullability |
 //! | [`rows`] | the typed rows, which are also the records a trial writes into its folder |
-//! | [`mod@write`] | a checked frame per table from typed rows; the atomic Parquet write |
+//! | [`mod@write`] | a checked frame per table from typed rows; the atomic Parquet write, alone or as a set |
 //! | [`read`] | a lazy scan that checks columns and version; typed columns and rows back |
 //! | [`check`] | a frame's columns against its table's definition |
 //! | [`error`] | [`SchemaError`] |
@@ -34,7 +34,7 @@ pub use rows::{
 pub use tables::{col, ColumnDef, ColumnType, TableDef, AXIS_PREFIX};
 pub use write::{
     classes_frame, epochs_frame, feature_maps_frame, gates_frame, iterations_frame, samples_frame,
-    trials_frame, write_table,
+    stage_table, trials_frame, write_table, StagedTable,
 };
 
 /// The version of the schema this build writes and reads: the `schema_version` column of every

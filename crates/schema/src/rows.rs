@@ -177,6 +177,7 @@ pub struct TrialRow {
 
 /// One training step: a line of `iterations.jsonl`, a row of `iterations.parquet`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct IterationLine {
     /// 1-based epoch.
     pub epoch: u32,
@@ -191,6 +192,7 @@ pub struct IterationLine {
 
 /// One epoch: a line of `epochs.jsonl`, a row of `epochs.parquet`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct EpochLine {
     /// 1-based epoch.
     pub epoch: u32,

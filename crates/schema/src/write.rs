@@ -1,6 +1,7 @@
 //! Frames from typed rows, one function per table, each checked against its definition before
 //! it is returned, and the atomic Parquet write (a temporary file in the same folder, then a
-//! rename) so a reader never sees a half-written file.
+//! rename) so a reader never sees a half-written file; several tables can be staged first and
+//! renamed only once all are written, so that they are replaced as a set.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -334,6 +335,41 @@ pub fn write_table(
     table: &'static TableDef,
     df: &mut DataFrame,
 ) -> Result<PathBuf, SchemaError> {
+    stage_table(dir, table, df)?.commit()
+}
+
+/// A table written whole to a synced temporary file beside its destination and not yet renamed
+/// over it, so that several tables can be replaced as a set: stage them all, then commit each
+/// ([`stage_table`]). Dropped uncommitted, the temporary file is removed and the old file stays.
+pub struct StagedTable {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
+impl StagedTable {
+    /// The file it replaces when committed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the temporary file over the table's file. Returns the file's path.
+    pub fn commit(self) -> Result<PathBuf, SchemaError> {
+        let path = self.path;
+        self.tmp.persist(&path).map_err(|e| SchemaError::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
+        Ok(path)
+    }
+}
+
+/// Writes `df` as `dir/<table>.parquet` (zstd, polars' default) to a temporary file in `dir`,
+/// fsynced, without replacing the old file yet ([`StagedTable::commit`]).
+pub fn stage_table(
+    dir: &Path,
+    table: &'static TableDef,
+    df: &mut DataFrame,
+) -> Result<StagedTable, SchemaError> {
     let path = dir.join(table.file_name());
     let io = |source| SchemaError::Io {
         path: path.clone(),
@@ -348,6 +384,5 @@ pub fn write_table(
         .finish(df)
         .map_err(SchemaError::polars(table.name))?;
     tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(&path).map_err(|e| io(e.error))?;
-    Ok(path)
+    Ok(StagedTable { tmp, path })
 }

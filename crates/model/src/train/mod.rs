@@ -14,7 +14,8 @@
 //! - `optim.rs`, `sched.rs`, `loss.rs`: the update rule, the schedule, the loss.
 //! - `eval.rs`: evaluation on a whole image set.
 //! - `metrics.rs`: the records and the [`MetricsSink`] they go to.
-//! - `checkpoint.rs`: the checkpoint folder's files.
+//! - `checkpoint/`: the checkpoint folder's files (`mod.rs`: the state and its errors; `files.rs`:
+//!   writing, and reading back with every byte verified, falling back to the previous checkpoint).
 //! - `inspect.rs`: gates per class, feature maps.
 //!
 //! `docs/training.md` documents the keys and the semantics.

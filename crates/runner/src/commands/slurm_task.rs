@@ -17,7 +17,7 @@ use crate::exec::run::record_exit;
 use crate::exec::scheduler::{parse_devices, Slot};
 use crate::exec::signals::StopFlag;
 use crate::exec::slurm::{ARRAY_JOB_ENV, ARRAY_TASK_ENV, CPUS_ENV};
-use crate::results::records::{files, read_json_opt, write_json_atomic, TrialState, TrialStatus};
+use crate::results::records::{files, write_json_atomic, TrialState, TrialStatus};
 
 use super::CommandResult;
 
@@ -56,7 +56,7 @@ pub fn run(args: SlurmTaskArgs) -> CommandResult {
     loop {
         let status_path = dir.join(files::STATUS);
         let mut status: TrialStatus =
-            read_json_opt(&status_path)?.unwrap_or_else(TrialStatus::pending);
+            crate::results::damage::read_status(&status_path)?.unwrap_or_else(TrialStatus::pending);
         if status.status.is_final() {
             println!("{task}: already {}", status.status);
             return Ok(exit_code(status.status));

@@ -151,7 +151,16 @@ fn run_locally(
     );
     let report = run_trials(&jobs, order, &opts, stop, &mut progress);
     progress.finish();
-    Ok(report?.interrupted)
+    let report = report?;
+    if let Some(trial) = report.no_space {
+        // The Parquet files are not rewritten: those of the last sweep stay as they were.
+        anyhow::bail!(
+            "no space left on device in {}; the sweep stopped, every trial keeps its last \
+             checkpoint and records",
+            trial.display()
+        );
+    }
+    Ok(report.interrupted)
 }
 
 /// A local sweep must not run the trials of a Slurm job of this sweep that is still queued or
@@ -265,11 +274,10 @@ fn print_summary(plan: &Plan, rows: &parquet::RebuildSummary) {
     println!("trials: {}", plan.state_counts());
     for t in &plan.trials {
         if matches!(t.state, TrialState::Failed | TrialState::Diverged) {
-            let status: Option<TrialStatus> = crate::results::records::read_json_opt(
-                &trial_dir(&plan.dir, t).join(files::STATUS),
-            )
-            .ok()
-            .flatten();
+            let status: Option<TrialStatus> =
+                crate::results::damage::read_status(&trial_dir(&plan.dir, t).join(files::STATUS))
+                    .ok()
+                    .flatten();
             let first = status
                 .and_then(|s| s.error)
                 .and_then(|e| e.lines().next().map(str::to_string))

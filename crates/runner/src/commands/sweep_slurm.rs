@@ -16,7 +16,7 @@ use crate::exec::signals::StopFlag;
 use crate::exec::slurm::{self, ArraySpec, JobRecord, SLURM_DIR};
 use crate::exec::slurm_queue;
 use crate::results::records::{
-    files, now_rfc3339, read_json_opt, tail_lines, write_json_atomic, TrialState, TrialStatus,
+    files, now_rfc3339, tail_lines, write_json_atomic, TrialState, TrialStatus,
 };
 
 use super::plan::Plan;
@@ -289,10 +289,11 @@ fn stop_if_hopeless(
 fn state_counts(jobs: &[JobRecord], dir: &Path) -> String {
     let mut counts: Vec<(TrialState, usize)> = Vec::new();
     for id in jobs.iter().flat_map(|j| &j.trials) {
-        let state = read_json_opt::<TrialStatus>(&dir.join("trials").join(id).join(files::STATUS))
-            .ok()
-            .flatten()
-            .map_or(TrialState::Pending, |s| s.status);
+        let state =
+            crate::results::damage::read_status(&dir.join("trials").join(id).join(files::STATUS))
+                .ok()
+                .flatten()
+                .map_or(TrialState::Pending, |s| s.status);
         match counts.iter_mut().find(|(s, _)| *s == state) {
             Some((_, n)) => *n += 1,
             None => counts.push((state, 1)),
@@ -317,7 +318,8 @@ fn record_unfinished(
 ) -> anyhow::Result<()> {
     for (task, id) in job.trials.iter().enumerate() {
         let path = dir.join("trials").join(id).join(files::STATUS);
-        let mut status: TrialStatus = read_json_opt(&path)?.unwrap_or_else(TrialStatus::pending);
+        let mut status: TrialStatus =
+            crate::results::damage::read_status(&path)?.unwrap_or_else(TrialStatus::pending);
         if !matches!(status.status, TrialState::Pending | TrialState::Running) {
             continue;
         }

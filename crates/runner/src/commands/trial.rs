@@ -14,6 +14,7 @@
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use ablate_data::{Dataset, Normalize, TrialSeeds};
 use ablate_model::train::{
@@ -27,17 +28,23 @@ use crate::cli::TrialArgs;
 use crate::config::{read_trial_config, ResolvedConfig, TrialFile};
 use crate::device::DeviceFailure;
 use crate::exec::child::DEVICE_ENV;
-use crate::exec::exit_codes::{TRIAL_COMPLETED, TRIAL_DIVERGED, TRIAL_ERROR, TRIAL_INTERRUPTED};
+use crate::exec::exit_codes::{
+    TRIAL_COMPLETED, TRIAL_DIVERGED, TRIAL_ERROR, TRIAL_INTERRUPTED, TRIAL_NO_SPACE,
+};
+use crate::exec::lock::SweepLock;
 use crate::exec::signals::StopFlag;
+use crate::results::damage;
 use crate::results::records::{
-    files, now_rfc3339, read_json_opt, write_json_atomic, ClassLine, EpochLine,
-    FeatureMap as MapLine, FinalJson, GateBlock, InsideJson, IterationLine, SampleImage,
-    TrialState, TrialStatus,
+    files, now_rfc3339, write_json_atomic, ClassLine, EpochLine, FeatureMap as MapLine, FinalJson,
+    GateBlock, InsideJson, IterationLine, SampleImage, TrialState, TrialStatus,
 };
 use crate::results::sink::TrialWriter;
 
 use super::test_hooks::TestHooks;
 use super::CommandResult;
+
+/// The lock file of a trial folder, held by the `ablate trial` process writing it.
+pub const TRIAL_LOCK: &str = "trial.lock";
 
 /// Channels of each block's conv output kept for the feature-map figures.
 pub const FEATURE_CHANNELS: usize = 9;
@@ -49,8 +56,20 @@ pub const SAMPLE_SEED: u64 = 0x5eed_1a6e;
 /// so that trials differ only in configuration and seed.
 pub const SUBSET_SEED: u64 = 0;
 
-/// `ablate trial DIR`.
+/// `ablate trial DIR`. A write that fails for lack of disk space ends it with
+/// [`TRIAL_NO_SPACE`] (the sweep then stops): the checkpoint before it stays, so the trial
+/// resumes once space is freed.
 pub fn run(args: TrialArgs) -> CommandResult {
+    match run_trial(args) {
+        Err(e) if super::out_of_space(&*e) => {
+            eprintln!("error: {}", super::error_line(&*e));
+            Ok(TRIAL_NO_SPACE)
+        }
+        other => other,
+    }
+}
+
+fn run_trial(args: TrialArgs) -> CommandResult {
     let dir = args.dir;
     if !dir.join(files::CONFIG).is_file() {
         anyhow::bail!(
@@ -59,13 +78,16 @@ pub fn run(args: TrialArgs) -> CommandResult {
             files::CONFIG
         );
     }
+    // A trial killed with its sweep may still be checkpointing: wait for it.
+    let _lock = SweepLock::acquire_waiting(&dir.join(TRIAL_LOCK), Duration::from_secs(300))?;
     init_logging(&dir)?;
     let stop = StopFlag::install().context("cannot install the signal handler")?;
     let device_name = std::env::var(DEVICE_ENV).unwrap_or_else(|_| "cpu".into());
 
     // Record the start before anything can fail, so a failure is attributed to this attempt.
     let status_path = dir.join(files::STATUS);
-    let mut status: TrialStatus = read_json_opt(&status_path)?.unwrap_or_else(TrialStatus::pending);
+    let mut status: TrialStatus =
+        damage::read_status(&status_path)?.unwrap_or_else(TrialStatus::pending);
     status.status = TrialState::Running;
     status.attempts += 1;
     status.pid = Some(std::process::id());
@@ -93,7 +115,16 @@ pub fn run(args: TrialArgs) -> CommandResult {
             };
             tracing::error!("trial failed: {text}");
             let _ = writer.flush();
-            writer.end(TrialState::Failed, TRIAL_ERROR, Some(text))?;
+            let code = if super::out_of_space(&*e) {
+                TRIAL_NO_SPACE
+            } else {
+                TRIAL_ERROR
+            };
+            // With a full disk this write may fail too; the sweep records the exit either way.
+            let ended = writer.end(TrialState::Failed, code, Some(text));
+            if code != TRIAL_NO_SPACE {
+                ended?;
+            }
             Err(e)
         }
     }
@@ -166,6 +197,8 @@ fn train(
     })?;
     hooks.before_training(&mut net)?;
 
+    // Damaged metric records: keep the intact ones, continue from a checkpoint they cover.
+    damage::repair_before_resume(dir)?;
     let checkpoint_dir = dir.join(files::CHECKPOINT);
     let mut sink = FileSink {
         writer,

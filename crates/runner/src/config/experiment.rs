@@ -63,6 +63,14 @@ impl Experiment {
     }
 
     fn from_raw(raw: RawDoc, overrides: &[Override]) -> Result<Experiment, ConfigError> {
+        if let Some(message) = sets_nothing(&raw) {
+            return Err(ConfigError::Malformed {
+                location: super::errors::Location::Whole {
+                    path: raw.path.clone(),
+                },
+                message,
+            });
+        }
         let at = expand::base_locator(&raw, overrides);
         let table = with_overrides(&raw, overrides)?;
         let name = match string_key(&table, "name", &at)? {
@@ -85,6 +93,7 @@ impl Experiment {
         });
         let base = Base::new(tables, &at)?;
         let grids = grid::parse_grids(raw.table.get("grid"), &raw, overrides)?;
+        grid::check_size(&grids, seed_plan.most_seeds(), &raw)?;
         let variants = expand::expand(&base, &grids, &raw, overrides)?;
         Ok(Experiment {
             path: raw.path.clone(),
@@ -229,6 +238,41 @@ impl Experiment {
     }
 }
 
+/// Why an experiment file that sets nothing is refused (`None`: it sets something). Such a file
+/// is an accident more often than a plan (a `>` redirect, an unsaved editor buffer), and it would
+/// start the whole default protocol. `--set` overrides do not count: they usually come from a
+/// command written for a real experiment file.
+fn sets_nothing(raw: &RawDoc) -> Option<String> {
+    const DELIBERATE: &str = "running it would start the full default protocol (50 epochs of \
+                              CIFAR-10); for a deliberate default run, write one line: \
+                              `name = \"defaults\"`";
+    if raw.text.trim().is_empty() {
+        let what = if raw.text.is_empty() {
+            "is empty"
+        } else {
+            "holds only whitespace"
+        };
+        return Some(format!("the experiment file {what}: {DELIBERATE}"));
+    }
+    fn sets(value: &toml::Value) -> bool {
+        match value {
+            toml::Value::Table(t) => t.values().any(sets),
+            toml::Value::Array(items)
+                if !items.is_empty() && items.iter().all(|v| v.is_table()) =>
+            {
+                items.iter().any(sets)
+            }
+            _ => true,
+        }
+    }
+    if raw.table.values().any(sets) {
+        return None;
+    }
+    Some(format!(
+        "the experiment file sets nothing (only comments and empty tables): {DELIBERATE}"
+    ))
+}
+
 /// The file's table with the `--set` overrides applied; a top-level key that is not one of
 /// [`TOP_KEYS`] (in the file or in an override) and an override of `grid` are errors.
 fn with_overrides(raw: &RawDoc, overrides: &[Override]) -> Result<toml::Table, ConfigError> {
@@ -320,12 +364,18 @@ fn check_name(name: &str) -> Result<(), String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
     if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name:?} is not a usable folder name: use 1 to 100 letters, digits, `_`, `-` or `.`, not starting with `.`"
-        ))
+        return Ok(());
     }
+    const RULE: &str = "use 1 to 100 letters, digits, `_`, `-` or `.`, not starting with `.`";
+    let n = name.chars().count();
+    if n > 100 {
+        // Not echoed whole: the message stays one readable line.
+        let start: String = name.chars().take(20).collect();
+        return Err(format!(
+            "a name of {n} characters ({start:?}...) is not a usable folder name: {RULE}"
+        ));
+    }
+    Err(format!("{name:?} is not a usable folder name: {RULE}"))
 }
 
 fn axis_keys(grids: &[Grid]) -> Vec<String> {

@@ -43,6 +43,61 @@ impl Grid {
     }
 }
 
+/// The most trials an experiment may plan (combinations of all grids x seeds, counted before
+/// the grids are expanded or duplicates merged). Ten times the largest sweep benchmarked
+/// (`benches/expand.rs`): a bigger plan is a typo (an axis pasted twice, a seed range), and
+/// expanding it would exhaust the memory first.
+pub const MAX_TRIALS: u64 = 100_000;
+
+/// Refuses, before anything is expanded, an experiment whose grids and seeds plan more than
+/// [`MAX_TRIALS`] trials, naming the largest grid.
+pub fn check_size(grids: &[Grid], seeds: usize, raw: &RawDoc) -> Result<(), ConfigError> {
+    let combos = |g: &Grid| {
+        g.axes
+            .iter()
+            .fold(1u128, |n, a| n.saturating_mul(a.values.len() as u128))
+    };
+    let total = grids
+        .iter()
+        .map(combos)
+        .fold(0u128, u128::saturating_add)
+        .max(1)
+        .saturating_mul(seeds as u128);
+    if total <= u128::from(MAX_TRIALS) {
+        return Ok(());
+    }
+    let (location, key) = match grids.iter().max_by_key(|g| combos(g)) {
+        Some(g) if combos(g) > 1 => (
+            raw.locate(&["grid".to_string(), g.index.to_string()], false),
+            "grid".to_string(),
+        ),
+        _ => (
+            raw.locate(&["seeds".to_string()], false),
+            "seeds".to_string(),
+        ),
+    };
+    let per_grid: Vec<String> = grids.iter().map(|g| combos(g).to_string()).collect();
+    Err(ConfigError::InvalidValue {
+        location,
+        key,
+        message: format!(
+            "the experiment plans {total} trials ({} combination{} x {seeds} seed{}), more than \
+             the limit of {MAX_TRIALS}; split it into several experiments or sweep fewer values",
+            if per_grid.is_empty() {
+                "1".to_string()
+            } else {
+                per_grid.join(" + ")
+            },
+            if total / (seeds.max(1) as u128) == 1 {
+                ""
+            } else {
+                "s"
+            },
+            if seeds == 1 { "" } else { "s" },
+        ),
+    })
+}
+
 /// Reads the `grid` value of the file: an array of tables whose keys are
 /// dotted paths into `data`, `model` or `train` and whose values are non-empty
 /// arrays. Axes pinned by a `--set` of the same key (or of a table above it)

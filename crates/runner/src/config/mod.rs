@@ -40,4 +40,4 @@ pub use experiment::{load_experiment, Experiment};
 pub use ids::TrialId;
 pub use overrides::Override;
 pub use resolved::{ResolvedConfig, Trial, Variant};
-pub use trial_file::{read_trial_config, write_trial_config, TrialFile};
+pub use trial_file::{parse_trial_config, read_trial_config, write_trial_config, TrialFile};

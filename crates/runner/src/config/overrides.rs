@@ -64,6 +64,11 @@ impl FromStr for Override {
             text: text.to_string(),
             message,
         };
+        if text.trim().is_empty() {
+            return Err(err(
+                "the override is empty; expected KEY=VALUE, e.g. `train.epochs=2`".to_string(),
+            ));
+        }
         let (key, raw) = text
             .split_once('=')
             .ok_or_else(|| err("expected KEY=VALUE, e.g. `train.epochs=2`".to_string()))?;
@@ -77,6 +82,12 @@ impl FromStr for Override {
         }) {
             return Err(err(format!(
                 "`{key}` is not a dotted key such as `train.epochs`"
+            )));
+        }
+        if raw.trim().is_empty() {
+            return Err(err(format!(
+                "the value of `{key}` is empty; for an empty string write `{key}=\"\"` (in a \
+                 shell: --set '{key}=\"\"')"
             )));
         }
         let value = parse_value(raw.trim()).map_err(err)?;
@@ -145,6 +156,10 @@ mod tests {
     fn rejects_malformed() {
         for bad in [
             "epochs",
+            "",
+            "  ",
+            "train.epochs=",
+            "data.path= ",
             "=3",
             "train..epochs=1",
             "train.ep chs=1",

@@ -45,6 +45,14 @@ impl SeedPlan {
         }
     }
 
+    /// The most seeds a variant can run: the list's length, or `max`.
+    pub fn most_seeds(&self) -> usize {
+        match self {
+            SeedPlan::Fixed(s) => s.len(),
+            SeedPlan::Precision(p) => p.max as usize,
+        }
+    }
+
     /// The precision rule, if seeds are chosen by precision.
     pub fn precision(&self) -> Option<Precision> {
         match self {

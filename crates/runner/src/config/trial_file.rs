@@ -72,7 +72,8 @@ impl TrialFile {
         self.config().trial_id(self.seed)
     }
 
-    /// The file's text.
+    /// The file's text. The header comment escapes what a comment cannot hold (a swept string
+    /// value may bring a newline or a control character into the label).
     pub fn to_toml_string(&self) -> Result<String, ConfigError> {
         let body = toml::to_string(self).map_err(|source| ConfigError::Serialize {
             what: format!("trial {}", self.trial_id),
@@ -80,7 +81,10 @@ impl TrialFile {
         })?;
         Ok(format!(
             "# Trial {} of experiment {:?}: {} (seed {}).\n# Written by `ablate sweep`; `ablate trial DIR` reads it.\n{body}",
-            self.trial_id, self.experiment, self.variant, self.seed
+            self.trial_id,
+            self.experiment,
+            self.variant.escape_debug(),
+            self.seed
         ))
     }
 }
@@ -95,7 +99,11 @@ impl Locate for FileLocator<'_> {
 
 /// Reads and validates a trial's `config.toml`.
 pub fn read_trial_config(path: &Path) -> Result<TrialFile, ConfigError> {
-    let raw = RawDoc::read(path)?;
+    parse_trial_config(RawDoc::read(path)?)
+}
+
+/// Validates the text of a trial's `config.toml` (`raw`, read or parsed by the caller).
+pub fn parse_trial_config(raw: RawDoc) -> Result<TrialFile, ConfigError> {
     let at = FileLocator(&raw);
     let value = toml::Value::Table(raw.table.clone());
     let file: TrialFile = de::from_value(&value).map_err(|e| {

@@ -21,6 +21,9 @@ pub mod exit_codes {
     pub const TRIAL_DIVERGED: i32 = 3;
     /// `ablate trial`: stopped by SIGINT/SIGTERM after checkpointing; resumable.
     pub const TRIAL_INTERRUPTED: i32 = 4;
+    /// `ablate trial`: a write failed for lack of disk space (or quota); resumable once space is
+    /// freed. The sweep stops when a trial exits with it.
+    pub const TRIAL_NO_SPACE: i32 = 5;
 
     /// `ablate sweep`: every trial completed.
     pub const SWEEP_OK: i32 = 0;

@@ -11,8 +11,8 @@ use super::progress::{Progress, TrialProgress};
 use super::scheduler::{Decision, Scheduler, Slot};
 use super::signals::StopFlag;
 use crate::results::records::{
-    files, now_rfc3339, read_json_opt, read_last_jsonl, tail_lines, write_json_atomic, RecordError,
-    TrialState, TrialStatus,
+    files, now_rfc3339, read_last_jsonl, tail_lines, write_json_atomic, RecordError, TrialState,
+    TrialStatus,
 };
 
 /// Lines of the trial log kept in the error of a failed trial.
@@ -51,6 +51,8 @@ pub struct RunReport {
     pub states: Vec<Option<TrialState>>,
     /// Whether a stop signal cut the run short.
     pub interrupted: bool,
+    /// The folder of the first trial that ran out of disk space: the run stopped there.
+    pub no_space: Option<PathBuf>,
 }
 
 /// Errors of the sweep loop itself (a trial's own failure is not one).
@@ -98,6 +100,7 @@ pub fn run_trials(
     let mut running: Vec<Option<Running>> = (0..opts.slots.len()).map(|_| None).collect();
     let mut states = vec![None; jobs.len()];
     let mut forwarded = 0usize;
+    let mut no_space: Option<PathBuf> = None;
     let mut last_progress = Instant::now();
     loop {
         let signals = stop.count();
@@ -184,15 +187,31 @@ pub fn run_trials(
                     // The last epochs may have finished between two polls.
                     progress.update(slot, r.job, &read_progress(&j.dir));
                     let r = entry.take().expect("checked above");
+                    let exit = ChildExit::from(exit);
                     let (state, detail) =
-                        record_exit(&j.dir, exit.into(), r.attempts_before, sched.is_stopping())
-                            .map_err(|source| RunError::Status {
+                        record_exit(&j.dir, exit, r.attempts_before, sched.is_stopping()).map_err(
+                            |source| RunError::Status {
                                 trial_id: j.trial_id.clone(),
                                 source: Box::new(source),
-                            })?;
+                            },
+                        )?;
                     let d = sched.finished(slot, state);
                     note_decision(progress, &mut states, slot, r.job, d, &detail);
+                    if exit == ChildExit::Code(exit_codes::TRIAL_NO_SPACE) && no_space.is_none() {
+                        no_space = Some(j.dir.clone());
+                    }
                 }
+            }
+        }
+        if let Some(dir) = no_space.as_ref().filter(|_| !sched.is_stopping()) {
+            // Every other trial would fail the same way: stop as on Ctrl-C.
+            sched.stop();
+            progress.println(&format!(
+                "stopping: no space left on device in {}; running trials checkpoint and exit",
+                dir.display()
+            ));
+            for other in running.iter().flatten() {
+                send_signal(&other.child, libc::SIGINT);
             }
         }
 
@@ -204,6 +223,7 @@ pub fn run_trials(
     Ok(RunReport {
         states,
         interrupted: forwarded > 0,
+        no_space,
     })
 }
 
@@ -228,7 +248,10 @@ fn note_decision(
 }
 
 fn read_status(dir: &Path) -> Result<TrialStatus, RecordError> {
-    Ok(read_json_opt(&dir.join(files::STATUS))?.unwrap_or_else(TrialStatus::pending))
+    Ok(
+        crate::results::damage::read_status(&dir.join(files::STATUS))?
+            .unwrap_or_else(TrialStatus::pending),
+    )
 }
 
 /// What a running trial last wrote.
@@ -276,6 +299,13 @@ pub fn record_exit(
             Some(child_error.unwrap_or_else(|| "the loss became non-finite".into())),
         ),
         ChildExit::Code(exit_codes::TRIAL_INTERRUPTED) => (TrialState::Interrupted, None),
+        ChildExit::Code(exit_codes::TRIAL_NO_SPACE) => (
+            TrialState::Failed,
+            Some(format!(
+                "ran out of disk space (exit code {})",
+                exit_codes::TRIAL_NO_SPACE
+            )),
+        ),
         ChildExit::Code(code) => {
             let what = if code == 101 {
                 match panic_message(&dir.join(files::LOG)) {
@@ -363,6 +393,7 @@ fn panic_message(log: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::records::read_json_opt;
 
     fn with_status(s: TrialStatus) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();

@@ -1,11 +1,16 @@
 //! The JSON and JSON-lines files of a trial folder: read, written atomically (a temporary file
 //! in the same folder, fsynced, then renamed), truncated on resume, and read from the tail.
+//!
+//! The JSON files are sealed with a SHA-256 and every JSON-lines record with a CRC-32
+//! ([`ablate_model::integrity`]); a damaged file or line reads as [`RecordError::Damaged`],
+//! handled in [`super::damage`]. Files and lines from before checksums are read unchecked.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use ablate_model::integrity;
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Errors reading or writing a trial record.
@@ -38,6 +43,16 @@ pub enum RecordError {
         #[source]
         source: toml::de::Error,
     },
+    /// A file or line whose checksum does not match what was written.
+    #[error("{} is damaged{}: {reason}", path.display(), line.map(|l| format!(" at line {l}")).unwrap_or_default())]
+    Damaged {
+        /// The file at fault.
+        path: PathBuf,
+        /// 1-based line number, for a JSON-lines record.
+        line: Option<usize>,
+        /// What is wrong.
+        reason: String,
+    },
     /// A JSON-lines file has a malformed line (other than a torn last line).
     #[error("malformed line {line} in {path}")]
     JsonLine {
@@ -65,27 +80,43 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-/// Reads and parses a JSON file.
+/// Reads, verifies and parses a JSON file.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, RecordError> {
     let bytes = fs::read(path).map_err(|e| RecordError::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|source| RecordError::Json {
-        path: path.to_path_buf(),
-        source,
-    })
+    parse_sealed(path, &bytes)
 }
 
 /// Reads a JSON file that may be absent.
 pub fn read_json_opt<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, RecordError> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| RecordError::Json {
-                path: path.to_path_buf(),
-                source,
-            }),
+        Ok(bytes) => parse_sealed(path, &bytes).map(Some),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(RecordError::io(path, e)),
     }
+}
+
+/// Checks a sealed JSON file's checksum (a file from before checksums is read as is) and parses it.
+fn parse_sealed<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, RecordError> {
+    let opened = integrity::open_json(bytes).map_err(|d| RecordError::Damaged {
+        path: path.to_path_buf(),
+        line: None,
+        reason: d.to_string(),
+    })?;
+    serde_json::from_slice(&opened.json).map_err(|source| RecordError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// One JSON-lines record, sealed with its CRC-32, with its newline.
+pub fn jsonl_line<T: Serialize>(path: &Path, rec: &T) -> Result<Vec<u8>, RecordError> {
+    let json = serde_json::to_vec(rec).map_err(|source| RecordError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut line = integrity::seal_line(&json);
+    line.push(b'\n');
+    Ok(line)
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsynced, then
@@ -105,28 +136,58 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RecordError> {
     Ok(())
 }
 
-/// Serializes `value` as pretty JSON and writes it atomically.
+/// Serializes `value` as pretty JSON, sealed with its SHA-256, and writes it atomically.
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordError> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| RecordError::Json {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|source| RecordError::Json {
         path: path.to_path_buf(),
         source,
     })?;
-    bytes.push(b'\n');
-    write_atomic(path, &bytes)
+    write_atomic(path, &integrity::seal_json(&bytes))
 }
 
 /// Reads a JSON-lines file. A torn last line (no trailing newline, as left by a killed writer)
-/// is ignored; any other malformed line is an error. A missing file reads as empty.
+/// is ignored; any other malformed or damaged line is an error. A missing file reads as empty.
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, RecordError> {
-    let text = match fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(RecordError::io(path, e)),
-    };
-    parse_jsonl(path, &text)
+    match read_text(path)? {
+        Some(text) => parse_jsonl(path, &text),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// A text file's content (bytes that are not UTF-8, e.g. damaged ones, replaced so that the
+/// record's checksum reports them), `None` when it does not exist.
+fn read_text(path: &Path) -> Result<Option<String>, RecordError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(RecordError::io(path, e)),
+    }
 }
 
 fn parse_jsonl<T: DeserializeOwned>(path: &Path, text: &str) -> Result<Vec<T>, RecordError> {
+    let (records, damage) = parse_jsonl_prefix(path, text);
+    match damage {
+        Some(e) => Err(e),
+        None => Ok(records),
+    }
+}
+
+/// Reads a JSON-lines file up to its first damaged or malformed record: the records before it,
+/// and the error of that record (`None` when the whole file is intact). A torn last line is
+/// ignored, as by [`read_jsonl`].
+pub fn read_jsonl_prefix<T: DeserializeOwned>(
+    path: &Path,
+) -> Result<(Vec<T>, Option<RecordError>), RecordError> {
+    Ok(match read_text(path)? {
+        Some(text) => parse_jsonl_prefix(path, &text),
+        None => (Vec::new(), None),
+    })
+}
+
+fn parse_jsonl_prefix<T: DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> (Vec<T>, Option<RecordError>) {
     let complete = match text.rfind('\n') {
         Some(i) => &text[..=i],
         None => "",
@@ -136,14 +197,30 @@ fn parse_jsonl<T: DeserializeOwned>(path: &Path, text: &str) -> Result<Vec<T>, R
         if line.trim().is_empty() {
             continue;
         }
-        let rec = serde_json::from_str(line).map_err(|source| RecordError::JsonLine {
-            path: path.to_path_buf(),
-            line: i + 1,
-            source,
-        })?;
-        out.push(rec);
+        let body = match integrity::open_line(line) {
+            Ok(b) => b,
+            Err(d) => {
+                let e = RecordError::Damaged {
+                    path: path.to_path_buf(),
+                    line: Some(i + 1),
+                    reason: d.to_string(),
+                };
+                return (out, Some(e));
+            }
+        };
+        match serde_json::from_str(&body) {
+            Ok(rec) => out.push(rec),
+            Err(source) => {
+                let e = RecordError::JsonLine {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    source,
+                };
+                return (out, Some(e));
+            }
+        }
     }
-    Ok(out)
+    (out, None)
 }
 
 /// Rewrites a JSON-lines file keeping only the records for which `keep` is true (and dropping a
@@ -154,10 +231,8 @@ pub fn truncate_jsonl<T>(path: &Path, keep: impl Fn(&T) -> bool) -> Result<usize
 where
     T: DeserializeOwned + Serialize,
 {
-    let text = match fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(RecordError::io(path, e)),
+    let Some(text) = read_text(path)? else {
+        return Ok(0);
     };
     let records: Vec<T> = parse_jsonl(path, &text)?;
     let kept: Vec<&T> = records.iter().filter(|r| keep(r)).collect();
@@ -166,11 +241,7 @@ where
     }
     let mut out = Vec::with_capacity(text.len());
     for rec in &kept {
-        serde_json::to_writer(&mut out, rec).map_err(|source| RecordError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        out.push(b'\n');
+        out.extend_from_slice(&jsonl_line(path, rec)?);
     }
     write_atomic(path, &out)?;
     Ok(kept.len())
@@ -194,7 +265,7 @@ pub fn read_last_jsonl<T: DeserializeOwned>(path: &Path) -> Option<T> {
         None if start == 0 => body,
         None => return None,
     };
-    serde_json::from_str(line).ok()
+    serde_json::from_str(&integrity::open_line(line).ok()?).ok()
 }
 
 /// Returns the last `n` lines of a text file (lossy UTF-8), or an empty list if it is missing.

@@ -103,12 +103,14 @@ const FRAMES: [(&TableDef, BuildFrame); 7] = [
     }),
 ];
 
-/// Writes the seven Parquet files of `records` into `sweep_dir`.
+/// Writes the seven Parquet files of `records` into `sweep_dir`, as a set: all seven are
+/// written to temporary files first and renamed only once every one is complete, so a failure
+/// (a full disk) leaves the previous set whole.
 pub fn write_all(
     sweep_dir: &Path,
     records: &[TrialRecords],
 ) -> Result<RebuildSummary, ParquetError> {
-    let heights = FRAMES
+    let staged = FRAMES
         .par_iter()
         .map(|(table, frame)| {
             let schema = |source| ParquetError::Schema {
@@ -116,10 +118,18 @@ pub fn write_all(
                 source,
             };
             let mut df = frame(records).map_err(schema)?;
-            ablate_schema::write_table(sweep_dir, table, &mut df).map_err(schema)?;
-            Ok(df.height())
+            let staged = ablate_schema::stage_table(sweep_dir, table, &mut df).map_err(schema)?;
+            Ok((staged, df.height()))
         })
-        .collect::<Result<Vec<usize>, ParquetError>>()?;
+        .collect::<Result<Vec<_>, ParquetError>>()?;
+    let mut heights = Vec::with_capacity(staged.len());
+    for (table, height) in staged {
+        let path = table.path().to_path_buf();
+        table
+            .commit()
+            .map_err(|source| ParquetError::Schema { path, source })?;
+        heights.push(height);
+    }
     Ok(RebuildSummary {
         trials: heights[0],
         epochs: heights[1],

@@ -14,14 +14,18 @@
 //! The records that are also table rows (a line of `epochs.jsonl` is a row of
 //! `epochs.parquet`) are defined by the results schema, `ablate_schema`, and re-exported here;
 //! the JSON file helpers are in [`super::json_files`].
+//!
+//! The JSON files are sealed with a SHA-256 and every JSON-lines record with a CRC-32
+//! ([`ablate_model::integrity`], written and checked by [`super::json_files`]); a damaged file or
+//! line is [`RecordError::Damaged`], handled in [`super::damage`].
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 pub use super::json_files::{
-    now_rfc3339, read_json, read_json_opt, read_jsonl, read_last_jsonl, tail_lines, truncate_jsonl,
-    write_atomic, write_json_atomic, RecordError,
+    jsonl_line, now_rfc3339, read_json, read_json_opt, read_jsonl, read_jsonl_prefix,
+    read_last_jsonl, tail_lines, truncate_jsonl, write_atomic, write_json_atomic, RecordError,
 };
 pub use ablate_schema::{
     AxisValue, ClassLine, EpochLine, FeatureMap, GateBlock, IterationLine, SampleImage, TrialRow,

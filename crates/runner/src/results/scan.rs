@@ -7,7 +7,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::records::{files, read_json_opt, RecordError, TrialState, TrialStatus};
+use super::records::{files, RecordError, TrialState, TrialStatus};
 
 /// Where a planned trial stands before a sweep starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +38,7 @@ pub fn scan(sweep_dir: &Path, trial_ids: &[String]) -> Result<Vec<ScanEntry>, Re
     trial_ids
         .par_iter()
         .map(|id| {
-            let status = read_json_opt::<TrialStatus>(&trials.join(id).join(files::STATUS))?;
+            let status = super::damage::read_status(&trials.join(id).join(files::STATUS))?;
             Ok(ScanEntry {
                 trial_id: id.clone(),
                 status,

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::records::{
-    files, now_rfc3339, read_jsonl, truncate_jsonl, write_json_atomic, EpochLine, IterationLine,
-    RecordError, TrialState, TrialStatus,
+    files, jsonl_line, now_rfc3339, read_jsonl, truncate_jsonl, write_json_atomic, EpochLine,
+    IterationLine, RecordError, TrialState, TrialStatus,
 };
 
 /// How often buffered iteration records are flushed, so that progress displays stay current.
@@ -111,12 +111,9 @@ impl TrialWriter {
             epochs_before: rec.epoch,
         })?;
         let path = self.dir.join(files::ITERATIONS);
+        let line = jsonl_line(&path, &rec)?;
         let w = self.iterations.as_mut().expect("begun");
-        serde_json::to_writer(&mut *w, &rec).map_err(|source| RecordError::Json {
-            path: path.clone(),
-            source,
-        })?;
-        w.write_all(b"\n").map_err(|e| RecordError::io(&path, e))?;
+        w.write_all(&line).map_err(|e| RecordError::io(&path, e))?;
         if self.last_flush.elapsed() >= FLUSH_EVERY {
             w.flush().map_err(|e| RecordError::io(&path, e))?;
             self.last_flush = Instant::now();
@@ -134,11 +131,7 @@ impl TrialWriter {
         })?;
         self.sync_iterations()?;
         let path = self.dir.join(files::EPOCHS);
-        let mut line = serde_json::to_vec(&rec).map_err(|source| RecordError::Json {
-            path: path.clone(),
-            source,
-        })?;
-        line.push(b'\n');
+        let line = jsonl_line(&path, &rec)?;
         let f = self.epochs.as_mut().expect("begun");
         f.write_all(&line).map_err(|e| RecordError::io(&path, e))?;
         f.sync_data().map_err(|e| RecordError::io(&path, e))?;

@@ -1,12 +1,14 @@
 //! Everything read back from one trial folder (its config header, status and metric records),
-//! and the list of a sweep's trial folders: the input of the Parquet rebuild.
+//! and the list of a sweep's trial folders: the input of the Parquet rebuild. Damaged records
+//! are read up to the damage and the trial is marked to run again ([`super::damage`]).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::damage;
 use super::records::{
-    files, header_row, read_json_opt, read_jsonl, EpochLine, FinalJson, InsideJson, IterationLine,
+    files, header_row, read_jsonl_prefix, EpochLine, FinalJson, InsideJson, IterationLine,
     RecordError, TrialRow, TrialStatus,
 };
 
@@ -72,19 +74,31 @@ impl TrialRecords {
             }
         };
         let header = header_row(&config_path, &config).map_err(rec)?;
-        let status = read_json_opt::<TrialStatus>(&dir.join(files::STATUS))
+        let mut status = damage::read_status(&dir.join(files::STATUS))
             .map_err(rec)?
             .unwrap_or_else(TrialStatus::pending);
-        let mut epochs: Vec<EpochLine> = read_jsonl(&dir.join(files::EPOCHS)).map_err(rec)?;
-        let mut iterations: Vec<IterationLine> =
-            read_jsonl(&dir.join(files::ITERATIONS)).map_err(rec)?;
+        // Damaged records: the intact ones before them are kept, the trial runs again.
+        let mut problems = Vec::new();
+        let (mut epochs, e) =
+            read_jsonl_prefix::<EpochLine>(&dir.join(files::EPOCHS)).map_err(rec)?;
+        let (mut iterations, i) =
+            read_jsonl_prefix::<IterationLine>(&dir.join(files::ITERATIONS)).map_err(rec)?;
+        problems.extend(e.into_iter().chain(i).map(|e| e.to_string()));
         // A child killed between writing records and its checkpoint may leave records that the
         // resumed run rewrites; the files are truncated on resume, and the last record of an
         // epoch wins here too so the tables never hold duplicates.
         dedup_by_key(&mut epochs, |e| e.epoch as u64);
         dedup_by_key(&mut iterations, |i| i.iteration);
-        let final_json = read_json_opt(&dir.join(files::FINAL)).map_err(rec)?;
-        let inside = read_json_opt(&dir.join(files::INSIDE)).map_err(rec)?;
+        let final_json =
+            damage::read_record_opt(&dir.join(files::FINAL), &mut problems).map_err(rec)?;
+        let inside =
+            damage::read_record_opt(&dir.join(files::INSIDE), &mut problems).map_err(rec)?;
+        if problems.is_empty() {
+            damage::check_complete(dir, &status, epochs.len(), iterations.len(), &mut problems);
+        }
+        if !problems.is_empty() {
+            damage::mark_for_rerun(dir, &mut status, &problems.join("; "));
+        }
         Ok(Some(Self {
             dir: dir.to_path_buf(),
             header,

@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 
 use polars::prelude::*;
 
+pub mod fingerprint;
+
 /// The `ablate` binary under test.
 pub fn ablate() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ablate"));
@@ -109,8 +111,13 @@ impl Sandbox {
 
     /// Trial folders by seed and variant label.
     pub fn trials(&self) -> Vec<TrialDir> {
+        Self::trial_dirs(&self.results())
+    }
+
+    /// The trial folders of the sweep folder `results`, by seed and variant label.
+    pub fn trial_dirs(results: &Path) -> Vec<TrialDir> {
         let mut out = Vec::new();
-        let trials = self.results().join("trials");
+        let trials = results.join("trials");
         for e in std::fs::read_dir(&trials).expect("trials folder") {
             let dir = e.expect("entry").path();
             let text = std::fs::read_to_string(dir.join("config.toml")).expect("config.toml");

@@ -1,26 +1,25 @@
 //! Training checkpoints: everything needed to continue a run exactly where it
 //! stopped (after an epoch, or between two steps when interrupted).
 //!
-//! A checkpoint folder holds
-//! - `state.json`: the [`CheckpointState`] (format version, seed, `[train]`
-//!   table, position, counters, scheduler, history) and the names of the two
-//!   tensor files below;
-//! - `model-eEEEE-sSSSSSS.safetensors`: the network's `state_dict` (PyTorch
-//!   names, BatchNorm running statistics included);
-//! - `optimizer-eEEEE-sSSSSSS.safetensors`: the optimizer state
+//! A checkpoint is
+//! - a state file: the [`CheckpointState`] (format version, seed, `[train]` table, position,
+//!   counters, scheduler, history), the names of the two tensor files below with each one's
+//!   length and SHA-256, and a SHA-256 of the state file itself ([`crate::integrity`]);
+//! - `model-eEEEE-sSSSSSS-HHHHHHHH.safetensors`: the network's `state_dict` (PyTorch names,
+//!   BatchNorm running statistics included);
+//! - `optimizer-eEEEE-sSSSSSS-HHHHHHHH.safetensors`: the optimizer state
 //!   ([`crate::train::Optimizer::state_tensors`]).
 //!
-//! Every file is written to a temporary name, synced, then renamed; `state.json`
-//! is renamed last and names the tensor files of its own position, so a crash at
-//! any moment leaves either the previous or the new checkpoint, never a mix.
-//! Tensor files no longer named by `state.json` are removed afterwards.
+//! The folder keeps the newest checkpoint (`state.json`) and the one before it
+//! (`state.prev.json`). Every file is written to a temporary name, synced, then renamed, the
+//! state file last, so a crash at any moment leaves whole checkpoints only. When a checkpoint is
+//! read back, a damaged or missing file is named in a warning and moved to `damaged/`, and the
+//! previous checkpoint is used, or none (the run starts over): a run never continues from bytes
+//! that are not the ones written. The files and their checks are in `files.rs`.
 
 use std::collections::HashMap;
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
@@ -30,8 +29,16 @@ use super::sched::LrScheduler;
 /// Version of the `state.json` layout.
 pub const CHECKPOINT_FORMAT: u32 = 1;
 
-/// The name of the state file inside a checkpoint folder.
+/// The name of the newest checkpoint's state file inside a checkpoint folder.
 pub const STATE_FILE: &str = "state.json";
+/// The name of the previous checkpoint's state file (the fallback).
+pub const PREVIOUS_STATE_FILE: &str = "state.prev.json";
+/// The folder (inside a checkpoint folder) damaged files are moved to.
+pub const DAMAGED_DIR: &str = "damaged";
+
+mod files;
+
+pub use files::{discard_beyond, exists, position, read_state, read_tensors, recover, write};
 
 /// A checkpoint that cannot be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +98,14 @@ pub enum CheckpointError {
         /// The file.
         path: PathBuf,
         /// What is wrong.
+        reason: String,
+    },
+    /// A file of the checkpoint is not what was written (or is missing).
+    #[error("checkpoint file {path} is damaged: {reason}")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
         reason: String,
     },
     /// The checkpoint belongs to a run with other settings.
@@ -221,118 +236,4 @@ fn json_pairs(cfg: &TrainConfig) -> HashMap<String, String> {
         }
         _ => HashMap::new(),
     }
-}
-
-/// Whether `dir` holds a checkpoint (its `state.json`).
-pub fn exists(dir: &Path) -> bool {
-    dir.join(STATE_FILE).is_file()
-}
-
-fn io_err<'a>(
-    path: &'a Path,
-    op: &'static str,
-) -> impl FnOnce(std::io::Error) -> CheckpointError + 'a {
-    move |source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        op,
-        source,
-    }
-}
-
-fn tmp_name(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(format!(".tmp{}", std::process::id()));
-    path.with_file_name(name)
-}
-
-fn rename(from: &Path, to: &Path) -> Result<(), CheckpointError> {
-    fs::rename(from, to).map_err(io_err(to, "rename"))
-}
-
-/// Writes `tensors` as safetensors to `path` atomically (the shared writer of `weights`).
-fn write_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(), CheckpointError> {
-    let list: Vec<(String, Tensor)> = tensors
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    crate::weights::write_safetensors(&list, path).map_err(|source| CheckpointError::Write {
-        path: path.to_path_buf(),
-        source: Box::new(source),
-    })
-}
-
-/// Reads a safetensors file onto `device`.
-pub fn read_tensors(
-    path: &Path,
-    device: &Device,
-) -> Result<HashMap<String, Tensor>, CheckpointError> {
-    if !path.is_file() {
-        return Err(CheckpointError::Invalid {
-            path: path.to_path_buf(),
-            reason: "the file named by state.json is missing".into(),
-        });
-    }
-    candle_core::safetensors::load(path, device).map_err(|source| CheckpointError::Tensor {
-        path: path.to_path_buf(),
-        what: "read failed",
-        source,
-    })
-}
-
-/// Reads and parses `dir/state.json`.
-pub fn read_state(dir: &Path) -> Result<CheckpointState, CheckpointError> {
-    let path = dir.join(STATE_FILE);
-    let text = fs::read_to_string(&path).map_err(io_err(&path, "read"))?;
-    serde_json::from_str(&text).map_err(|source| CheckpointError::Json { path, source })
-}
-
-/// Writes a checkpoint: the two tensor files, then `state.json` (whose
-/// `weights_file` / `optimizer_file` are set here from the position), then
-/// removes tensor files of older checkpoints.
-pub fn write(
-    dir: &Path,
-    mut state: CheckpointState,
-    weights: &HashMap<String, Tensor>,
-    optimizer: &HashMap<String, Tensor>,
-) -> Result<(), CheckpointError> {
-    fs::create_dir_all(dir).map_err(io_err(dir, "create folder"))?;
-    let tag = format!("e{:04}-s{:06}", state.epoch, state.step);
-    state.weights_file = format!("model-{tag}.safetensors");
-    state.optimizer_file = format!("optimizer-{tag}.safetensors");
-    write_tensors(&dir.join(&state.weights_file), weights)?;
-    write_tensors(&dir.join(&state.optimizer_file), optimizer)?;
-
-    let path = dir.join(STATE_FILE);
-    let tmp = tmp_name(&path);
-    let text = serde_json::to_string_pretty(&state).map_err(|source| CheckpointError::Json {
-        path: path.clone(),
-        source,
-    })?;
-    {
-        let mut f = fs::File::create(&tmp).map_err(io_err(&tmp, "create"))?;
-        f.write_all(text.as_bytes())
-            .map_err(io_err(&tmp, "write"))?;
-        f.sync_all().map_err(io_err(&tmp, "sync"))?;
-    }
-    rename(&tmp, &path)?;
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-
-    // Old tensor files are garbage now; failing to remove one is harmless.
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let tensors = (name.starts_with("model-") || name.starts_with("optimizer-"))
-                && (name.ends_with(".safetensors") || name.contains(".safetensors.tmp"));
-            let ours = tensors || name.starts_with("state.json.tmp");
-            if ours && name != state.weights_file && name != state.optimizer_file {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-    }
-    Ok(())
 }
