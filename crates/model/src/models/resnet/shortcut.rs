@@ -1,0 +1,119 @@
+//! The shortcut of a residual unit (K. He, X. Zhang, S. Ren, J. Sun, "Deep Residual Learning for
+//! Image Recognition", CVPR 2016, Sec. 3.3 and 4.2): the identity, or where the unit halves the
+//! map and widens it, option A (the identity subsampled, new channels zero, no parameters) or
+//! option B (a 1x1 convolution with stride 2 and BatchNorm, `downsample.0` and `downsample.1` as
+//! torchvision names them).
+
+use candle_core::{Device, Result, Tensor};
+
+use crate::layers::{BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Mode};
+use crate::spec::Shortcut;
+
+/// A residual unit's shortcut.
+#[derive(Clone, Debug)]
+pub(crate) enum ShortcutPath {
+    /// `x` itself (the unit keeps the shape).
+    Identity,
+    /// Option A: `x[:, :, ::2, ::2]` with zero channels around it up to `out_channels`.
+    ZeroPad {
+        /// Channels after padding.
+        out_channels: usize,
+    },
+    /// Option B: `BN(conv1x1_stride2(x))`.
+    Projection {
+        /// `{prefix}.downsample.0`: 1x1, stride 2, no bias.
+        conv: Conv2d,
+        /// `{prefix}.downsample.1`.
+        bn: BatchNorm2d,
+    },
+}
+
+impl ShortcutPath {
+    /// The shortcut of unit `prefix` (`layer2.0`) from `in_channels` to `out_channels` with
+    /// `stride`: the identity when both are unchanged, else `option`'s.
+    pub(crate) fn new(
+        option: Shortcut,
+        in_channels: usize,
+        out_channels: usize,
+        stride: usize,
+        prefix: &str,
+        seed: u64,
+        device: &Device,
+    ) -> Result<ShortcutPath> {
+        if in_channels == out_channels && stride == 1 {
+            return Ok(ShortcutPath::Identity);
+        }
+        if stride != 2 || out_channels < in_channels {
+            candle_core::bail!(
+                "resnet {prefix}: a shortcut from {in_channels} to {out_channels} channels with stride {stride} (only stride 2 and more channels)"
+            );
+        }
+        Ok(match option {
+            Shortcut::A => ShortcutPath::ZeroPad { out_channels },
+            Shortcut::B => ShortcutPath::Projection {
+                conv: Conv2d::new(
+                    Conv2dConfig {
+                        in_channels,
+                        out_channels,
+                        kernel: 1,
+                        padding: 0,
+                        stride,
+                        bias: false,
+                    },
+                    &format!("{prefix}.downsample.0"),
+                    seed,
+                    device,
+                )?,
+                bn: BatchNorm2d::new(
+                    BatchNorm2dConfig::new(out_channels),
+                    &format!("{prefix}.downsample.1"),
+                    device,
+                )?,
+            },
+        })
+    }
+
+    /// # Shapes
+    /// x: `[B, Cin, H, W]` -> `[B, Cout, H', W']` (`H' = H` for the identity, `ceil(H / 2)`
+    /// otherwise).
+    pub(crate) fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        match self {
+            ShortcutPath::Identity => Ok(x.clone()),
+            ShortcutPath::ZeroPad { out_channels } => subsample_zero_pad(x, *out_channels),
+            ShortcutPath::Projection { conv, bn } => bn.forward(&conv.forward(x, mode)?, mode),
+        }
+    }
+}
+
+/// Option A: every second row and column from the first (`x[:, :, ::2, ::2]`), then
+/// `(Cout - Cin) / 2` zero channels before and the rest after (`F.pad(..., (0, 0, 0, 0, p, p))`
+/// for `Cout = 2 Cin`, as the common PyTorch CIFAR ResNets write it). Plain candle ops
+/// (reshape, narrow, zero padding), whose gradients are right on every device.
+///
+/// # Shapes
+/// x: `[B, Cin, H, W]` -> `[B, Cout, ceil(H / 2), ceil(W / 2)]`.
+pub(crate) fn subsample_zero_pad(x: &Tensor, out_channels: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    if out_channels < c {
+        candle_core::bail!("option-A shortcut: {c} channels cannot be padded to {out_channels}");
+    }
+    let x = if h % 2 == 1 {
+        x.pad_with_zeros(2, 0, 1)?
+    } else {
+        x.clone()
+    };
+    let x = if w % 2 == 1 {
+        x.pad_with_zeros(3, 0, 1)?
+    } else {
+        x
+    };
+    let (h2, w2) = (h.div_ceil(2), w.div_ceil(2));
+    let y = x
+        .contiguous()?
+        .reshape((b, c, h2, 2, w2, 2))?
+        .narrow(3, 0, 1)?
+        .narrow(5, 0, 1)?
+        .reshape((b, c, h2, w2))?;
+    let front = (out_channels - c) / 2;
+    y.pad_with_zeros(1, front, out_channels - c - front)
+}
