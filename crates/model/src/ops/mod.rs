@@ -17,5 +17,6 @@ pub mod linear;
 pub mod maxpool;
 pub mod scale;
 mod scratch;
+pub mod shortcut;
 
 pub use maxpool::max_pool2x2;
