@@ -73,6 +73,12 @@ fn mac_counts() {
     // unit 2: 32*16*9*256 + 32*32*9*256; unit 3: 64*32*9*64 + 64*64*9*64; fc 64*10.
     let base: u64 = 442_368 + 2 * 2_359_296 + 1_179_648 + 2_359_296 + 1_179_648 + 2_359_296 + 640;
     assert_eq!(net("depth=8,attention=none", 0).macs(), base);
+    // ResNet-20: two more units per stage, each 2 x 2,359,296 (docs/models.md)
+    assert_eq!(
+        net("depth=20,attention=none", 0).macs(),
+        base + 3 * 2 * 2 * 2_359_296
+    );
+    assert_eq!(net("depth=20,attention=none", 0).macs(), 40_551_040);
     // option B adds the projections: 32*16*256 and 64*32*64
     assert_eq!(
         net("depth=8,shortcut=b,attention=none", 0).macs(),
