@@ -250,6 +250,7 @@ impl SeedCnn {
             weight: &weight,
             bias: bias.as_ref(),
             padding: conv.config.padding,
+            stride: conv.config.stride,
             gamma: &gamma,
             beta: &beta,
             eps: bn.config.eps,

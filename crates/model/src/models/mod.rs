@@ -15,7 +15,8 @@ pub(crate) mod resnet;
 use candle_core::{Result, Tensor, Var};
 
 use crate::attention::Attention;
-use crate::layers::{BatchNorm2d, Mode, Param};
+use crate::layers::{BatchNorm2d, Conv2d, Mode, Param};
+use crate::ops::block::{conv_bn_relu_eval, conv_bn_relu_train, BlockParams};
 use crate::ops::kernels::Kernels;
 
 /// Where named intermediates go (`Net::forward_inspect`), if anywhere.
@@ -69,5 +70,51 @@ pub(crate) fn push_params<'a>(v: &mut Vec<(String, &'a Var)>, params: Vec<&'a Pa
 pub(crate) fn set_attention_kernels(att: &mut Option<Attention>, kernels: Kernels) {
     if let Some(a) = att {
         a.set_kernels(kernels);
+    }
+}
+
+/// `relu(bn(conv(x)))`: on the fast path one fused op (`crate::ops::block`, no pool, no gate),
+/// else the layers' own ops; updates the BatchNorm's running statistics in training mode.
+///
+/// # Shapes
+/// x: `[B, Cin, H, W]` -> `[B, Cout, H', W']` (the convolution's output size).
+pub(crate) fn conv_bn_relu(
+    conv: &Conv2d,
+    bn: &BatchNorm2d,
+    x: &Tensor,
+    mode: Mode,
+) -> Result<Tensor> {
+    let fast =
+        conv.kernels.use_fast(x.device(), x.dtype()) && bn.kernels.use_fast(x.device(), x.dtype());
+    if !fast {
+        return bn.forward_relu(&conv.forward(x, mode)?, mode);
+    }
+    let weight = conv.weight.get(mode);
+    let bias = conv.bias.as_ref().map(|b| b.get(mode));
+    let (gamma, beta) = (bn.weight.get(mode), bn.bias.get(mode));
+    let p = BlockParams {
+        weight: &weight,
+        bias: bias.as_ref(),
+        padding: conv.config.padding,
+        stride: conv.config.stride,
+        gamma: &gamma,
+        beta: &beta,
+        eps: bn.config.eps,
+        pool: false,
+        gate: None,
+    };
+    match mode {
+        Mode::Eval => conv_bn_relu_eval(
+            x,
+            &p,
+            &bn.running_mean.as_tensor().detach(),
+            &bn.running_var.as_tensor().detach(),
+        ),
+        Mode::Train { .. } => {
+            let (y, stats) =
+                conv_bn_relu_train(x, &p).map_err(|e| e.context(bn.prefix().to_string()))?;
+            bn.update_running_from(&stats)?;
+            Ok(y)
+        }
     }
 }

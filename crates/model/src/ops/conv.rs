@@ -141,11 +141,6 @@ pub(crate) struct Geom {
 }
 
 impl Geom {
-    /// A stride-1 convolution.
-    pub(crate) fn new(x: &Shape, wt: &Shape, pad: usize) -> Result<Self> {
-        Self::strided(x, wt, pad, 1)
-    }
-
     /// A convolution with `stride`.
     pub(crate) fn strided(x: &Shape, wt: &Shape, pad: usize, stride: usize) -> Result<Self> {
         let (n, c_in, h, w) = x.dims4()?;

@@ -111,7 +111,7 @@ impl ResNet {
     /// # Shapes
     /// x: `[B, 3, H, W]` -> `[B, num_classes]`.
     pub(crate) fn forward(&self, x: &Tensor, mode: Mode, mut rec: Record<'_>) -> Result<Tensor> {
-        let mut y = self.bn1.forward_relu(&self.conv1.forward(x, mode)?, mode)?;
+        let mut y = super::conv_bn_relu(&self.conv1, &self.bn1, x, mode)?;
         for u in &self.units {
             y = u
                 .forward(&y, mode, self.kernels, &mut rec)

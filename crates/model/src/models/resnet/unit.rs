@@ -9,7 +9,8 @@
 //! └──── shortcut (identity, option A or B) ──────────────────────── [identity] ───┘
 //! ```
 //!
-//! The convolutions have no bias. Parameter names, as torchvision's `BasicBlock` within
+//! The convolutions have no bias. On the fast CPU path `conv1 -> bn1 -> ReLU` is one fused op
+//! (`crate::ops::block`) and the addition with the final ReLU another (`crate::ops::residual`). Parameter names, as torchvision's `BasicBlock` within
 //! `layer{stage}.{unit}`: `conv1`, `bn1`, `conv2`, `bn2`, the attention module's `ca` and `sa`,
 //! then option B's `downsample.0` (conv) and `downsample.1` (BN).
 
@@ -18,8 +19,9 @@ use candle_core::{Device, Result, Tensor, Var};
 use super::shortcut::ShortcutPath;
 use crate::attention::{Attention, Names};
 use crate::layers::{BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Mode, Param};
-use crate::models::{attend, push_batch_norm, push_params, record, Record};
+use crate::models::{attend, conv_bn_relu, push_batch_norm, push_params, record, Record};
 use crate::ops::kernels::Kernels;
+use crate::ops::residual::add_relu;
 use crate::spec::{Integration, ModelSpec};
 
 /// One residual unit.
@@ -156,16 +158,14 @@ impl ResidualUnit {
         rec: &mut Record<'_>,
     ) -> Result<Tensor> {
         let branch_in = self.attend_at(x.clone(), Integration::Pre, mode, rec)?;
-        let y = self
-            .bn1
-            .forward_relu(&self.conv1.forward(&branch_in, mode)?, mode)?;
+        let y = conv_bn_relu(&self.conv1, &self.bn1, &branch_in, mode)?;
         let y = self.conv2.forward(&y, mode)?;
         record(rec, || format!("block{}.conv", self.index), &y);
         let y = self.bn2.forward(&y, mode)?;
         let y = self.attend_at(y, Integration::Standard, mode, rec)?;
         let s = self.shortcut.forward(x, mode)?;
         let s = self.attend_at(s, Integration::Identity, mode, rec)?;
-        let out = kernels.relu(&(y + s)?)?;
+        let out = add_relu(&y, &s, kernels)?;
         self.attend_at(out, Integration::Post, mode, rec)
     }
 
