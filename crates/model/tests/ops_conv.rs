@@ -171,7 +171,8 @@ fn reference_kernels_choice_runs_candle_ops() -> Result<()> {
 /// Strided shapes `(n, c_in, h, w, c_out, k, padding, stride)`: the ResNets' 3x3/pad 1 and
 /// 1x1/pad 0 downsampling layers at small sizes, odd sides (the last row and column read or
 /// not), stride 3, a kernel wider than the stride.
-const STRIDED: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
+type StridedShape = (usize, usize, usize, usize, usize, usize, usize, usize);
+const STRIDED: &[StridedShape] = &[
     (2, 3, 8, 8, 4, 3, 1, 2),
     (2, 4, 8, 8, 6, 1, 0, 2),
     (3, 2, 7, 9, 3, 3, 1, 2),

@@ -116,7 +116,10 @@ impl ModelSpec {
                 if self.dropout != 0.0 && self.dropout != d.dropout {
                     return Err(other("dropout", Arch::SeedCnn, self.dropout.to_string()));
                 }
-                if self.depth < 8 || (self.depth - 2) % 6 != 0 || self.depth > MAX_RESNET_DEPTH {
+                if self.depth < 8
+                    || !(self.depth - 2).is_multiple_of(6)
+                    || self.depth > MAX_RESNET_DEPTH
+                {
                     return Err(SpecError::Invalid {
                         key: "depth",
                         expected: format!(

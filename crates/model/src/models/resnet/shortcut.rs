@@ -20,12 +20,13 @@ pub(crate) enum ShortcutPath {
         /// Channels after padding.
         out_channels: usize,
     },
-    /// Option B: `BN(conv1x1_stride2(x))`.
+    /// Option B: `BN(conv1x1_stride2(x))` (boxed: the layers are large next to the other
+    /// variants).
     Projection {
         /// `{prefix}.downsample.0`: 1x1, stride 2, no bias.
-        conv: Conv2d,
+        conv: Box<Conv2d>,
         /// `{prefix}.downsample.1`.
-        bn: BatchNorm2d,
+        bn: Box<BatchNorm2d>,
     },
 }
 
@@ -52,7 +53,7 @@ impl ShortcutPath {
         Ok(match option {
             Shortcut::A => ShortcutPath::ZeroPad { out_channels },
             Shortcut::B => ShortcutPath::Projection {
-                conv: Conv2d::new(
+                conv: Box::new(Conv2d::new(
                     Conv2dConfig {
                         in_channels,
                         out_channels,
@@ -64,12 +65,12 @@ impl ShortcutPath {
                     &format!("{prefix}.downsample.0"),
                     seed,
                     device,
-                )?,
-                bn: BatchNorm2d::new(
+                )?),
+                bn: Box::new(BatchNorm2d::new(
                     BatchNorm2dConfig::new(out_channels),
                     &format!("{prefix}.downsample.1"),
                     device,
-                )?,
+                )?),
             },
         })
     }
