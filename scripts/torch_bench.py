@@ -5,7 +5,8 @@ same JSON form (one line per model and batch size), so the two can be put side b
 (scripts/bench-vs-torch.sh on the CPU, scripts/gpu-check.sh on a GPU).
 
 The models are scripts/golden.py's PyTorch references (checked against ours by the golden
-tests), with dropout 0.5 after fc1 in training mode as in our training step. A training step:
+tests), with dropout 0.5 after fc1 in training mode as in our training step for the seed CNN;
+a ResNet (`arch=resnet,depth=20`) has none. A training step:
 zero_grad, forward, cross-entropy, backward, Adam (lr 1e-3); inference: an eval-mode forward
 under no_grad. Random inputs; warm-up steps, then timed steps, the device synchronized before
 the clock starts and stops.
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from golden import Net, parse_spec  # noqa: E402
+from golden import Net, ResNet, parse_spec  # noqa: E402
 
 DEFAULT_MODELS = [("baseline", "attention=none"), ("se_r16", "attention=se,reduction=16")]
 
@@ -52,7 +53,8 @@ def sync(dev):
 
 def measure(spec_text, dev, batch, steps, warmup):
     torch.manual_seed(0)
-    model = TrainNet(parse_spec(spec_text)).to(dev).train()
+    spec = parse_spec(spec_text)
+    model = (ResNet(spec) if spec["arch"] == "resnet" else TrainNet(spec)).to(dev).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.rand(batch, 3, 32, 32, device=dev) * 2 - 1
     y = torch.randint(0, 10, (batch,), device=dev)

@@ -140,6 +140,7 @@ fn blocks() -> Result<(), Box<dyn std::error::Error>> {
             weight: w.as_tensor(),
             bias: Some(b.as_tensor()),
             padding: 1,
+            stride: 1,
             gamma: gamma.as_tensor(),
             beta: beta.as_tensor(),
             eps: 1e-5,

@@ -1,5 +1,6 @@
-//! `ablate-model`: the seed CIFAR-10 CNN and its attention variants (SE, ECA, spatial, CBAM) on
-//! candle, numerically the same models as PyTorch's, and the trainer.
+//! `ablate-model`: the seed CIFAR-10 CNN and the CIFAR ResNets with their attention variants
+//! (SE, ECA, spatial, CBAM; in the ResNets at the SE paper's integration points) on candle,
+//! numerically the same models as PyTorch's, and the trainer.
 //!
 //! - [`ModelSpec`]: the `[model]` table of an experiment (also parsed from `key=value,...`).
 //! - [`Net`]: the network; PyTorch `state_dict` names, safetensors in and out, inspection of
@@ -20,6 +21,7 @@ pub mod golden;
 pub mod init;
 pub mod integrity;
 pub mod layers;
+mod models;
 pub mod net;
 pub mod ops;
 pub mod spec;
@@ -29,6 +31,7 @@ pub mod weights;
 pub use layers::{DropoutMasks, Mode};
 pub use net::Net;
 pub use spec::{
-    Arch, AttentionKind, BlockSet, GateFunction, ModelSpec, Placement, SpecError, Squeeze,
+    Arch, AttentionKind, BlockSet, GateFunction, Integration, ModelSpec, Placement, Shortcut,
+    SpecError, Squeeze,
 };
 pub use weights::WeightsError;

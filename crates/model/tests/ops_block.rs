@@ -39,6 +39,7 @@ struct Case {
     running_mean: Tensor,
     running_var: Tensor,
     pad: usize,
+    stride: usize,
 }
 
 fn case(
@@ -58,6 +59,7 @@ fn case(
         running_mean: t(&mut r, &[co], -1.0, 1.0)?,
         running_var: t(&mut r, &[co], 0.5, 2.0)?,
         pad,
+        stride: 1,
     })
 }
 
@@ -67,6 +69,7 @@ impl Case {
             weight: self.w.as_tensor(),
             bias: bias.then(|| self.b.as_tensor()),
             padding: self.pad,
+            stride: self.stride,
             gamma: self.gamma.as_tensor(),
             beta: self.beta.as_tensor(),
             eps: 1e-5,
@@ -149,6 +152,54 @@ fn train_mode_matches_the_reference_composition() -> Result<()> {
     Ok(())
 }
 
+/// Strided shapes `(n, c_in, h, w, c_out, k, padding)` run with stride 2: a ResNet's
+/// downsampling conv (3x3, pad 1) and odd sides.
+const STRIDED: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
+    (3, 4, 8, 8, 6, 3, 1),
+    (2, 3, 7, 9, 4, 3, 1),
+    (2, 5, 6, 6, 3, 1, 0),
+];
+
+#[test]
+fn strided_convolution_matches_the_reference_composition() -> Result<()> {
+    for (i, &s) in STRIDED.iter().enumerate() {
+        for (pool, bias) in [(false, false), (true, true)] {
+            let mut c = case(50 + i as u64, s)?;
+            c.stride = 2;
+            let (a, sa, ga) = train_run(&c, bias, pool, true)?;
+            let (b, sb, gb) = train_run(&c, bias, pool, false)?;
+            let what = format!("strided shape {s:?} pool {pool} bias {bias}");
+            assert_eq!(a.dims(), b.dims(), "{what}");
+            assert!(rel_err(&a, &b)? < 1e-5, "{what}: output");
+            for (x, y) in sa.iter().zip(&sb) {
+                assert!(rel_err(x, y)? < 1e-5, "{what}: statistics");
+            }
+            for ((name, _), (x, y)) in c.vars(bias).iter().zip(ga.iter().zip(&gb)) {
+                if *name != "bias" {
+                    let e = rel_err(x, y)?;
+                    assert!(e < 2e-5, "{what}: gradient of {name} rel err {e}");
+                }
+            }
+            let p = c.params(bias, pool);
+            let (rm, rv) = (&c.running_mean, &c.running_var);
+            let (w, b) = (p.weight.detach(), p.bias.map(|b| b.detach()));
+            let (gm, bt) = (p.gamma.detach(), p.beta.detach());
+            let detached = BlockParams {
+                weight: &w,
+                bias: b.as_ref(),
+                gamma: &gm,
+                beta: &bt,
+                ..p
+            };
+            let x = c.x.as_tensor().detach();
+            let e = conv_bn_relu_eval(&x, &detached, rm, rv)?;
+            let (r, _) = conv_bn_relu_reference(&x, &detached, Some((rm, rv)), Kernels::Reference)?;
+            assert!(rel_err(&e, &r)? < 1e-5, "{what}: eval output");
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn eval_mode_matches_the_reference_composition() -> Result<()> {
     for (i, &s) in SHAPES.iter().enumerate() {
@@ -165,6 +216,7 @@ fn eval_mode_matches_the_reference_composition() -> Result<()> {
                 weight: &w,
                 bias: Some(&b),
                 padding: c.pad,
+                stride: c.stride,
                 gamma: &gm,
                 beta: &bt,
                 eps: 1e-5,
@@ -387,6 +439,7 @@ fn gradients_match_finite_differences() -> Result<()> {
                 weight: &ts[1],
                 bias: Some(&ts[2]),
                 padding: 1,
+                stride: 1,
                 gamma: &ts[3],
                 beta: &ts[4],
                 eps: 1e-5,

@@ -183,6 +183,11 @@ fn dry_run_prints_the_plan_and_what_is_done() {
     );
     let lines: Vec<&str> = stdout.lines().filter(|l| l.contains(" pending ")).collect();
     assert_eq!(lines.len(), 4, "{stdout}");
+    // each trial's parameter count: the seed CNN, and with SE r=8 (2 * (32*4 + 64*8 + 128*16))
+    assert!(
+        lines[0].contains(" 1,147,914  baseline") && lines[1].contains(" 1,153,290  attention=se"),
+        "{stdout}"
+    );
     // Nothing was written.
     assert!(std::fs::read_dir(out.path()).unwrap().next().is_none());
 

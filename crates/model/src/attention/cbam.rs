@@ -8,7 +8,7 @@
 
 use candle_core::{Device, Result, Tensor};
 
-use super::{scale_channels, GateValues, Se, SeConfig, SpatialAttention, SpatialConfig};
+use super::{scale_channels, GateValues, Names, Se, SeConfig, SpatialAttention, SpatialConfig};
 use crate::layers::{Mode, Param};
 
 /// The CBAM module.
@@ -21,17 +21,18 @@ pub struct Cbam {
 }
 
 impl Cbam {
-    /// A freshly initialized module for block `block` (`ca{block}`, `sa{block}`).
+    /// A freshly initialized module whose halves are named `names.channel` (`ca1`) and
+    /// `names.spatial` (`sa1`).
     pub fn new(
         channel: SeConfig,
         spatial: SpatialConfig,
-        block: usize,
+        names: Names<'_>,
         seed: u64,
         device: &Device,
     ) -> Result<Cbam> {
         Ok(Cbam {
-            channel: Se::new(channel, &format!("ca{block}"), seed, device)?,
-            spatial: SpatialAttention::new(spatial, &format!("sa{block}"), seed, device)?,
+            channel: Se::new(channel, names.channel, seed, device)?,
+            spatial: SpatialAttention::new(spatial, names.spatial, seed, device)?,
         })
     }
 

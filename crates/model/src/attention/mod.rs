@@ -1,4 +1,5 @@
-//! Attention modules inserted into the seed CNN's blocks, one file per paper.
+//! Attention modules inserted into the seed CNN's blocks and the ResNets' residual units, one
+//! file per paper.
 //!
 //! Each module maps a feature map `[B, C, H, W]` to a re-weighted map of the same shape and
 //! returns its gates for inspection (`block{i}.gate` `[B, C]`, `block{i}.spatial_gate`
@@ -27,6 +28,16 @@ pub struct GateValues {
     pub channel: Option<Tensor>,
     /// Spatial gate `[B, 1, H, W]`.
     pub spatial: Option<Tensor>,
+}
+
+/// The `state_dict` prefixes of an attention module's parts: its channel attention (SE, ECA,
+/// CBAM's first half; `ca1`, `layer2.0.ca`) and its spatial attention (`sa1`, `layer2.0.sa`).
+#[derive(Clone, Copy, Debug)]
+pub struct Names<'a> {
+    /// The channel attention's prefix.
+    pub channel: &'a str,
+    /// The spatial attention's prefix.
+    pub spatial: &'a str,
 }
 
 /// One attention module of any kind.
@@ -65,17 +76,33 @@ impl Attention {
         se.fc2.kernels = kernels;
     }
 
-    /// The module of `spec.attention` for block `block` (1-based), or `None` for no attention.
+    /// The module of `spec.attention` for the CNN's block `block` (1-based), named `ca{block}`
+    /// and `sa{block}`, or `None` for no attention.
     pub fn for_block(
         spec: &ModelSpec,
         block: usize,
         seed: u64,
         device: &Device,
     ) -> Result<Option<Attention>> {
-        let channels = BLOCK_CHANNELS[block - 1];
+        let names = Names {
+            channel: &format!("ca{block}"),
+            spatial: &format!("sa{block}"),
+        };
+        Attention::new(spec, BLOCK_CHANNELS[block - 1], names, seed, device)
+    }
+
+    /// The module of `spec.attention` over a map of `channels` channels, its parts named as
+    /// `names` says, or `None` for no attention.
+    pub fn new(
+        spec: &ModelSpec,
+        channels: usize,
+        names: Names<'_>,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Option<Attention>> {
         let se_config = SeConfig {
             channels,
-            hidden: spec.hidden_for(block),
+            hidden: spec.hidden_for_channels(channels),
             squeeze: spec.squeeze,
             gate: spec.gate,
             bias: spec.attention_bias,
@@ -85,25 +112,24 @@ impl Attention {
             gate: spec.gate,
             bias: spec.attention_bias,
         };
-        let ca = format!("ca{block}");
-        let sa = format!("sa{block}");
+        let (ca, sa) = (names.channel, names.spatial);
         Ok(Some(match spec.attention {
             AttentionKind::None => return Ok(None),
-            AttentionKind::Se => Attention::Se(Se::new(se_config, &ca, seed, device)?),
+            AttentionKind::Se => Attention::Se(Se::new(se_config, ca, seed, device)?),
             AttentionKind::Eca => Attention::Eca(Eca::new(
                 EcaConfig {
                     channels,
-                    kernel: spec.eca_kernel_for(block),
+                    kernel: spec.eca_kernel_for_channels(channels),
                     squeeze: spec.squeeze,
                     gate: spec.gate,
                     bias: spec.attention_bias,
                 },
-                &ca,
+                ca,
                 seed,
                 device,
             )?),
             AttentionKind::Spatial => {
-                Attention::Spatial(SpatialAttention::new(spatial_config, &sa, seed, device)?)
+                Attention::Spatial(SpatialAttention::new(spatial_config, sa, seed, device)?)
             }
             AttentionKind::Cbam => Attention::Cbam(Cbam::new(
                 SeConfig {
@@ -111,7 +137,7 @@ impl Attention {
                     ..se_config
                 },
                 spatial_config,
-                block,
+                names,
                 seed,
                 device,
             )?),

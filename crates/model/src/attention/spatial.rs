@@ -32,6 +32,7 @@ impl SpatialConfig {
             out_channels: 1,
             kernel: self.kernel,
             padding: self.kernel / 2,
+            stride: 1,
             bias: self.bias,
         }
     }

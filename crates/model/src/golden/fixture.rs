@@ -79,9 +79,9 @@ impl Fixture {
 
     /// The model, input and targets PyTorch drew after `torch.manual_seed(seed)`, on `device`
     /// with `kernels`: the weights by `Net::init_like_torch`, then from the same generator, per
-    /// block, BatchNorm's running mean `U(-0.5, 0.5)`, running variance, weight `U(0.5, 1.5)`
-    /// and bias `U(-0.2, 0.2)`, the input `U(-2, 2)` and the targets `randint(0, 10)`. An error
-    /// when any of them differs from the fingerprint PyTorch wrote.
+    /// BatchNorm in `state_dict` order, its running mean `U(-0.5, 0.5)`, running variance,
+    /// weight `U(0.5, 1.5)` and bias `U(-0.2, 0.2)`, the input `U(-2, 2)` and the targets
+    /// `randint(0, 10)`. An error when any of them differs from the fingerprint PyTorch wrote.
     pub fn build(&self, kernels: Kernels, device: &Device) -> Result<Case, GoldenError> {
         let model = |e: candle_core::Error| self.model_error(e);
         let mut net = Net::new(&self.spec, 10, device, self.seed).map_err(model)?;
@@ -89,14 +89,14 @@ impl Fixture {
         let mut g = TorchGenerator::at(self.seed, draws);
         let mut state: HashMap<String, Tensor> =
             net.state_dict().map_err(model)?.into_iter().collect();
-        for i in 1..=3 {
+        for bn in net.batch_norm_names() {
             for (what, from, to) in [
                 ("running_mean", -0.5, 0.5),
                 ("running_var", 0.5, 1.5),
                 ("weight", 0.5, 1.5),
                 ("bias", -0.2, 0.2),
             ] {
-                let key = format!("bn{i}.{what}");
+                let key = format!("{bn}.{what}");
                 let n = state.get(&key).map_or(0, Tensor::elem_count);
                 let v: Vec<f32> = (0..n).map(|_| g.uniform_f32(from, to)).collect();
                 state.insert(key, Tensor::from_vec(v, n, device).map_err(model)?);

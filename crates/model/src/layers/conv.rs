@@ -1,4 +1,4 @@
-//! 2-D convolution (`torch.nn.Conv2d`, square kernel, stride 1, zero padding).
+//! 2-D convolution (`torch.nn.Conv2d`, square kernel, any stride, zero padding).
 
 use candle_core::{Device, Result, Tensor};
 
@@ -17,6 +17,8 @@ pub struct Conv2dConfig {
     pub kernel: usize,
     /// Zero padding on every side.
     pub padding: usize,
+    /// Stride in both directions (1: every position).
+    pub stride: usize,
     /// Whether there is a bias.
     pub bias: bool,
 }
@@ -27,9 +29,9 @@ impl Conv2dConfig {
         self.in_channels * self.kernel * self.kernel
     }
 
-    /// Output side for an input side `s` (stride 1).
+    /// Output side for an input side `s`: `(s + 2p - k) / stride + 1`.
     pub fn out_side(&self, s: usize) -> usize {
-        s + 2 * self.padding + 1 - self.kernel
+        (s + 2 * self.padding - self.kernel) / self.stride.max(1) + 1
     }
 
     /// Multiply-accumulates for one image of `h x w` (bias additions not counted).
@@ -87,14 +89,15 @@ impl Conv2d {
     }
 
     /// # Shapes
-    /// x: `[B, in, H, W]` -> `[B, out, H + 2p - k + 1, W + 2p - k + 1]`.
+    /// x: `[B, in, H, W]` -> `[B, out, (H + 2p - k) / stride + 1, (W + 2p - k) / stride + 1]`.
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let bias = self.bias.as_ref().map(|b| b.get(mode));
-        crate::ops::conv::conv2d(
+        crate::ops::conv::conv2d_strided(
             x,
             &self.weight.get(mode),
             bias.as_ref(),
             self.config.padding,
+            self.config.stride,
             self.kernels,
         )
     }

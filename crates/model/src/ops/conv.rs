@@ -1,6 +1,6 @@
-//! 2-D convolution, stride 1, zero padding, optional bias: PyTorch's `nn.Conv2d` (a
-//! cross-correlation) with `stride=1, dilation=1, groups=1`, as a candle custom op with fast CPU
-//! kernels.
+//! 2-D convolution, zero padding, optional bias: PyTorch's `nn.Conv2d` (a cross-correlation)
+//! with `dilation=1, groups=1`, stride 1 ([`conv2d`]) or any stride ([`conv2d_strided`], the
+//! ResNets' downsampling layers), as a candle custom op with fast CPU kernels.
 //!
 //! Forward: per image, im2col into a per-thread buffer, then one gemm
 //! (`out[Cout, H*W] = W[Cout, Cin*kh*kw] x col[Cin*kh*kw, H*W] + bias`).
@@ -44,11 +44,31 @@ pub fn conv2d(
     padding: usize,
     kernels: Kernels,
 ) -> Result<Tensor> {
+    conv2d_strided(x, weight, bias, padding, 1, kernels)
+}
+
+/// Convolution `x * weight + bias` with `stride` and `padding` zeros on each side, on the path
+/// `kernels` selects as [`conv2d`].
+///
+/// # Shapes
+/// `x`: `[N, Cin, H, W]`, `weight`: `[Cout, Cin, kh, kw]`, `bias`: `[Cout]`;
+/// returns `[N, Cout, (H + 2*padding - kh) / stride + 1, (W + 2*padding - kw) / stride + 1]`.
+pub fn conv2d_strided(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    padding: usize,
+    stride: usize,
+    kernels: Kernels,
+) -> Result<Tensor> {
+    if stride == 0 {
+        bail!("conv2d: stride must be at least 1")
+    }
     if !kernels.use_fast(x.device(), x.dtype()) {
         if kernels.use_generic(x.device()) {
-            return super::generic::conv2d(x, weight, bias, padding);
+            return super::generic::conv2d_strided(x, weight, bias, padding, stride);
         }
-        return conv2d_reference(x, weight, bias, padding);
+        return conv2d_reference_strided(x, weight, bias, padding, stride);
     }
     let (_, c_in, h, w) = x.dims4()?;
     let (c_out, wc_in, kh, kw) = weight.dims4()?;
@@ -60,8 +80,15 @@ pub fn conv2d(
     }
     let has_bias = bias.is_some();
     let bias = bias_or_zeros(bias, c_out, x, "conv2d")?;
-    x.contiguous()?
-        .apply_op3(&weight.contiguous()?, &bias, Conv2dOp { padding, has_bias })
+    x.contiguous()?.apply_op3(
+        &weight.contiguous()?,
+        &bias,
+        Conv2dOp {
+            padding,
+            stride,
+            has_bias,
+        },
+    )
 }
 
 /// The reference path: candle's `conv2d` plus a broadcast bias. Differentiated by candle's
@@ -75,7 +102,22 @@ pub fn conv2d_reference(
     bias: Option<&Tensor>,
     padding: usize,
 ) -> Result<Tensor> {
-    let y = x.conv2d(weight, padding, 1, 1, 1)?;
+    conv2d_reference_strided(x, weight, bias, padding, 1)
+}
+
+/// [`conv2d_reference`] with a stride (candle's strided `conv2d`, whose backward is a strided
+/// `conv_transpose2d` and a dilated convolution).
+///
+/// # Shapes
+/// As [`conv2d_strided`].
+pub fn conv2d_reference_strided(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    padding: usize,
+    stride: usize,
+) -> Result<Tensor> {
+    let y = x.conv2d(weight, padding, stride, 1, 1)?;
     match bias {
         Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
         None => Ok(y),
@@ -93,16 +135,18 @@ pub(crate) struct Geom {
     pub(crate) kh: usize,
     pub(crate) kw: usize,
     pub(crate) pad: usize,
+    pub(crate) stride: usize,
     pub(crate) oh: usize,
     pub(crate) ow: usize,
 }
 
 impl Geom {
-    pub(crate) fn new(x: &Shape, wt: &Shape, pad: usize) -> Result<Self> {
+    /// A convolution with `stride`.
+    pub(crate) fn strided(x: &Shape, wt: &Shape, pad: usize, stride: usize) -> Result<Self> {
         let (n, c_in, h, w) = x.dims4()?;
         let (c_out, wc_in, kh, kw) = wt.dims4()?;
-        if wc_in != c_in || h + 2 * pad < kh || w + 2 * pad < kw {
-            bail!("conv2d: incompatible input {x:?} and weight {wt:?} with padding {pad}")
+        if wc_in != c_in || h + 2 * pad < kh || w + 2 * pad < kw || stride == 0 {
+            bail!("conv2d: incompatible input {x:?} and weight {wt:?} with padding {pad}, stride {stride}")
         }
         Ok(Self {
             n,
@@ -113,9 +157,27 @@ impl Geom {
             kh,
             kw,
             pad,
-            oh: h + 2 * pad - kh + 1,
-            ow: w + 2 * pad - kw + 1,
+            stride,
+            oh: (h + 2 * pad - kh) / stride + 1,
+            ow: (w + 2 * pad - kw) / stride + 1,
         })
+    }
+
+    /// Whether the im2col matrix is the input itself (1x1 kernel, no padding, stride 1).
+    fn direct(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.pad == 0 && self.stride == 1
+    }
+
+    /// The output columns `ox` whose input column `ox * stride + kj - pad` lies in `0..w`.
+    fn valid_cols(&self, kj: usize) -> (usize, usize) {
+        let s = self.stride;
+        let ox0 = self.pad.saturating_sub(kj).div_ceil(s).min(self.ow);
+        let ox1 = (self.w + self.pad)
+            .saturating_sub(kj)
+            .div_ceil(s)
+            .min(self.ow)
+            .max(ox0);
+        (ox0, ox1)
     }
     /// Rows of the im2col matrix: `Cin * kh * kw`.
     pub(crate) fn k(&self) -> usize {
@@ -154,27 +216,33 @@ pub(crate) fn with_buf<R>(
     })
 }
 
-/// `col[(c*kh + ki)*kw + kj, oy*ow + ox] = x[c, oy + ki - pad, ox + kj - pad]` (0 outside).
+/// `col[(c*kh + ki)*kw + kj, oy*ow + ox] = x[c, oy*s + ki - pad, ox*s + kj - pad]` (0
+/// outside), `s` the stride.
 fn im2col(g: &Geom, x: &[f32], col: &mut [f32]) {
-    let hw = g.hw_out();
+    let (hw, s) = (g.hw_out(), g.stride);
     for c in 0..g.c_in {
         let xc = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
                 let row = &mut col[((c * g.kh + ki) * g.kw + kj) * hw..][..hw];
-                let ox0 = g.pad.saturating_sub(kj).min(g.ow);
-                let ox1 = (g.w + g.pad).saturating_sub(kj).min(g.ow).max(ox0);
+                let (ox0, ox1) = g.valid_cols(kj);
                 for oy in 0..g.oh {
                     let dst = &mut row[oy * g.ow..(oy + 1) * g.ow];
-                    let iy = (oy + ki) as isize - g.pad as isize;
+                    let iy = (oy * s + ki) as isize - g.pad as isize;
                     if iy < 0 || iy >= g.h as isize || ox0 == ox1 {
                         dst.fill(0.0);
                         continue;
                     }
-                    let ix0 = ox0 + kj - g.pad;
-                    let src = &xc[iy as usize * g.w + ix0..][..ox1 - ox0];
+                    let ix0 = ox0 * s + kj - g.pad;
+                    let line = &xc[iy as usize * g.w..(iy as usize + 1) * g.w];
                     dst[..ox0].fill(0.0);
-                    dst[ox0..ox1].copy_from_slice(src);
+                    if s == 1 {
+                        dst[ox0..ox1].copy_from_slice(&line[ix0..ix0 + ox1 - ox0]);
+                    } else {
+                        for (d, v) in dst[ox0..ox1].iter_mut().zip(line[ix0..].iter().step_by(s)) {
+                            *d = *v;
+                        }
+                    }
                     dst[ox1..].fill(0.0);
                 }
             }
@@ -185,27 +253,32 @@ fn im2col(g: &Geom, x: &[f32], col: &mut [f32]) {
 /// The adjoint of [`im2col`]: `dx[c, iy, ix] = sum of dcol entries that read it`.
 /// `dx` must be zeroed by the caller.
 fn col2im(g: &Geom, dcol: &[f32], dx: &mut [f32]) {
-    let hw = g.hw_out();
+    let (hw, s) = (g.hw_out(), g.stride);
     for c in 0..g.c_in {
         let dxc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
                 let row = &dcol[((c * g.kh + ki) * g.kw + kj) * hw..][..hw];
-                let ox0 = g.pad.saturating_sub(kj).min(g.ow);
-                let ox1 = (g.w + g.pad).saturating_sub(kj).min(g.ow).max(ox0);
+                let (ox0, ox1) = g.valid_cols(kj);
                 if ox0 == ox1 {
                     continue;
                 }
                 for oy in 0..g.oh {
-                    let iy = (oy + ki) as isize - g.pad as isize;
+                    let iy = (oy * s + ki) as isize - g.pad as isize;
                     if iy < 0 || iy >= g.h as isize {
                         continue;
                     }
-                    let ix0 = ox0 + kj - g.pad;
-                    let dst = &mut dxc[iy as usize * g.w + ix0..][..ox1 - ox0];
+                    let ix0 = ox0 * s + kj - g.pad;
+                    let line = &mut dxc[iy as usize * g.w..(iy as usize + 1) * g.w];
                     let src = &row[oy * g.ow + ox0..oy * g.ow + ox1];
-                    for (d, s) in dst.iter_mut().zip(src) {
-                        *d += s;
+                    if s == 1 {
+                        for (d, v) in line[ix0..ix0 + ox1 - ox0].iter_mut().zip(src) {
+                            *d += v;
+                        }
+                    } else {
+                        for (d, v) in line[ix0..].iter_mut().step_by(s).zip(src) {
+                            *d += v;
+                        }
                     }
                 }
             }
@@ -293,7 +366,7 @@ pub(crate) fn forward_image<'a>(
     }
     // SAFETY: every element was just initialized (the rows cover `yn`).
     let yn = unsafe { &mut *(yn as *mut [MaybeUninit<f32>] as *mut [f32]) };
-    if g.kh == 1 && g.kw == 1 && g.pad == 0 {
+    if g.direct() {
         gemm_rm(SERIAL, g.c_out, hw, k, yn, true, wt, k, 1, xn, hw, 1);
     } else {
         with_buf(&COL, k * hw, |col| {
@@ -336,7 +409,7 @@ where
     let wsz = co * k;
     let part = wsz + co;
     let n_chunks = g.n.div_ceil(GRAD_CHUNK);
-    let direct = g.kh == 1 && g.kw == 1 && g.pad == 0;
+    let direct = g.direct();
     // Wᵀ [K, Cout], contiguous, once: the input-gradient gemm reads it per image.
     let w_t = if need_dx {
         transpose(wt, co, k)
@@ -432,6 +505,7 @@ fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// The custom op: arguments `(x, weight, bias)`.
 struct Conv2dOp {
     padding: usize,
+    stride: usize,
     has_bias: bool,
 }
 
@@ -449,7 +523,7 @@ impl CustomOp3 for Conv2dOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = Geom::new(l1.shape(), l2.shape(), self.padding)?;
+        let g = Geom::strided(l1.shape(), l2.shape(), self.padding, self.stride)?;
         let y = forward_cpu(&g, cpu_f32(s1, l1)?, cpu_f32(s2, l2)?, cpu_f32(s3, l3)?);
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.c_out, g.oh, g.ow))))
     }
@@ -469,7 +543,7 @@ impl CustomOp3 for Conv2dOp {
             return Ok((None, None, None));
         }
         let grad = grad.contiguous()?;
-        let g = Geom::new(x.shape(), wt.shape(), self.padding)?;
+        let g = Geom::strided(x.shape(), wt.shape(), self.padding, self.stride)?;
         let grads = {
             let (sx, lx) = x.storage_and_layout();
             let (sw, lw) = wt.storage_and_layout();

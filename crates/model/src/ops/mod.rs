@@ -1,7 +1,8 @@
 //! Custom candle ops for layers whose stock kernels are wrong or slow, and the choice between
 //! them ([`kernels::Kernels`]).
 //!
-//! The fused ops (`block`, `conv`, `bn_relu`, `linear`, `channel_pool`, `scale`, `maxpool`) have
+//! The fused ops (`block`, `conv`, `bn_relu`, `linear`, `channel_pool`, `scale`, `maxpool`,
+//! `residual`) have
 //! CPU forwards and backwards; on other devices, and with `Kernels::Generic` on the CPU, the
 //! layers run the device-generic path (`generic`): candle ops and small custom ops whose
 //! gradients follow PyTorch's.
@@ -15,7 +16,9 @@ pub mod generic;
 pub mod kernels;
 pub mod linear;
 pub mod maxpool;
+pub mod residual;
 pub mod scale;
 mod scratch;
+pub mod shortcut;
 
 pub use maxpool::max_pool2x2;

@@ -4,13 +4,58 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Network family. Only the seed CNN exists so far.
+/// Network family.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Arch {
-    /// Three conv-BN-ReLU-pool blocks (32/64/128 channels), FC 2048-512-classes.
+    /// Three conv-BN-ReLU-pool blocks (32/64/128 channels), FC 2048-512-classes (also spelled
+    /// `cnn`).
     #[default]
+    #[serde(alias = "cnn")]
     SeedCnn,
+    /// He et al.'s CIFAR ResNet (CVPR 2016, Sec. 4.2): depth `6n + 2`, three stages of `n`
+    /// residual units with 16/32/64 channels (times `width`).
+    Resnet,
+}
+
+impl Arch {
+    /// The TOML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::SeedCnn => "seed_cnn",
+            Arch::Resnet => "resnet",
+        }
+    }
+}
+
+/// A ResNet's shortcut where a unit changes the shape (He et al. 2016, Sec. 3.3); every other
+/// shortcut is the identity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shortcut {
+    /// Option A: the identity subsampled with stride 2, the new channels zero (no parameters;
+    /// the paper's CIFAR networks).
+    #[default]
+    A,
+    /// Option B: a 1x1 convolution with stride 2 (no bias) and BatchNorm (a projection).
+    B,
+}
+
+/// Where a ResNet's residual unit holds its attention module: the integration strategies of
+/// Hu et al., "Squeeze-and-Excitation Networks" (TPAMI 2019), Fig. 5 and Table 14.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Integration {
+    /// On the residual branch, after its last BatchNorm, before the addition (the SE block).
+    #[default]
+    Standard,
+    /// Before the unit, on the residual branch's input (SE-PRE): the shortcut sees `x` itself.
+    Pre,
+    /// After the addition and the ReLU (SE-POST).
+    Post,
+    /// On the identity branch (SE-Identity): on the shortcut's output, in parallel with the
+    /// residual branch.
+    Identity,
 }
 
 /// Which attention module is inserted in the attended blocks.

@@ -6,18 +6,22 @@
 //!
 //! - `mod.rs`: [`ModelSpec`], its defaults, validation ([`SpecError`]) and derived sizes;
 //! - `kinds.rs`: the keys' value sets ([`Arch`], [`AttentionKind`], [`Placement`],
-//!   [`Squeeze`], [`GateFunction`]);
-//! - `blocks.rs`: [`BlockSet`], the attended blocks;
+//!   [`Squeeze`], [`GateFunction`], [`Shortcut`], [`Integration`]);
+//! - `blocks.rs`: [`BlockSet`], the attended blocks (the CNN's blocks, a ResNet's stages);
+//! - `resnet.rs`: the ResNet keys' checks and the geometry both architectures share
+//!   (channels per block or stage, the channels an attention module sees);
 //! - `text.rs`: the SPEC string (`Display`, `FromStr`).
 
 mod blocks;
 mod kinds;
+mod resnet;
 mod text;
 
 use serde::{Deserialize, Serialize};
 
 pub use blocks::BlockSet;
-pub use kinds::{Arch, AttentionKind, GateFunction, Placement, Squeeze};
+pub use kinds::{Arch, AttentionKind, GateFunction, Integration, Placement, Shortcut, Squeeze};
+pub use resnet::{MAX_RESNET_DEPTH, MAX_RESNET_WIDTH, RESNET_STAGE_CHANNELS};
 
 /// Channel widths of the seed CNN's three blocks.
 pub const BLOCK_CHANNELS: [usize; 3] = [32, 64, 128];
@@ -35,13 +39,25 @@ pub const MAX_SPATIAL_KERNEL: u32 = 15;
 pub struct ModelSpec {
     /// Network family.
     pub arch: Arch,
+    /// ResNet: depth `6n + 2` (20, 32, 44, 56, 110, ...).
+    #[serde(skip_serializing_if = "resnet::is_default_depth")]
+    pub depth: u32,
+    /// ResNet: the shortcut where a unit changes the shape.
+    #[serde(skip_serializing_if = "resnet::is_default_shortcut")]
+    pub shortcut: Shortcut,
+    /// ResNet: width multiplier of the 16/32/64 channels.
+    #[serde(skip_serializing_if = "resnet::is_default_width")]
+    pub width: u32,
+    /// ResNet: where a residual unit holds its attention module.
+    #[serde(skip_serializing_if = "resnet::is_default_integration")]
+    pub integration: Integration,
     /// Attention module inserted in the attended blocks.
     pub attention: AttentionKind,
     /// Reduction ratio r of the channel MLP (SE, CBAM): hidden width `max(1, C / r)` exactly.
     pub reduction: u32,
-    /// Where in the block the attention module sits.
+    /// Where in the CNN's block the attention module sits.
     pub placement: Placement,
-    /// Which blocks get an attention module.
+    /// Which blocks (CNN) or stages (ResNet) get attention modules.
     pub blocks: BlockSet,
     /// Channel squeeze (SE, ECA).
     pub squeeze: Squeeze,
@@ -53,7 +69,7 @@ pub struct ModelSpec {
     pub eca_kernel: Option<u32>,
     /// Kernel size of the spatial-attention convolution (spatial, CBAM).
     pub spatial_kernel: u32,
-    /// Dropout probability before the last linear layer.
+    /// Dropout probability before the CNN's last linear layer (the ResNet has none).
     pub dropout: f32,
 }
 
@@ -61,6 +77,10 @@ impl Default for ModelSpec {
     fn default() -> Self {
         ModelSpec {
             arch: Arch::SeedCnn,
+            depth: resnet::DEFAULT_DEPTH,
+            shortcut: Shortcut::A,
+            width: 1,
+            integration: Integration::Standard,
             attention: AttentionKind::None,
             reduction: 16,
             placement: Placement::PostRelu,
@@ -85,6 +105,18 @@ pub enum SpecError {
         key: &'static str,
         /// What is allowed, as a fragment ("between 1 and 32 (...)").
         expected: String,
+        /// The value given.
+        got: String,
+    },
+    /// A key that the architecture does not have, set to something other than its default.
+    #[error("model.{key} applies to arch = \"{applies_to}\" only (this model is arch = \"{arch}\"), got {got}")]
+    OtherArch {
+        /// The key, without the `model.` prefix.
+        key: &'static str,
+        /// The architecture that has the key.
+        applies_to: &'static str,
+        /// The spec's architecture.
+        arch: &'static str,
         /// The value given.
         got: String,
     },
@@ -124,33 +156,42 @@ pub fn eca_adaptive_kernel(channels: usize) -> usize {
 }
 
 impl ModelSpec {
-    /// The channel counts of the attended blocks.
-    fn attended_channels(&self) -> impl Iterator<Item = usize> + '_ {
-        self.blocks.iter().map(|i| BLOCK_CHANNELS[i - 1])
+    /// ECA kernel size used in the CNN's block `i` (1-based).
+    pub fn eca_kernel_for(&self, block: usize) -> usize {
+        self.eca_kernel_for_channels(BLOCK_CHANNELS[block - 1])
     }
 
-    /// ECA kernel size used in block `i` (1-based).
-    pub fn eca_kernel_for(&self, block: usize) -> usize {
+    /// ECA kernel size of a module that sees `channels` channels: `eca_kernel`, or the
+    /// adaptive size.
+    pub fn eca_kernel_for_channels(&self, channels: usize) -> usize {
         match self.eca_kernel {
             Some(k) => k as usize,
-            None => eca_adaptive_kernel(BLOCK_CHANNELS[block - 1]),
+            None => eca_adaptive_kernel(channels),
         }
     }
 
-    /// Hidden width of the channel MLP in block `i` (1-based): `max(1, C / r)`.
+    /// Hidden width of the channel MLP in the CNN's block `i` (1-based): `max(1, C / r)`.
     pub fn hidden_for(&self, block: usize) -> usize {
-        (BLOCK_CHANNELS[block - 1] / self.reduction.max(1) as usize).max(1)
+        self.hidden_for_channels(BLOCK_CHANNELS[block - 1])
+    }
+
+    /// Hidden width of a channel MLP over `channels` channels: `max(1, C / r)`.
+    pub fn hidden_for_channels(&self, channels: usize) -> usize {
+        (channels / self.reduction.max(1) as usize).max(1)
     }
 
     /// Checks every range constraint; the error names the key.
     pub fn validate(&self) -> Result<(), SpecError> {
-        let narrowest = self.attended_channels().min().unwrap_or(BLOCK_CHANNELS[0]);
+        self.validate_arch()?;
+        let narrowest = self.attended_channels().into_iter().min().unwrap_or(1);
+        let narrowest_what = match self.arch {
+            Arch::SeedCnn => "the narrowest attended block's channels",
+            Arch::Resnet => "the fewest channels an attention module sees",
+        };
         if self.attention.uses_reduction() && !(1..=narrowest as u32).contains(&self.reduction) {
             return Err(SpecError::Invalid {
                 key: "reduction",
-                expected: format!(
-                    "between 1 and {narrowest} (the narrowest attended block's channels)"
-                ),
+                expected: format!("between 1 and {narrowest} ({narrowest_what})"),
                 got: self.reduction.to_string(),
             });
         }
@@ -159,9 +200,7 @@ impl ModelSpec {
                 if k % 2 == 0 || k as usize > narrowest {
                     return Err(SpecError::Invalid {
                         key: "eca_kernel",
-                        expected: format!(
-                            "odd and between 1 and {narrowest} (the narrowest attended block's channels)"
-                        ),
+                        expected: format!("odd and between 1 and {narrowest} ({narrowest_what})"),
                         got: k.to_string(),
                     });
                 }
@@ -192,9 +231,25 @@ impl ModelSpec {
     pub fn canonical(&self) -> ModelSpec {
         let d = ModelSpec::default();
         let mut s = self.clone();
+        match s.arch {
+            // the ResNet has no placement (its `integration` says where) and no dropout
+            Arch::Resnet => {
+                s.placement = d.placement;
+                s.dropout = d.dropout;
+            }
+            Arch::SeedCnn => {
+                s.depth = d.depth;
+                s.shortcut = d.shortcut;
+                s.width = d.width;
+                s.integration = d.integration;
+            }
+        }
         if s.attention == AttentionKind::None {
             return ModelSpec {
                 arch: s.arch,
+                depth: s.depth,
+                shortcut: s.shortcut,
+                width: s.width,
                 dropout: s.dropout,
                 ..d
             };

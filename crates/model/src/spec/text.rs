@@ -9,15 +9,28 @@ use serde::Serialize;
 use super::{ModelSpec, SpecError};
 
 impl ModelSpec {
-    /// The `key=value` pairs that differ from the defaults (always including `attention`),
-    /// in the SPEC-string syntax; `to_string()` joins them with commas.
+    /// The `key=value` pairs that differ from the defaults (always including `attention`;
+    /// `arch` and the ResNet's `depth`, `shortcut`, `width` before it), in the SPEC-string
+    /// syntax; `to_string()` joins them with commas.
     pub fn spec_pairs(&self) -> Vec<(&'static str, String)> {
         let d = ModelSpec::default();
         let mut v = Vec::new();
         if self.arch != d.arch {
             v.push(("arch", toml_name(&self.arch)));
         }
+        if self.depth != d.depth {
+            v.push(("depth", self.depth.to_string()));
+        }
+        if self.shortcut != d.shortcut {
+            v.push(("shortcut", toml_name(&self.shortcut)));
+        }
+        if self.width != d.width {
+            v.push(("width", self.width.to_string()));
+        }
         v.push(("attention", self.attention.as_str().to_string()));
+        if self.integration != d.integration {
+            v.push(("integration", toml_name(&self.integration)));
+        }
         if self.reduction != d.reduction {
             v.push(("reduction", self.reduction.to_string()));
         }
@@ -60,7 +73,8 @@ fn toml_name<T: Serialize>(value: &T) -> String {
 
 impl fmt::Display for ModelSpec {
     /// The SPEC string: non-default keys as `key=value`, comma-separated, `attention` first
-    /// (e.g. `attention=se,reduction=8,blocks=1+3`). Parses back to an equal spec.
+    /// after the architecture's keys (e.g. `attention=se,reduction=8,blocks=1+3`,
+    /// `arch=resnet,depth=56,attention=se,integration=pre`). Parses back to an equal spec.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts: Vec<String> = self
             .spec_pairs()

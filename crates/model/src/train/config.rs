@@ -29,10 +29,13 @@ pub enum SchedulerKind {
     /// on the test loss at the end of every epoch.
     #[default]
     Plateau,
-    /// `CosineAnnealingLR(T_max=epochs, eta_min=min_lr)`, stepped per epoch.
+    /// `CosineAnnealingLR(T_max=epochs, eta_min=min_lr)`, stepped per epoch; with
+    /// `warmup_epochs`, after `LinearLR(warmup_start_factor)` (`SequentialLR`).
     Cosine,
     /// `StepLR(step_size, gamma)`, stepped per epoch.
     Step,
+    /// `MultiStepLR(milestones, gamma)`, stepped per epoch (He et al.'s ResNet protocol).
+    Multistep,
     /// A constant learning rate.
     None,
 }
@@ -75,8 +78,19 @@ pub struct TrainConfig {
     pub min_lr: f64,
     /// Step: the rate is multiplied by `step_gamma` every `step_size` epochs.
     pub step_size: u32,
-    /// Step: the multiplier.
+    /// Step and multistep: the multiplier.
     pub step_gamma: f64,
+    /// Multistep: the epochs (0-based, increasing) from which the rate is multiplied by
+    /// `step_gamma` once more.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub milestones: Vec<u32>,
+    /// Cosine: epochs of linear warm-up before the cosine decay (0: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub warmup_epochs: u32,
+    /// Cosine with warm-up: the first epoch's rate as a fraction of `lr` (`LinearLR`'s
+    /// `start_factor`), rising linearly to `lr` at epoch `warmup_epochs`.
+    #[serde(skip_serializing_if = "is_default_warmup_start")]
+    pub warmup_start_factor: f64,
     /// Cross-entropy label smoothing in [0, 1] (PyTorch's formula).
     pub label_smoothing: f64,
     /// Stop each epoch after this many steps (smoke tests); absent: full epochs.
@@ -97,8 +111,15 @@ pub struct TrainConfig {
     pub fixed_seed: u64,
 }
 
-fn is_zero(v: &u64) -> bool {
-    *v == 0
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// `LinearLR`'s default `start_factor`.
+pub const DEFAULT_WARMUP_START_FACTOR: f64 = 1.0 / 3.0;
+
+fn is_default_warmup_start(v: &f64) -> bool {
+    *v == DEFAULT_WARMUP_START_FACTOR
 }
 
 impl Default for TrainConfig {
@@ -121,6 +142,9 @@ impl Default for TrainConfig {
             min_lr: 0.0,
             step_size: 10,
             step_gamma: 0.1,
+            milestones: Vec::new(),
+            warmup_epochs: 0,
+            warmup_start_factor: DEFAULT_WARMUP_START_FACTOR,
             label_smoothing: 0.0,
             max_steps_per_epoch: None,
             random_streams: RandomStreams::Ablate,
@@ -209,6 +233,7 @@ impl TrainConfig {
                 format!("must be a finite number > 0, got {}", self.step_gamma),
             ));
         }
+        self.validate_schedule()?;
         if !self.label_smoothing.is_finite() || !(0.0..=1.0).contains(&self.label_smoothing) {
             return Err(bad(
                 "label_smoothing",
@@ -230,6 +255,62 @@ impl TrainConfig {
                 "seed_varies",
                 "must be \"all\" with train.random_streams = \"pytorch\" (PyTorch's generator \
                  draws the weights and the dropout masks from one stream)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl TrainConfig {
+    /// The multistep milestones and the warm-up.
+    fn validate_schedule(&self) -> Result<(), TrainConfigError> {
+        let multistep = self.scheduler == SchedulerKind::Multistep;
+        if multistep && self.milestones.is_empty() {
+            return Err(bad(
+                "milestones",
+                "must list at least one epoch with scheduler = \"multistep\" (e.g. [82, 123])",
+            ));
+        }
+        if !multistep && !self.milestones.is_empty() {
+            return Err(bad(
+                "milestones",
+                "applies to scheduler = \"multistep\" only",
+            ));
+        }
+        if let Some(w) = self.milestones.windows(2).find(|w| w[0] >= w[1]) {
+            return Err(bad(
+                "milestones",
+                format!("must increase, got {} then {}", w[0], w[1]),
+            ));
+        }
+        if self.milestones.first() == Some(&0) {
+            return Err(bad(
+                "milestones",
+                "must be at least 1 (epoch 0 starts at lr)",
+            ));
+        }
+        if self.warmup_epochs > 0 && self.scheduler != SchedulerKind::Cosine {
+            return Err(bad(
+                "warmup_epochs",
+                "applies to scheduler = \"cosine\" only",
+            ));
+        }
+        if self.warmup_epochs >= self.epochs && self.warmup_epochs > 0 {
+            return Err(bad(
+                "warmup_epochs",
+                format!(
+                    "must be below train.epochs ({}), got {}",
+                    self.epochs, self.warmup_epochs
+                ),
+            ));
+        }
+        if !self.warmup_start_factor.is_finite()
+            || self.warmup_start_factor <= 0.0
+            || self.warmup_start_factor > 1.0
+        {
+            return Err(bad(
+                "warmup_start_factor",
+                format!("must lie in (0, 1], got {}", self.warmup_start_factor),
             ));
         }
         Ok(())
@@ -268,6 +349,14 @@ mod tests {
         // round trip
         let s = toml::to_string(&c).unwrap();
         assert_eq!(toml::from_str::<TrainConfig>(&s).unwrap(), c);
+        // the schedule keys are left out of the table at their defaults (trial ids unchanged)
+        assert!(!s.contains("milestones") && !s.contains("warmup"), "{s}");
+        let m: TrainConfig =
+            toml::from_str("scheduler = \"multistep\"\nmilestones = [82, 123]\n").unwrap();
+        assert_eq!(m.milestones, vec![82, 123]);
+        m.validate().unwrap();
+        let text = toml::to_string(&m).unwrap();
+        assert_eq!(toml::from_str::<TrainConfig>(&text).unwrap(), m);
     }
 
     #[test]
@@ -350,6 +439,52 @@ mod tests {
                     ..Default::default()
                 },
                 "train.weight_decay",
+            ),
+            (
+                TrainConfig {
+                    scheduler: SchedulerKind::Multistep,
+                    ..Default::default()
+                },
+                "train.milestones must list at least one epoch",
+            ),
+            (
+                TrainConfig {
+                    scheduler: SchedulerKind::Multistep,
+                    milestones: vec![30, 20],
+                    ..Default::default()
+                },
+                "train.milestones must increase, got 30 then 20",
+            ),
+            (
+                TrainConfig {
+                    milestones: vec![30],
+                    ..Default::default()
+                },
+                "train.milestones applies to scheduler = \"multistep\" only",
+            ),
+            (
+                TrainConfig {
+                    warmup_epochs: 5,
+                    ..Default::default()
+                },
+                "train.warmup_epochs applies to scheduler = \"cosine\" only",
+            ),
+            (
+                TrainConfig {
+                    scheduler: SchedulerKind::Cosine,
+                    warmup_epochs: 50,
+                    ..Default::default()
+                },
+                "train.warmup_epochs must be below train.epochs (50), got 50",
+            ),
+            (
+                TrainConfig {
+                    scheduler: SchedulerKind::Cosine,
+                    warmup_epochs: 5,
+                    warmup_start_factor: 0.0,
+                    ..Default::default()
+                },
+                "train.warmup_start_factor",
             ),
         ];
         for (c, want) in cases {

@@ -32,7 +32,13 @@ macro_rules! test_every_fixture {
             spatial_post_conv,
             cbam,
             cbam_post_bn,
-            cbam_post_pool
+            cbam_post_pool,
+            resnet20,
+            resnet20_se,
+            resnet20_se_identity,
+            resnet8_b_cbam_pre,
+            resnet8_eca_post,
+            resnet8_b_spatial_identity
         );
     };
     (@each $check:path; $($name:ident),*) => {

@@ -1,4 +1,5 @@
-//! `ablate sweep --dry-run`: the plan of a sweep, and what is already done.
+//! `ablate sweep --dry-run`: the plan of a sweep, each trial's model size, and what is
+//! already done.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -83,7 +84,59 @@ impl Plan {
     }
 }
 
-/// Writes the plan as text: a summary, then one line per trial.
+/// The classes a dataset has, where the configuration alone says (an image folder's are known
+/// once it is read).
+fn known_classes(data: &ablate_data::DataConfig) -> Option<usize> {
+    match data.dataset {
+        ablate_data::DatasetKind::Cifar10 | ablate_data::DatasetKind::Synthetic => Some(10),
+        ablate_data::DatasetKind::ImageFolder => None,
+    }
+}
+
+/// Trainable parameters of each variant's model (PyTorch's `sum(p.numel())`), by variant id:
+/// `269,722`, or with `?` classes for an image folder, counted for 10.
+fn param_counts(experiment: &Experiment) -> std::collections::HashMap<String, String> {
+    experiment
+        .variants()
+        .iter()
+        .map(|v| {
+            let classes = known_classes(&v.config.data);
+            let net = ablate_model::Net::new(
+                &v.config.model,
+                classes.unwrap_or(10),
+                &candle_core::Device::Cpu,
+                0,
+            );
+            let text = match net {
+                Ok(net) => {
+                    let n = group_thousands(net.param_count());
+                    if classes.is_some() {
+                        n
+                    } else {
+                        format!("{n}*")
+                    }
+                }
+                Err(_) => "?".to_string(),
+            };
+            (v.variant_id.clone(), text)
+        })
+        .collect()
+}
+
+/// `1234567` -> `1,234,567`.
+fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Writes the plan as text: a summary, then one line per trial with its model's parameters.
 pub fn write_plan(experiment: &Experiment, plan: &Plan, w: &mut dyn Write) -> std::io::Result<()> {
     let variants = experiment.variants().len();
     let seeds = experiment.seeds();
@@ -152,20 +205,28 @@ pub fn write_plan(experiment: &Experiment, plan: &Plan, w: &mut dyn Write) -> st
             )?;
         }
     }
+    let params = param_counts(experiment);
+    if params.values().any(|p| p.ends_with('*')) {
+        writeln!(
+            w,
+            "params      * counted for 10 classes (an image folder's are known once it is read)"
+        )?;
+    }
     writeln!(w)?;
     writeln!(
         w,
-        "{:<12}  {:>6}  {:<11}  {:>6}  variant",
-        "trial", "seed", "status", "epochs"
+        "{:<12}  {:>6}  {:<11}  {:>6}  {:>10}  variant",
+        "trial", "seed", "status", "epochs", "params"
     )?;
     for t in &plan.trials {
         writeln!(
             w,
-            "{:<12}  {:>6}  {:<11}  {:>6}  {}",
+            "{:<12}  {:>6}  {:<11}  {:>6}  {:>10}  {}",
             t.trial.id,
             t.trial.seed,
             t.state.as_str(),
             format!("{}/{}", t.epochs_done, t.trial.config.train.epochs),
+            params.get(&t.trial.variant_id).map_or("?", String::as_str),
             t.trial.variant
         )?;
     }

@@ -41,6 +41,15 @@ impl Section for ModelSpec {
             ablate_model::SpecError::Invalid { key, expected, got } => {
                 (key.to_string(), format!("must be {expected}, got {got}"))
             }
+            ablate_model::SpecError::OtherArch {
+                key,
+                applies_to,
+                arch,
+                got,
+            } => (
+                key.to_string(),
+                format!("applies to arch = \"{applies_to}\" only (this model is arch = \"{arch}\"), got {got}"),
+            ),
             other => (String::new(), other.to_string()),
         })
     }

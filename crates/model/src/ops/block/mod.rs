@@ -44,7 +44,7 @@ use candle_core::{bail, Result, Tensor};
 
 use super::bn_relu::{batch_norm_eval_reference, batch_norm_train_reference, BatchStats};
 use super::channel_gate::{Excite, GateDims};
-use super::conv::{conv2d_reference, Geom};
+use super::conv::{conv2d_reference_strided, Geom};
 use super::kernels::Kernels;
 use super::maxpool::max_pool2x2;
 use crate::attention::{scale_channels, squeeze_channels};
@@ -61,6 +61,8 @@ pub struct BlockParams<'a> {
     pub bias: Option<&'a Tensor>,
     /// Zero padding on each side of the convolution's input.
     pub padding: usize,
+    /// The convolution's stride (1; 2 in a ResNet's downsampling units).
+    pub stride: usize,
     /// BatchNorm scale γ `[Cout]`.
     pub gamma: &'a Tensor,
     /// BatchNorm shift β `[Cout]`.
@@ -208,7 +210,7 @@ impl BlockParams<'_> {
     }
 
     fn check(&self, x: &Tensor) -> Result<Geom> {
-        let g = Geom::new(x.shape(), self.weight.shape(), self.padding)?;
+        let g = Geom::strided(x.shape(), self.weight.shape(), self.padding, self.stride)?;
         let c = g.c_out;
         self.gate_dims(c)?;
         for (what, t) in self.bias.map(|b| ("bias", b)).into_iter().chain([
@@ -227,7 +229,7 @@ impl BlockParams<'_> {
 /// running-statistics update.
 ///
 /// # Shapes
-/// `x`: `[N, Cin, H, W]`; returns `[N, Cout, H', W']` (`H' = H + 2p - k + 1`), or
+/// `x`: `[N, Cin, H, W]`; returns `[N, Cout, H', W']` (`H' = (H + 2p - k) / stride + 1`), or
 /// `[N, Cout, H'/2, W'/2]` (floor) with `pool`, and two `[Cout]` statistics.
 pub fn conv_bn_relu_train(x: &Tensor, p: &BlockParams<'_>) -> Result<(Tensor, BatchStats)> {
     if !(x.device().is_cpu() && x.dtype() == candle_core::DType::F32) {
@@ -313,6 +315,7 @@ impl BlockOp {
     fn new(p: &BlockParams<'_>, c: usize, mode: OpMode) -> Result<BlockOp> {
         Ok(BlockOp {
             padding: p.padding,
+            stride: p.stride,
             eps: p.eps,
             pool: p.pool,
             has_bias: p.bias.is_some(),
@@ -338,9 +341,9 @@ pub fn conv_bn_relu_reference(
     kernels: Kernels,
 ) -> Result<(Tensor, BatchStats)> {
     let y = if kernels.use_generic(x.device()) {
-        super::generic::conv2d(x, p.weight, p.bias, p.padding)?
+        super::generic::conv2d_strided(x, p.weight, p.bias, p.padding, p.stride)?
     } else {
-        conv2d_reference(x, p.weight, p.bias, p.padding)?
+        conv2d_reference_strided(x, p.weight, p.bias, p.padding, p.stride)?
     };
     let (z, stats) = match running {
         None => batch_norm_train_reference(&y, p.gamma, p.beta, p.eps, true, kernels)?,

@@ -80,6 +80,7 @@ impl GateSaved {
 /// The custom op: arguments `(x, weight, packed [bias?, γ, β])`.
 pub(super) struct BlockOp {
     pub(super) padding: usize,
+    pub(super) stride: usize,
     pub(super) eps: f64,
     pub(super) pool: bool,
     pub(super) has_bias: bool,
@@ -360,7 +361,7 @@ impl CustomOp3 for BlockOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = Geom::new(l1.shape(), l2.shape(), self.padding)?;
+        let g = Geom::strided(l1.shape(), l2.shape(), self.padding, self.stride)?;
         let (x, wt) = (cpu_f32(s1, l1)?, cpu_f32(s2, l2)?);
         let (c, hw) = (g.c_out, g.hw_out());
         let Unpacked {
@@ -463,7 +464,7 @@ impl CustomOp3 for BlockOp {
                 )
             })?;
         let grad = grad.contiguous()?;
-        let g = Geom::new(x.shape(), wt.shape(), self.padding)?;
+        let g = Geom::strided(x.shape(), wt.shape(), self.padding, self.stride)?;
         let (dx, dw, dpacked) = {
             let (sx, lx) = x.storage_and_layout();
             let (sw, lw) = wt.storage_and_layout();

@@ -15,6 +15,11 @@
 //! The forward is candle's convolution computed outside the graph and handed to a custom op
 //! ([`ConvGrad`]) that returns it unchanged (one device copy) and owns the backward.
 //!
+//! [`conv2d_strided`] (the ResNets' downsampling layers) keeps candle's strided forward; its
+//! backward spreads the output gradient onto the stride-1 output grid (zeros between, the
+//! positions a stride-1 convolution computes and the strided one skips) and takes the stride-1
+//! gradients above from it: a strided convolution is the stride-1 one subsampled.
+//!
 //! [`conv1d_channels`] is ECA's convolution across the channel descriptor: a cross-correlation
 //! of each row of `[B, C]` with a `k`-tap kernel, zero padding `(k - 1) / 2`, written as a sum of
 //! `k` shifted rows times one tap each, so its gradient is that of plain products and sums
@@ -47,7 +52,7 @@ pub fn conv2d(
         .conv2d(&weight.detach(), padding, 1, 1, 1)?
         .contiguous()?;
     let y = if x.track_op() || weight.track_op() {
-        x.apply_op3(weight, &y, ConvGrad { padding })?
+        x.apply_op3(weight, &y, ConvGrad { padding, stride: 1 })?
     } else {
         y
     };
@@ -58,10 +63,69 @@ pub fn conv2d(
     }
 }
 
+/// [`conv2d`] with a stride: PyTorch's `nn.Conv2d(..., stride=stride, padding=padding)`.
+///
+/// # Shapes
+/// x: `[N, Cin, H, W]`, weight `[Cout, Cin, kh, kw]`, bias `[Cout]` ->
+/// `[N, Cout, (H + 2p - kh) / stride + 1, (W + 2p - kw) / stride + 1]`.
+pub fn conv2d_strided(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    padding: usize,
+    stride: usize,
+) -> Result<Tensor> {
+    if stride == 1 {
+        return conv2d(x, weight, bias, padding);
+    }
+    let (_, c_in, h, w) = x.dims4()?;
+    let (c_out, wc_in, kh, kw) = weight.dims4()?;
+    if wc_in != c_in {
+        bail!("conv2d: input has {c_in} channels, weight expects {wc_in}")
+    }
+    if h + 2 * padding < kh || w + 2 * padding < kw || stride == 0 {
+        bail!("conv2d: kernel {kh}x{kw} larger than padded input {h}x{w} (padding {padding}) or stride 0")
+    }
+    let y = x
+        .detach()
+        .conv2d(&weight.detach(), padding, stride, 1, 1)?
+        .contiguous()?;
+    let y = if x.track_op() || weight.track_op() {
+        x.apply_op3(weight, &y, ConvGrad { padding, stride })?
+    } else {
+        y
+    };
+    match bias {
+        Some(b) if b.dims() == [c_out] => y.broadcast_add(&b.reshape((1, c_out, 1, 1))?),
+        Some(b) => bail!("conv2d: bias shape {:?}, expected [{c_out}]", b.dims()),
+        None => Ok(y),
+    }
+}
+
+/// The gradient of a strided convolution's output placed on the stride-1 output grid of
+/// `(lh, lw)` positions: `dz[.., y * s, x * s] = grad[.., y, x]`, zero elsewhere.
+///
+/// # Shapes
+/// grad: `[N, C, OH, OW]` -> `[N, C, lh, lw]` (`lh > (OH - 1) * s`, `lw > (OW - 1) * s`).
+fn spread(grad: &Tensor, s: usize, lh: usize, lw: usize) -> Result<Tensor> {
+    let (n, c, oh, ow) = grad.dims4()?;
+    let rows = grad
+        .unsqueeze(3)?
+        .pad_with_zeros(3, 0, s - 1)?
+        .reshape((n, c, oh * s, ow))?
+        .narrow(2, 0, lh)?;
+    rows.unsqueeze(4)?
+        .pad_with_zeros(4, 0, s - 1)?
+        .reshape((n, c, lh, ow * s))?
+        .narrow(3, 0, lw)?
+        .contiguous()
+}
+
 /// The identity on its third argument (the convolution's output, computed outside the graph),
 /// with the convolution's gradients for the first two (input and weight).
 struct ConvGrad {
     padding: usize,
+    stride: usize,
 }
 
 impl CustomOp3 for ConvGrad {
@@ -115,6 +179,14 @@ impl CustomOp3 for ConvGrad {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let p = self.padding;
         let (_, _, kh, kw) = weight.dims4()?;
+        let spread_grad;
+        let grad = if self.stride > 1 {
+            let (_, _, h, w) = x.dims4()?;
+            spread_grad = spread(grad, self.stride, h + 2 * p + 1 - kh, w + 2 * p + 1 - kw)?;
+            &spread_grad
+        } else {
+            grad
+        };
         let grad_x = if x.track_op() {
             Some(input_grad(grad, weight, p, x.dims4()?)?)
         } else {

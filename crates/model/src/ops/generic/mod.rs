@@ -26,5 +26,5 @@ mod conv;
 mod pool;
 
 pub use activation::{hard_sigmoid, relu};
-pub use conv::{conv1d_channels, conv2d};
+pub use conv::{conv1d_channels, conv2d, conv2d_strided};
 pub use pool::{max_keepdim_first, max_last_first, max_pool2x2};

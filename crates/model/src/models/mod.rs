@@ -1,0 +1,120 @@
+//! The networks behind [`crate::Net`], one file (or folder) per model, the paper named in its
+//! header:
+//!
+//! - `cnn.rs`: the seed CNN (three conv-BN-ReLU-pool blocks, two FC layers);
+//! - `resnet/`: He et al.'s CIFAR ResNets (CVPR 2016, Sec. 4.2), with attention modules at the
+//!   integration points of Hu et al. (TPAMI 2019).
+//!
+//! Each body builds its layers with PyTorch `state_dict` names, lists its parameters and
+//! buffers in `state_dict` order and runs the forward pass; [`crate::Net`] holds the API they
+//! share (input checks, weights in and out, initialization, counts).
+
+pub(crate) mod cnn;
+pub(crate) mod resnet;
+
+use candle_core::{Result, Tensor, Var};
+
+use crate::attention::Attention;
+use crate::layers::{BatchNorm2d, Conv2d, Mode, Param};
+use crate::ops::block::{conv_bn_relu_eval, conv_bn_relu_train, BlockParams};
+use crate::ops::kernels::Kernels;
+
+/// Where named intermediates go (`Net::forward_inspect`), if anywhere.
+pub(crate) type Record<'a> = Option<&'a mut Vec<(String, Tensor)>>;
+
+/// Appends `t` (detached) under `name()` when recording.
+pub(crate) fn record(rec: &mut Record<'_>, name: impl FnOnce() -> String, t: &Tensor) {
+    if let Some(r) = rec.as_mut() {
+        r.push((name(), t.detach()));
+    }
+}
+
+/// Runs an attention module and records its gates as `block{index}.gate` and
+/// `block{index}.spatial_gate`.
+///
+/// # Shapes
+/// x: `[B, C, H, W]` -> same.
+pub(crate) fn attend(
+    att: &Attention,
+    index: usize,
+    x: &Tensor,
+    mode: Mode,
+    rec: &mut Record<'_>,
+) -> Result<Tensor> {
+    let (y, gates) = att.forward(x, mode)?;
+    if let Some(g) = &gates.channel {
+        record(rec, || format!("block{index}.gate"), g);
+    }
+    if let Some(g) = &gates.spatial {
+        record(rec, || format!("block{index}.spatial_gate"), g);
+    }
+    Ok(y)
+}
+
+/// The parameters and buffers of one BatchNorm in `state_dict` order, appended to `v`.
+pub(crate) fn push_batch_norm<'a>(v: &mut Vec<(String, &'a Var)>, bn: &'a BatchNorm2d) {
+    for p in bn.params() {
+        v.push((p.name.clone(), &p.var));
+    }
+    v.extend(bn.buffers());
+}
+
+/// Parameters as `(name, var)` pairs, appended to `v`.
+pub(crate) fn push_params<'a>(v: &mut Vec<(String, &'a Var)>, params: Vec<&'a Param>) {
+    for p in params {
+        v.push((p.name.clone(), &p.var));
+    }
+}
+
+/// Sets the kernels of an attention module, if there is one.
+pub(crate) fn set_attention_kernels(att: &mut Option<Attention>, kernels: Kernels) {
+    if let Some(a) = att {
+        a.set_kernels(kernels);
+    }
+}
+
+/// `relu(bn(conv(x)))`: on the fast path one fused op (`crate::ops::block`, no pool, no gate),
+/// else the layers' own ops; updates the BatchNorm's running statistics in training mode.
+///
+/// # Shapes
+/// x: `[B, Cin, H, W]` -> `[B, Cout, H', W']` (the convolution's output size).
+pub(crate) fn conv_bn_relu(
+    conv: &Conv2d,
+    bn: &BatchNorm2d,
+    x: &Tensor,
+    mode: Mode,
+) -> Result<Tensor> {
+    let fast =
+        conv.kernels.use_fast(x.device(), x.dtype()) && bn.kernels.use_fast(x.device(), x.dtype());
+    if !fast {
+        return bn.forward_relu(&conv.forward(x, mode)?, mode);
+    }
+    let weight = conv.weight.get(mode);
+    let bias = conv.bias.as_ref().map(|b| b.get(mode));
+    let (gamma, beta) = (bn.weight.get(mode), bn.bias.get(mode));
+    let p = BlockParams {
+        weight: &weight,
+        bias: bias.as_ref(),
+        padding: conv.config.padding,
+        stride: conv.config.stride,
+        gamma: &gamma,
+        beta: &beta,
+        eps: bn.config.eps,
+        pool: false,
+        gate: None,
+    };
+    match mode {
+        Mode::Eval => conv_bn_relu_eval(
+            x,
+            &p,
+            &bn.running_mean.as_tensor().detach(),
+            &bn.running_var.as_tensor().detach(),
+        ),
+        Mode::Train { .. } => {
+            let (y, stats) =
+                conv_bn_relu_train(x, &p).map_err(|e| e.context(bn.prefix().to_string()))?;
+            bn.update_running_from(&stats)?;
+            Ok(y)
+        }
+    }
+}
