@@ -18,10 +18,7 @@ use crate::weights::{self, WeightsError};
 
 pub use crate::models::cnn::HIDDEN_FEATURES;
 
-/// Input channels and side the network is built for (CIFAR: 3 x 32 x 32).
-pub const INPUT_CHANNELS: usize = 3;
-/// Input side (square).
-pub const INPUT_SIDE: usize = 32;
+pub use crate::models::{INPUT_CHANNELS, INPUT_SIDE};
 
 /// The layers of one architecture.
 #[derive(Clone, Debug)]

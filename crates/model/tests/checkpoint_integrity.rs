@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use ablate_model::train::{checkpoint, CheckpointState, EpochRecord, LrScheduler, TrainConfig};
 use candle_core::{Device, Tensor};
 
+mod common;
+use common::sinks::StopSink;
+
 /// `n` awkward f64 values: 17 significant digits, the kind a running loss sum has.
 fn awkward(n: usize) -> Vec<f64> {
     let mut s: u64 = 0x5eed;
@@ -99,9 +102,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use ablate_data::{AugmentKind, DataConfig, Dataset};
-use ablate_model::train::{
-    fit, FinalRecord, IterationRecord, MemorySink, MetricsSink, SinkError, TrainOutcome,
-};
+use ablate_model::train::{fit, MemorySink, MetricsSink, TrainOutcome};
 use ablate_model::{ModelSpec, Net};
 
 fn data() -> (Dataset, DataConfig) {
@@ -144,27 +145,6 @@ fn weights_of(net: &Net) -> Vec<(String, Vec<u32>)> {
     v
 }
 
-/// Records everything; asks to stop after `stop_after` steps.
-struct StopAfter {
-    mem: MemorySink,
-    stop_after: usize,
-}
-
-impl MetricsSink for StopAfter {
-    fn iteration(&mut self, r: &IterationRecord) -> Result<(), SinkError> {
-        self.mem.iteration(r)
-    }
-    fn epoch(&mut self, r: &EpochRecord) -> Result<(), SinkError> {
-        self.mem.epoch(r)
-    }
-    fn finished(&mut self, r: &FinalRecord) -> Result<(), SinkError> {
-        self.mem.finished(r)
-    }
-    fn should_stop(&self) -> bool {
-        self.mem.iterations.len() >= self.stop_after
-    }
-}
-
 fn train(dir: Option<&Path>, sink: &mut dyn MetricsSink) -> (Net, TrainOutcome) {
     let (ds, dcfg) = data();
     let mut net = Net::new(&ModelSpec::default(), 10, &candle_core::Device::Cpu, 3).unwrap();
@@ -200,10 +180,7 @@ fn warnings<T>(f: impl FnOnce() -> T) -> (T, String) {
 /// Interrupted at epoch 3 step 1: `state.json` is there (epoch 3, step 1) and `state.prev.json`
 /// (the end of epoch 2).
 fn interrupted_run(dir: &Path) -> MemorySink {
-    let mut first = StopAfter {
-        mem: MemorySink::default(),
-        stop_after: 7,
-    };
+    let mut first = StopSink::after_steps(7);
     let (_, out) = train(Some(dir), &mut first);
     assert_eq!(out, TrainOutcome::Interrupted { epoch: 3 });
     let s = checkpoint::read_state(dir).unwrap();

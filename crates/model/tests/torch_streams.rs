@@ -9,6 +9,9 @@ use ablate_model::{AttentionKind, DropoutMasks, ModelSpec, Net};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
+mod common;
+use common::sinks::StopSink;
+
 fn fixture() -> Value {
     serde_json::from_str(include_str!("data/torch_init.json")).expect("fixture is JSON")
 }
@@ -198,32 +201,8 @@ fn pytorch_streams_resume_bit_exact_and_save_the_generator_position() {
     fit(&mut ns, &ds, &dcfg, &cfg, 9, None, &mut straight).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    struct StopAfter(MemorySink, usize);
-    impl ablate_model::train::MetricsSink for StopAfter {
-        fn iteration(
-            &mut self,
-            r: &ablate_model::train::IterationRecord,
-        ) -> Result<(), ablate_model::train::SinkError> {
-            self.0.iteration(r)
-        }
-        fn epoch(
-            &mut self,
-            r: &ablate_model::train::EpochRecord,
-        ) -> Result<(), ablate_model::train::SinkError> {
-            self.0.epoch(r)
-        }
-        fn finished(
-            &mut self,
-            r: &ablate_model::train::FinalRecord,
-        ) -> Result<(), ablate_model::train::SinkError> {
-            self.0.finished(r)
-        }
-        fn should_stop(&self) -> bool {
-            self.0.iterations.len() >= self.1
-        }
-    }
     // 100 images in batches of 32: 4 steps per epoch; stop mid-epoch 2.
-    let mut first = StopAfter(MemorySink::default(), 6);
+    let mut first = StopSink::after_steps(6);
     let mut n1 = Net::new(&spec, 10, &Device::Cpu, 0).unwrap();
     let out = fit(&mut n1, &ds, &dcfg, &cfg, 9, Some(dir.path()), &mut first).unwrap();
     assert_eq!(out, TrainOutcome::Interrupted { epoch: 2 });
@@ -238,7 +217,7 @@ fn pytorch_streams_resume_bit_exact_and_save_the_generator_position() {
     let mut n2 = Net::new(&spec, 10, &Device::Cpu, 5).unwrap();
     let out = fit(&mut n2, &ds, &dcfg, &cfg, 9, Some(dir.path()), &mut second).unwrap();
     assert_eq!(out, TrainOutcome::Completed { epochs: 2 });
-    let mut all = first.0.iterations.clone();
+    let mut all = first.mem.iterations.clone();
     all.extend(second.iterations);
     assert_eq!(all, straight.iterations);
     let w = |n: &Net| -> Vec<Vec<f32>> {

@@ -7,11 +7,14 @@ use std::path::Path;
 
 use ablate_data::{AugmentKind, DataConfig, Dataset, ImageSet};
 use ablate_model::train::{
-    checkpoint, fit, EpochRecord, FinalRecord, IterationRecord, MemorySink, MetricsSink,
-    OptimizerKind, SchedulerKind, SinkError, TrainConfig, TrainError, TrainOutcome,
+    checkpoint, fit, MemorySink, MetricsSink, OptimizerKind, SchedulerKind, TrainConfig,
+    TrainError, TrainOutcome,
 };
 use ablate_model::{ModelSpec, Net};
+
+mod common;
 use candle_core::Device;
+use common::sinks::StopSink;
 
 fn data(train: usize, test: usize) -> (Dataset, DataConfig) {
     let ds = ablate_data::synthetic::generate(train, test, 7);
@@ -43,29 +46,6 @@ fn weights(net: &Net) -> HashMap<String, Vec<f32>> {
         .into_iter()
         .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
         .collect()
-}
-
-/// Records everything; asks to stop once `stop_after` steps were reported.
-#[derive(Default)]
-struct StopAfter {
-    mem: MemorySink,
-    stop_after: Option<usize>,
-}
-
-impl MetricsSink for StopAfter {
-    fn iteration(&mut self, r: &IterationRecord) -> Result<(), SinkError> {
-        self.mem.iteration(r)
-    }
-    fn epoch(&mut self, r: &EpochRecord) -> Result<(), SinkError> {
-        self.mem.epoch(r)
-    }
-    fn finished(&mut self, r: &FinalRecord) -> Result<(), SinkError> {
-        self.mem.finished(r)
-    }
-    fn should_stop(&self) -> bool {
-        self.stop_after
-            .is_some_and(|n| self.mem.iterations.len() >= n)
-    }
 }
 
 fn run(
@@ -161,10 +141,7 @@ fn train_resume_from_checkpoint_is_bit_exact() {
 
     for stop_after in [3usize, 4] {
         let dir = tempfile::tempdir().unwrap();
-        let mut first = StopAfter {
-            stop_after: Some(stop_after),
-            ..StopAfter::default()
-        };
+        let mut first = StopSink::after_steps(stop_after);
         let (_, out) = run(&spec, &cfg, &ds, &dcfg, Some(dir.path()), &mut first);
         assert_eq!(out, TrainOutcome::Interrupted { epoch: 2 });
         assert!(checkpoint::exists(dir.path()));
@@ -236,10 +213,7 @@ fn train_sgd_cosine_resume_is_bit_exact() {
     let (ns, _) = run(&spec, &cfg, &ds, &dcfg, None, &mut straight);
     assert!(straight.epochs[1].lr < straight.epochs[0].lr);
     let dir = tempfile::tempdir().unwrap();
-    let mut first = StopAfter {
-        stop_after: Some(3),
-        ..StopAfter::default()
-    };
+    let mut first = StopSink::after_steps(3);
     run(&spec, &cfg, &ds, &dcfg, Some(dir.path()), &mut first);
     let (n2, out) = run(
         &spec,
@@ -343,10 +317,7 @@ fn train_stop_request_checkpoints_and_interrupts() {
     let (ds, dcfg) = data(16, 8);
     let cfg = small_cfg(2, 2);
     let dir = tempfile::tempdir().unwrap();
-    let mut sink = StopAfter {
-        stop_after: Some(0),
-        ..StopAfter::default()
-    };
+    let mut sink = StopSink::after_steps(0);
     let (_, out) = run(
         &ModelSpec::default(),
         &cfg,

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 
 use ablate_data::{AugmentKind, DataConfig, Dataset};
 use ablate_model::ops::kernels::Kernels;
-use ablate_model::train::{
-    fit, EpochRecord, FinalRecord, IterationRecord, MemorySink, MetricsSink, SinkError,
-    TrainConfig, TrainOutcome,
-};
+use ablate_model::train::{fit, MemorySink, TrainConfig, TrainOutcome};
 use ablate_model::{AttentionKind, ModelSpec, Net};
+
+mod common;
 use candle_core::{Device, Tensor};
+use common::sinks::{Stop, StopSink};
 
 fn data() -> (Dataset, DataConfig) {
     let ds = ablate_data::synthetic::generate(48, 20, 7);
@@ -48,30 +48,6 @@ fn weights(net: &Net) -> HashMap<String, Vec<f32>> {
         .into_iter()
         .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
         .collect()
-}
-
-/// Asks to stop at its `stop_at`-th poll (the generic path reports steps in groups, so a stop
-/// keyed on the records seen would come late).
-struct StopAtPoll {
-    mem: MemorySink,
-    polls: std::cell::Cell<usize>,
-    stop_at: usize,
-}
-
-impl MetricsSink for StopAtPoll {
-    fn iteration(&mut self, r: &IterationRecord) -> Result<(), SinkError> {
-        self.mem.iteration(r)
-    }
-    fn epoch(&mut self, r: &EpochRecord) -> Result<(), SinkError> {
-        self.mem.epoch(r)
-    }
-    fn finished(&mut self, r: &FinalRecord) -> Result<(), SinkError> {
-        self.mem.finished(r)
-    }
-    fn should_stop(&self) -> bool {
-        self.polls.set(self.polls.get() + 1);
-        self.polls.get() > self.stop_at
-    }
 }
 
 #[test]
@@ -124,11 +100,7 @@ fn generic_path_interrupts_and_resumes_bit_exactly() {
     // Stop before step 2 of epoch 1, and before step 1 of epoch 2.
     for stop_at in [2usize, 4] {
         let dir = tempfile::tempdir().unwrap();
-        let mut first = StopAtPoll {
-            mem: MemorySink::default(),
-            polls: Default::default(),
-            stop_at,
-        };
+        let mut first = StopSink::new(Stop::AtPoll(stop_at));
         let mut n1 = net(Kernels::Generic);
         let out = fit(
             &mut n1,

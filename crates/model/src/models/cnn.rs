@@ -66,7 +66,7 @@ impl SeedCnn {
         device: &Device,
     ) -> Result<SeedCnn> {
         let mut blocks = Vec::with_capacity(3);
-        let mut in_channels = crate::net::INPUT_CHANNELS;
+        let mut in_channels = crate::models::INPUT_CHANNELS;
         for (k, &channels) in BLOCK_CHANNELS.iter().enumerate() {
             let i = k + 1;
             let conv = Conv2d::new(

@@ -19,6 +19,11 @@ use crate::layers::{BatchNorm2d, Conv2d, Mode, Param};
 use crate::ops::block::{conv_bn_relu_eval, conv_bn_relu_train, BlockParams};
 use crate::ops::kernels::Kernels;
 
+/// Input channels the networks are built for (CIFAR: 3 x 32 x 32).
+pub const INPUT_CHANNELS: usize = 3;
+/// Input side (square).
+pub const INPUT_SIDE: usize = 32;
+
 /// Where named intermediates go (`Net::forward_inspect`), if anywhere.
 pub(crate) type Record<'a> = Option<&'a mut Vec<(String, Tensor)>>;
 

@@ -1,9 +1,11 @@
 //! Helpers shared by the tests: random tensors and error measures for the custom-op tests
-//! (`ops_*.rs`), and the golden references and their comparison ([`golden`]).
+//! (`ops_*.rs`), the golden references and their comparison ([`golden`]), and a metrics sink
+//! that stops a training run where a test wants ([`sinks`]).
 #![allow(dead_code)]
 
 #[macro_use]
 pub mod golden;
+pub mod sinks;
 
 use candle_core::{Device, Result, Tensor};
 use rand::{Rng, SeedableRng};

@@ -47,7 +47,7 @@ impl ResNet {
         let channels = spec.stage_channels();
         let conv1 = Conv2d::new(
             Conv2dConfig {
-                in_channels: crate::net::INPUT_CHANNELS,
+                in_channels: crate::models::INPUT_CHANNELS,
                 out_channels: channels[0],
                 kernel: 3,
                 padding: 1,
