@@ -10,20 +10,11 @@ use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod common;
+use common::nets::{directional_derivative, input, values};
+
 fn spec(s: &str) -> ModelSpec {
     s.parse().unwrap()
-}
-
-fn input(b: usize, seed: u64) -> Tensor {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let v: Vec<f32> = (0..b * 3 * 32 * 32)
-        .map(|_| rng.random::<f32>() * 4.0 - 2.0)
-        .collect();
-    Tensor::from_vec(v, (b, 3, 32, 32), &Device::Cpu).unwrap()
-}
-
-fn values(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
 }
 
 #[test]
@@ -420,25 +411,12 @@ fn check_gradients(s: &str, names: &[&str]) {
             gv.iter().any(|v| *v != 0.0),
             "{s}: {name} has an all-zero gradient"
         );
-        let p0 = var.as_tensor().copy().unwrap();
         // random signs, unit norm: every element moves by h / sqrt(n)
         let unit = 1.0 / (gv.len() as f32).sqrt();
         let d: Vec<f32> = (0..gv.len())
             .map(|_| if rng.random::<bool>() { unit } else { -unit })
             .collect();
-        let dt = Tensor::from_vec(d.clone(), p0.shape(), &dev).unwrap();
-        let analytic: f64 = gv
-            .iter()
-            .zip(&d)
-            .map(|(a, b)| (*a as f64) * (*b as f64))
-            .sum();
-        let h = 3e-3;
-        var.set(&(&p0 + (&dt * h).unwrap()).unwrap()).unwrap();
-        let lp = loss_of(&net);
-        var.set(&(&p0 - (&dt * h).unwrap()).unwrap()).unwrap();
-        let lm = loss_of(&net);
-        var.set(&p0).unwrap();
-        let numeric = (lp - lm) / (2.0 * h);
+        let (analytic, numeric) = directional_derivative(var, &gv, &d, 3e-3, || loss_of(&net));
         let err = (numeric - analytic).abs() / analytic.abs().max(1e-2);
         println!("{s} {name}: analytic {analytic:.6e} numeric {numeric:.6e} rel {err:.2e}");
         // The loss is only piecewise smooth (ReLU, max-pool and max reductions switch under

@@ -11,8 +11,9 @@ use ablate_model::layers::DropoutMasks;
 use ablate_model::ops::kernels::Kernels;
 use ablate_model::{Mode, ModelSpec, Net};
 use candle_core::{Device, Tensor};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+
+mod common;
+use common::nets::{directional_derivative, input, values};
 
 fn spec(s: &str) -> ModelSpec {
     format!("arch=resnet,{s}").parse().unwrap()
@@ -20,18 +21,6 @@ fn spec(s: &str) -> ModelSpec {
 
 fn net(s: &str, seed: u64) -> Net {
     Net::new(&spec(s), 10, &Device::Cpu, seed).unwrap()
-}
-
-fn input(b: usize, seed: u64) -> Tensor {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let v: Vec<f32> = (0..b * 3 * 32 * 32)
-        .map(|_| rng.random::<f32>() * 4.0 - 2.0)
-        .collect();
-    Tensor::from_vec(v, (b, 3, 32, 32), &Device::Cpu).unwrap()
-}
-
-fn values(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
 }
 
 const TRAIN: Mode = Mode::Train {
@@ -351,18 +340,11 @@ fn gradients_match_finite_differences() {
         let norm = gv.iter().map(|v| v * v).sum::<f32>().sqrt();
         let d: Vec<f32> = gv.iter().map(|v| v / norm).collect();
         let analytic: f64 = gv.iter().zip(&d).map(|(a, b)| f64::from(a * b)).sum();
-        let p0 = var.as_tensor().copy().unwrap();
-        let dt = Tensor::from_vec(d, p0.shape(), &Device::Cpu).unwrap();
         // small steps for large gradients (curvature), larger ones for small gradients, so
         // that the f32 loss moves by hundreds of its rounding steps (3e-3: the SE MLP's
         // gradient of 1e-3 gives 30 steps and a 6% quantization error; 2e-2: 0.3%)
         let h = (3e-5 / analytic.abs()).clamp(3e-3, 3e-2);
-        var.set(&(&p0 + (&dt * h).unwrap()).unwrap()).unwrap();
-        let lp = loss_of(&n);
-        var.set(&(&p0 - (&dt * h).unwrap()).unwrap()).unwrap();
-        let lm = loss_of(&n);
-        var.set(&p0).unwrap();
-        let numeric = (lp - lm) / (2.0 * h);
+        let (analytic, numeric) = directional_derivative(var, &gv, &d, h, || loss_of(&n));
         let err = (numeric - analytic).abs() / analytic.abs();
         // piecewise smooth and in f32: a few percent; a missing path is far off
         assert!(

@@ -5,6 +5,7 @@
 
 #[macro_use]
 pub mod golden;
+pub mod nets;
 pub mod sinks;
 
 use candle_core::{Device, Result, Tensor};
