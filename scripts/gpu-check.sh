@@ -17,8 +17,9 @@
 # --cpu     the same steps on the CPU, with the device-generic kernels (what a GPU runs) and
 #           small sizes; the PyTorch column when `--python` (default python3) imports torch.
 #           CI runs this mode, so the script cannot rot.
-# --bin     the ablate binary (default: target/cuda/release/ablate on a GPU, else
-#           target/release/ablate or target/debug/ablate; or $ABLATE_BIN).
+# --bin     the ablate binary (default: target/cuda/release/ablate on a GPU, or its .xz when
+#           only that is there; else target/release/ablate or target/debug/ablate; or
+#           $ABLATE_BIN). A path ending in .xz is unpacked to a temporary file first.
 # --data    CIFAR-10 as an image-folder .tar.gz (default data/cifar10-jpeg.tar.gz, else
 #           ../shared/data/cifar10-jpeg.tar.gz; with --cpu and neither: synthetic data).
 # --out     where the logs and results go (default: a new temporary folder, printed).
@@ -61,6 +62,18 @@ else
             [[ -x $cand ]] && { bin=$cand; break; }
         done
     fi
+fi
+# The compressed binary (`scripts/build-cuda.sh` writes ABLATE.xz beside it: a third of the
+# size, so that it travels to a GPU machine) is unpacked to a temporary file first.
+if [[ -n $bin && ! -x $bin && -f $bin.xz ]]; then
+    bin=$bin.xz
+fi
+if [[ $bin == *.xz ]]; then
+    unpacked=$(mktemp -d)/ablate
+    xz -dc "$bin" > "$unpacked" && chmod +x "$unpacked" \
+        || { echo "gpu-check: cannot unpack $bin" >&2; exit 2; }
+    echo "gpu-check: unpacked $bin to $unpacked"
+    bin=$unpacked
 fi
 [[ -n $bin && -x $bin ]] || { echo "gpu-check: no ablate binary at '${bin:-?}' (--bin)" >&2; exit 2; }
 if [[ -z $data ]]; then

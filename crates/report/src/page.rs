@@ -217,8 +217,19 @@ pub(crate) fn html_table(headers: &[String], rows: &[Vec<String>], left: usize) 
 
 /// index.html: one page, no external resources.
 pub fn html(r: &Report) -> String {
-    let e = html_escape;
     let mut h = String::new();
+    html_headline(r, &mut h);
+    html_variants(r, &mut h);
+    html_comparisons(r, &mut h);
+    html_problems(r, &mut h);
+    html_charts(r, &mut h);
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// The page's head, title, summary line and headline list.
+fn html_headline(r: &Report, h: &mut String) {
+    let e = html_escape;
     let title = if r.experiment.is_empty() {
         "Ablation report".to_string()
     } else {
@@ -258,7 +269,11 @@ pub fn html(r: &Report) -> String {
         h.push_str("</ul></li>");
     }
     h.push_str("</ul>\n");
+}
 
+/// The variants table.
+fn html_variants(r: &Report, h: &mut String) {
+    let e = html_escape;
     h.push_str("<h2>Variants</h2>\n");
     if r.analysis.variants.is_empty() {
         h.push_str("<p>No trials.</p>\n");
@@ -300,6 +315,11 @@ pub fn html(r: &Report) -> String {
         h.push_str("</tbody></table>\n");
         h.push_str(&format!("<p class=\"notes\">{}</p>\n", e(TABLE_NOTES)));
     }
+}
+
+/// The comparisons with the baseline and the noise sources.
+fn html_comparisons(r: &Report, h: &mut String) {
+    let e = html_escape;
     let rows = comparison_rows(r.analysis);
     if !rows.is_empty() {
         h.push_str("<h2>Comparisons with the baseline</h2>\n");
@@ -313,7 +333,11 @@ pub fn html(r: &Report) -> String {
         h.push_str("<h2>Where the noise comes from</h2>\n");
         h.push_str(&noise.html());
     }
+}
 
+/// Failed, diverged and unfinished trials, each error folded under its first line.
+fn html_problems(r: &Report, h: &mut String) {
+    let e = html_escape;
     h.push_str("<h2>Failed, diverged and unfinished trials</h2>\n");
     let problems = problem_rows(r.trials);
     if problems.is_empty() {
@@ -346,7 +370,11 @@ pub fn html(r: &Report) -> String {
         }
         h.push_str("</tbody></table>\n");
     }
+}
 
+/// The charts, inline, and the ones not drawn with why.
+fn html_charts(r: &Report, h: &mut String) {
+    let e = html_escape;
     h.push_str("<h2>Charts</h2>\n");
     for c in &r.charts {
         h.push_str(&format!(
@@ -373,8 +401,6 @@ pub fn html(r: &Report) -> String {
         }
         h.push_str("</ul>\n");
     }
-    h.push_str("</body></html>\n");
-    h
 }
 
 #[cfg(test)]

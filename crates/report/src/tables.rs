@@ -6,9 +6,10 @@ use std::collections::BTreeSet;
 use ablate_schema::TrialState;
 
 use crate::analysis::{Analysis, BaselineReason, Variant};
-use crate::comparison::{Method, Verdict};
+use crate::comparison::{Comparison, Method, Verdict};
 use crate::load::Trial;
 use crate::stats::adjust::Adjust;
+use crate::stats::bootstrap::Estimate;
 
 /// Column headers of the variant table; the adjusted p-value's names its method.
 pub fn variant_headers(adjust: Adjust) -> Vec<String> {
@@ -333,140 +334,162 @@ fn num(v: Option<f64>) -> String {
     }
 }
 
+/// What the cells of a summary.csv row are computed from.
+struct RowContext<'a> {
+    a: &'a Analysis,
+    v: &'a Variant,
+    /// The primary comparison with the baseline.
+    c: Option<&'a Comparison>,
+    /// The comparison, when it is the paired one.
+    paired: Option<&'a Comparison>,
+    pi: Option<Estimate>,
+}
+
+/// A summary.csv cell.
+type Cell = fn(&RowContext) -> String;
+
+/// summary.csv's fixed columns, in order, each with its cell: the one definition of the file's
+/// layout (the axis columns `axis.KEY` follow).
+const SUMMARY_COLUMNS: &[(&str, Cell)] = &[
+    ("variant_id", |r| r.v.id.clone()),
+    ("variant", |r| r.v.label.clone()),
+    ("attention", |r| r.v.attention.clone()),
+    ("is_baseline", |r| r.v.is_baseline.to_string()),
+    ("is_best", |r| r.v.is_best.to_string()),
+    ("trials", |r| r.v.trials.to_string()),
+    ("seeds_completed", |r| r.v.completed().to_string()),
+    ("params", |r| {
+        r.v.params.map(|p| p.to_string()).unwrap_or_default()
+    }),
+    ("macs", |r| {
+        r.v.macs.map(|p| p.to_string()).unwrap_or_default()
+    }),
+    ("final_test_acc_mean", |r| {
+        num(nonempty(&r.v.final_acc, r.v.final_acc.mean))
+    }),
+    ("final_test_acc_std", |r| num(Some(r.v.final_acc.std))),
+    ("final_test_acc_ci95_low", |r| {
+        num(r.v.final_ci.map(|c| c.0))
+    }),
+    ("final_test_acc_ci95_high", |r| {
+        num(r.v.final_ci.map(|c| c.1))
+    }),
+    ("best_test_acc_mean", |r| {
+        num(nonempty(&r.v.best_acc, r.v.best_acc.mean))
+    }),
+    ("best_test_acc_std", |r| num(Some(r.v.best_acc.std))),
+    ("diff_vs_baseline_points", |r| num(r.v.diff_points)),
+    ("welch_t", |r| num(r.v.welch.map(|t| t.t))),
+    ("welch_df", |r| num(r.v.welch.map(|t| t.df))),
+    ("welch_p", |r| num(r.v.welch.map(|t| t.p))),
+    ("paired_n", |r| {
+        r.paired.map(|p| p.n.to_string()).unwrap_or_default()
+    }),
+    ("paired_diff_points", |r| {
+        num(r.paired.map(|p| p.diff_points))
+    }),
+    ("paired_p", |r| {
+        num(r.paired.and_then(|p| p.test).map(|t| t.p))
+    }),
+    ("primary_analysis", |r| {
+        r.c.map(|c| c.method.as_str().to_string())
+            .unwrap_or_default()
+    }),
+    ("diff_points", |r| num(r.c.map(|c| c.diff_points))),
+    ("diff_ci95_low_points", |r| {
+        num(r.c.and_then(|c| c.ci_points).map(|x| x.0))
+    }),
+    ("diff_ci95_high_points", |r| {
+        num(r.c.and_then(|c| c.ci_points).map(|x| x.1))
+    }),
+    ("p", |r| num(r.c.and_then(|c| c.test).map(|t| t.p))),
+    ("p_adjusted", |r| num(r.c.and_then(|c| c.p_adjusted))),
+    ("adjust", |r| {
+        r.c.map(|_| r.a.options.adjust.as_str().to_string())
+            .unwrap_or_default()
+    }),
+    ("verdict", |r| {
+        r.c.map(|c| c.verdict.as_str().to_string())
+            .unwrap_or_default()
+    }),
+    ("prob_improvement", |r| num(r.pi.map(|e| e.value))),
+    ("prob_improvement_ci95_low", |r| {
+        num(r.pi.and_then(|e| e.ci).map(|x| x.0))
+    }),
+    ("prob_improvement_ci95_high", |r| {
+        num(r.pi.and_then(|e| e.ci).map(|x| x.1))
+    }),
+    ("spread_points", |r| num(r.c.and_then(|c| c.sd_points))),
+    ("detectable_diff_points", |r| {
+        num(r.c.and_then(|c| c.detectable_points))
+    }),
+    ("power_level", |r| num(r.c.map(|c| c.power_level))),
+    ("effect_points", |r| {
+        num(r.c.map(|_| r.a.options.effect_points))
+    }),
+    ("seeds_for_effect", |r| {
+        seeds(r.c.and_then(|c| c.seeds_for_effect))
+    }),
+    ("more_seeds_for_effect", |r| {
+        seeds(r.c.and_then(|c| c.more_seeds()))
+    }),
+    ("iqm", |r| num(r.v.iqm.map(|e| e.value))),
+    ("iqm_ci95_low", |r| {
+        num(r.v.iqm.and_then(|e| e.ci).map(|x| x.0))
+    }),
+    ("iqm_ci95_high", |r| {
+        num(r.v.iqm.and_then(|e| e.ci).map(|x| x.1))
+    }),
+    ("seconds_per_epoch", |r| num(r.v.seconds_per_epoch)),
+    ("images_per_sec", |r| num(r.v.images_per_sec)),
+];
+
+/// A mean, empty when the sample is.
+fn nonempty(s: &crate::stats::Sample, x: f64) -> Option<f64> {
+    (s.n > 0).then_some(x)
+}
+
+/// A seed count, empty when unknown.
+fn seeds(x: Option<crate::stats::power::SeedsNeeded>) -> String {
+    x.map(|n| n.to_string()).unwrap_or_default()
+}
+
 /// summary.csv: one row per variant, numbers unformatted (fractions for
 /// accuracies, points for differences), empty cells for missing values.
 pub fn summary_csv(a: &Analysis) -> String {
     // In column order (trials.parquet sorts its axis columns by key).
     let axis_keys: BTreeSet<&String> = a.variants.iter().flat_map(|v| v.axes.keys()).collect();
-    let mut headers: Vec<String> = [
-        "variant_id",
-        "variant",
-        "attention",
-        "is_baseline",
-        "is_best",
-        "trials",
-        "seeds_completed",
-        "params",
-        "macs",
-        "final_test_acc_mean",
-        "final_test_acc_std",
-        "final_test_acc_ci95_low",
-        "final_test_acc_ci95_high",
-        "best_test_acc_mean",
-        "best_test_acc_std",
-        "diff_vs_baseline_points",
-        "welch_t",
-        "welch_df",
-        "welch_p",
-        "paired_n",
-        "paired_diff_points",
-        "paired_p",
-        "primary_analysis",
-        "diff_points",
-        "diff_ci95_low_points",
-        "diff_ci95_high_points",
-        "p",
-        "p_adjusted",
-        "adjust",
-        "verdict",
-        "prob_improvement",
-        "prob_improvement_ci95_low",
-        "prob_improvement_ci95_high",
-        "spread_points",
-        "detectable_diff_points",
-        "power_level",
-        "effect_points",
-        "seeds_for_effect",
-        "more_seeds_for_effect",
-        "iqm",
-        "iqm_ci95_low",
-        "iqm_ci95_high",
-        "seconds_per_epoch",
-        "images_per_sec",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    headers.extend(axis_keys.iter().map(|k| format!("axis.{k}")));
-    let mut out = headers
+    let headers = SUMMARY_COLUMNS
         .iter()
-        .map(|h| csv_field(h))
-        .collect::<Vec<_>>()
-        .join(",");
-    out.push('\n');
+        .map(|(name, _)| name.to_string())
+        .chain(axis_keys.iter().map(|k| format!("axis.{k}")));
+    let mut out = csv_line(headers);
     for v in &a.variants {
-        let nonempty = |s: &crate::stats::Sample, x: f64| (s.n > 0).then_some(x);
         let c = v.comparison.as_ref();
-        let paired = c.filter(|c| c.method == Method::Paired);
-        let pi = c.and_then(|c| c.prob_improvement);
-        let seeds = |x: Option<crate::stats::power::SeedsNeeded>| {
-            x.map(|n| n.to_string()).unwrap_or_default()
+        let r = RowContext {
+            a,
+            v,
+            c,
+            paired: c.filter(|c| c.method == Method::Paired),
+            pi: c.and_then(|c| c.prob_improvement),
         };
-        let mut row = vec![
-            v.id.clone(),
-            v.label.clone(),
-            v.attention.clone(),
-            v.is_baseline.to_string(),
-            v.is_best.to_string(),
-            v.trials.to_string(),
-            v.completed().to_string(),
-            v.params.map(|p| p.to_string()).unwrap_or_default(),
-            v.macs.map(|p| p.to_string()).unwrap_or_default(),
-            num(nonempty(&v.final_acc, v.final_acc.mean)),
-            num(Some(v.final_acc.std)),
-            num(v.final_ci.map(|c| c.0)),
-            num(v.final_ci.map(|c| c.1)),
-            num(nonempty(&v.best_acc, v.best_acc.mean)),
-            num(Some(v.best_acc.std)),
-            num(v.diff_points),
-            num(v.welch.map(|t| t.t)),
-            num(v.welch.map(|t| t.df)),
-            num(v.welch.map(|t| t.p)),
-            paired.map(|p| p.n.to_string()).unwrap_or_default(),
-            num(paired.map(|p| p.diff_points)),
-            num(paired.and_then(|p| p.test).map(|t| t.p)),
-            c.map(|c| c.method.as_str().to_string()).unwrap_or_default(),
-            num(c.map(|c| c.diff_points)),
-            num(c.and_then(|c| c.ci_points).map(|x| x.0)),
-            num(c.and_then(|c| c.ci_points).map(|x| x.1)),
-            num(c.and_then(|c| c.test).map(|t| t.p)),
-            num(c.and_then(|c| c.p_adjusted)),
-            c.map(|_| a.options.adjust.as_str().to_string())
-                .unwrap_or_default(),
-            c.map(|c| c.verdict.as_str().to_string())
-                .unwrap_or_default(),
-            num(pi.map(|e| e.value)),
-            num(pi.and_then(|e| e.ci).map(|x| x.0)),
-            num(pi.and_then(|e| e.ci).map(|x| x.1)),
-            num(c.and_then(|c| c.sd_points)),
-            num(c.and_then(|c| c.detectable_points)),
-            num(c.map(|c| c.power_level)),
-            num(c.map(|_| a.options.effect_points)),
-            seeds(c.and_then(|c| c.seeds_for_effect)),
-            seeds(c.and_then(|c| c.more_seeds())),
-            num(v.iqm.map(|e| e.value)),
-            num(v.iqm.and_then(|e| e.ci).map(|x| x.0)),
-            num(v.iqm.and_then(|e| e.ci).map(|x| x.1)),
-            num(v.seconds_per_epoch),
-            num(v.images_per_sec),
-        ];
-        for k in &axis_keys {
-            row.push(
-                v.axes
-                    .get(*k)
-                    .map(|val| val.to_string())
-                    .unwrap_or_default(),
-            );
-        }
-        out.push_str(
-            &row.iter()
-                .map(|c| csv_field(c))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        out.push('\n');
+        let cells = SUMMARY_COLUMNS.iter().map(|(_, cell)| cell(&r));
+        let axes = axis_keys.iter().map(|k| {
+            v.axes
+                .get(*k)
+                .map(|val| val.to_string())
+                .unwrap_or_default()
+        });
+        out.push_str(&csv_line(cells.chain(axes)));
     }
     out
+}
+
+/// One CSV line of `fields`, quoted where needed, with its newline.
+fn csv_line(fields: impl Iterator<Item = String>) -> String {
+    let mut line = fields.map(|f| csv_field(&f)).collect::<Vec<_>>().join(",");
+    line.push('\n');
+    line
 }
 
 /// Escapes text for HTML.

@@ -46,6 +46,33 @@ pub fn open(name: &str) -> anyhow::Result<Device> {
     Device::new_cuda(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))
 }
 
+/// Checks, before a local sweep starts its trials, that this machine has the CUDA devices of
+/// `ordinals` (`--devices cuda:N,...`): a machine without a usable driver or with fewer GPUs
+/// fails at once, in one line, instead of every trial failing the same way.
+pub fn check_cuda_ordinals(ordinals: &[usize]) -> anyhow::Result<()> {
+    let Some(&highest) = ordinals.iter().max() else {
+        return Ok(());
+    };
+    match describe::cuda_devices() {
+        // Refused earlier, by the device list's parser, with the same advice as `open`.
+        describe::CudaDevices::NotCompiled => Ok(()),
+        describe::CudaDevices::Unusable(why) => anyhow::bail!(
+            "device `cuda:{highest}`: no usable CUDA device on this machine: {why} \
+             (`ablate devices` shows what it has)"
+        ),
+        describe::CudaDevices::Found { devices, .. } if highest >= devices.len() => {
+            anyhow::bail!(
+                "device `cuda:{highest}`: this machine has {} CUDA device{} (cuda:0 to cuda:{}; \
+                 `ablate devices` lists them)",
+                devices.len(),
+                if devices.len() == 1 { "" } else { "s" },
+                devices.len() - 1
+            )
+        }
+        describe::CudaDevices::Found { .. } => Ok(()),
+    }
+}
+
 /// A failure of the device itself, as opposed to the trial's configuration or data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceFailure {

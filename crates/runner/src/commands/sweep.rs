@@ -23,7 +23,7 @@ use crate::exec::exit_codes::{SWEEP_INTERRUPTED, SWEEP_OK, SWEEP_TRIALS_FAILED};
 use crate::exec::lock::SweepLock;
 use crate::exec::progress::Progress;
 use crate::exec::run::{run_trials, RunOptions, TrialJob};
-use crate::exec::scheduler::{make_slots, parse_devices};
+use crate::exec::scheduler::{make_slots, parse_devices, Device};
 use crate::exec::signals::StopFlag;
 use crate::exec::slurm;
 use crate::results::parquet;
@@ -65,6 +65,15 @@ pub fn run(args: SweepArgs) -> CommandResult {
     let stop = StopFlag::install().context("cannot install the Ctrl-C handler")?;
     if !args.slurm {
         refuse_if_slurm_job_active(&dir)?;
+        // Under Slurm the GPUs are the nodes', not this machine's.
+        let cuda: Vec<usize> = devices
+            .iter()
+            .filter_map(|d| match d {
+                Device::Cuda(i) => Some(*i),
+                Device::Cpu => None,
+            })
+            .collect();
+        crate::device::check_cuda_ordinals(&cuda)?;
     }
     // Trials started by this command: a later round does not run a failed one again.
     let mut attempted: HashSet<String> = HashSet::new();

@@ -96,34 +96,77 @@ pub fn run_trials(
     stop: &StopFlag,
     progress: &mut Progress,
 ) -> Result<RunReport, RunError> {
-    let mut sched = Scheduler::new(opts.slots.len(), jobs.len(), order, opts.retries);
-    let mut running: Vec<Option<Running>> = (0..opts.slots.len()).map(|_| None).collect();
-    let mut states = vec![None; jobs.len()];
-    let mut forwarded = 0usize;
-    let mut no_space: Option<PathBuf> = None;
-    let mut last_progress = Instant::now();
+    let mut run = SweepLoop {
+        jobs,
+        opts,
+        sched: Scheduler::new(opts.slots.len(), jobs.len(), order, opts.retries),
+        running: (0..opts.slots.len()).map(|_| None).collect(),
+        states: vec![None; jobs.len()],
+        forwarded: 0,
+        no_space: None,
+        last_progress: Instant::now(),
+    };
     loop {
-        let signals = stop.count();
-        if signals > forwarded {
-            if forwarded == 0 {
-                sched.stop();
-                progress.println(
-                    "stopping: running trials checkpoint and exit (Ctrl-C again to kill them now)",
-                );
-                for r in running.iter().flatten() {
-                    send_signal(&r.child, libc::SIGINT);
-                }
-            } else {
-                progress.println("killing running trials; they resume from their last checkpoint");
-                for r in running.iter().flatten() {
-                    send_signal(&r.child, libc::SIGKILL);
-                }
-            }
-            forwarded = signals;
+        run.forward_signals(stop.count(), progress);
+        run.launch_ready(progress)?;
+        run.poll_children(progress)?;
+        run.stop_on_full_disk(progress);
+        if run.sched.is_done() {
+            break;
         }
+        std::thread::sleep(opts.poll);
+    }
+    Ok(RunReport {
+        states: run.states,
+        interrupted: run.forwarded > 0,
+        no_space: run.no_space,
+    })
+}
 
-        while let Some((slot, job)) = sched.next_launch() {
-            let j = &jobs[job];
+/// The state of [`run_trials`]' loop.
+struct SweepLoop<'a> {
+    jobs: &'a [TrialJob],
+    opts: &'a RunOptions,
+    sched: Scheduler,
+    /// The child running on each slot.
+    running: Vec<Option<Running>>,
+    /// How each launched job ended.
+    states: Vec<Option<TrialState>>,
+    /// Stop signals already acted on.
+    forwarded: usize,
+    /// The first trial that ran out of disk space.
+    no_space: Option<PathBuf>,
+    last_progress: Instant,
+}
+
+impl SweepLoop<'_> {
+    /// Acts on stop signals not yet acted on: the first stops launching and asks the children
+    /// to checkpoint and exit (SIGINT), a later one kills them.
+    fn forward_signals(&mut self, signals: usize, progress: &mut Progress) {
+        if signals <= self.forwarded {
+            return;
+        }
+        if self.forwarded == 0 {
+            self.sched.stop();
+            progress.println(
+                "stopping: running trials checkpoint and exit (Ctrl-C again to kill them now)",
+            );
+            for r in self.running.iter().flatten() {
+                send_signal(&r.child, libc::SIGINT);
+            }
+        } else {
+            progress.println("killing running trials; they resume from their last checkpoint");
+            for r in self.running.iter().flatten() {
+                send_signal(&r.child, libc::SIGKILL);
+            }
+        }
+        self.forwarded = signals;
+    }
+
+    /// Starts the jobs the scheduler hands out, each on its slot, marking it running.
+    fn launch_ready(&mut self, progress: &mut Progress) -> Result<(), RunError> {
+        while let Some((slot, job)) = self.sched.next_launch() {
+            let j = &self.jobs[job];
             let status_err = |source| RunError::Status {
                 trial_id: j.trial_id.clone(),
                 source: Box::new(source),
@@ -131,7 +174,7 @@ pub fn run_trials(
             let mut status = read_status(&j.dir).map_err(status_err)?;
             let attempts_before = status.attempts;
             status.status = TrialState::Running;
-            status.device = Some(opts.slots[slot].device.to_string());
+            status.device = Some(self.opts.slots[slot].device.to_string());
             status.ended_at = None;
             status.error = None;
             status.exit_code = None;
@@ -139,13 +182,13 @@ pub fn run_trials(
             write_json_atomic(&j.dir.join(files::STATUS), &status).map_err(status_err)?;
             progress.started(
                 slot,
-                &opts.slots[slot].to_string(),
+                &self.opts.slots[slot].to_string(),
                 job,
-                sched.attempts(job),
+                self.sched.attempts(job),
             );
-            match opts.child.spawn(&j.dir, &opts.slots[slot]) {
+            match self.opts.child.spawn(&j.dir, &self.opts.slots[slot]) {
                 Ok(child) => {
-                    running[slot] = Some(Running {
+                    self.running[slot] = Some(Running {
                         job,
                         child,
                         attempts_before,
@@ -156,26 +199,31 @@ pub fn run_trials(
                     status.attempts = attempts_before + 1;
                     status.error = Some(format!(
                         "cannot start `{} trial {}`: {e}",
-                        opts.child.exe.display(),
+                        self.opts.child.exe.display(),
                         j.dir.display()
                     ));
                     status.ended_at = Some(now_rfc3339());
                     write_json_atomic(&j.dir.join(files::STATUS), &status).map_err(status_err)?;
-                    let d = sched.finished(slot, TrialState::Failed);
-                    note_decision(progress, &mut states, slot, job, d, &e.to_string());
+                    let d = self.sched.finished(slot, TrialState::Failed);
+                    note_decision(progress, &mut self.states, slot, job, d, &e.to_string());
                 }
             }
         }
+        Ok(())
+    }
 
-        let show = last_progress.elapsed() >= Duration::from_millis(500);
+    /// Polls every running child: updates its progress line (every 500 ms), and records the
+    /// ones that exited.
+    fn poll_children(&mut self, progress: &mut Progress) -> Result<(), RunError> {
+        let show = self.last_progress.elapsed() >= Duration::from_millis(500);
         if show {
-            last_progress = Instant::now();
+            self.last_progress = Instant::now();
         }
-        for (slot, entry) in running.iter_mut().enumerate() {
-            let Some(r) = entry.as_mut() else {
+        for slot in 0..self.running.len() {
+            let Some(r) = self.running[slot].as_mut() else {
                 continue;
             };
-            let j = &jobs[r.job];
+            let j = &self.jobs[r.job];
             let exited = r.child.try_wait().map_err(|source| RunError::Wait {
                 trial_id: j.trial_id.clone(),
                 source,
@@ -186,45 +234,53 @@ pub fn run_trials(
                 Some(exit) => {
                     // The last epochs may have finished between two polls.
                     progress.update(slot, r.job, &read_progress(&j.dir));
-                    let r = entry.take().expect("checked above");
-                    let exit = ChildExit::from(exit);
-                    let (state, detail) =
-                        record_exit(&j.dir, exit, r.attempts_before, sched.is_stopping()).map_err(
-                            |source| RunError::Status {
-                                trial_id: j.trial_id.clone(),
-                                source: Box::new(source),
-                            },
-                        )?;
-                    let d = sched.finished(slot, state);
-                    note_decision(progress, &mut states, slot, r.job, d, &detail);
-                    if exit == ChildExit::Code(exit_codes::TRIAL_NO_SPACE) && no_space.is_none() {
-                        no_space = Some(j.dir.clone());
-                    }
+                    let r = self.running[slot].take().expect("checked above");
+                    self.record_end(slot, r, ChildExit::from(exit), progress)?;
                 }
             }
         }
-        if let Some(dir) = no_space.as_ref().filter(|_| !sched.is_stopping()) {
-            // Every other trial would fail the same way: stop as on Ctrl-C.
-            sched.stop();
-            progress.println(&format!(
-                "stopping: no space left on device in {}; running trials checkpoint and exit",
-                dir.display()
-            ));
-            for other in running.iter().flatten() {
-                send_signal(&other.child, libc::SIGINT);
-            }
-        }
-
-        if sched.is_done() {
-            break;
-        }
-        std::thread::sleep(opts.poll);
+        Ok(())
     }
-    Ok(RunReport {
-        states,
-        interrupted: forwarded > 0,
-        no_space,
-    })
+
+    /// Records how the child of `slot` ended and tells the scheduler.
+    fn record_end(
+        &mut self,
+        slot: usize,
+        r: Running,
+        exit: ChildExit,
+        progress: &mut Progress,
+    ) -> Result<(), RunError> {
+        let j = &self.jobs[r.job];
+        let (state, detail) =
+            record_exit(&j.dir, exit, r.attempts_before, self.sched.is_stopping()).map_err(
+                |source| RunError::Status {
+                    trial_id: j.trial_id.clone(),
+                    source: Box::new(source),
+                },
+            )?;
+        let d = self.sched.finished(slot, state);
+        note_decision(progress, &mut self.states, slot, r.job, d, &detail);
+        if exit == ChildExit::Code(exit_codes::TRIAL_NO_SPACE) && self.no_space.is_none() {
+            self.no_space = Some(j.dir.clone());
+        }
+        Ok(())
+    }
+
+    /// After a trial ran out of disk space, stops as on Ctrl-C: every other trial would fail
+    /// the same way.
+    fn stop_on_full_disk(&mut self, progress: &mut Progress) {
+        let Some(dir) = self.no_space.as_ref().filter(|_| !self.sched.is_stopping()) else {
+            return;
+        };
+        self.sched.stop();
+        progress.println(&format!(
+            "stopping: no space left on device in {}; running trials checkpoint and exit",
+            dir.display()
+        ));
+        for other in self.running.iter().flatten() {
+            send_signal(&other.child, libc::SIGINT);
+        }
+    }
 }
 
 fn note_decision(
