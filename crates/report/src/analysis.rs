@@ -196,53 +196,7 @@ pub fn analyze(
     let mut variants: Vec<Variant> = order
         .iter()
         .enumerate()
-        .map(|(i, id)| {
-            let ts = &groups[id];
-            let first = ts[0];
-            let done: Vec<&Trial> = ts
-                .iter()
-                .copied()
-                .filter(|t| t.status == TrialState::Completed && t.final_test_acc.is_some())
-                .collect();
-            let finals: Vec<f64> = done.iter().filter_map(|t| t.final_test_acc).collect();
-            let bests: Vec<f64> = done.iter().filter_map(|t| t.best_test_acc).collect();
-            let final_acc = Sample::of(&finals);
-            let seconds_per_epoch = mean(done.iter().filter_map(|t| {
-                epoch_timing.get(&t.trial_id).and_then(|x| x.0).or_else(|| {
-                    let (s, e) = (t.train_seconds, t.epochs_done);
-                    (e > 0 && s > 0.0).then(|| s / e as f64)
-                })
-            }));
-            let images_per_sec = mean(done.iter().filter_map(|t| {
-                t.images_per_sec
-                    .or_else(|| epoch_timing.get(&t.trial_id).and_then(|x| x.1))
-            }));
-            Variant {
-                id: id.to_string(),
-                label: first.variant.clone(),
-                attention: first.attention.clone(),
-                axes: first.axes.clone(),
-                order: i,
-                trials: ts.len(),
-                final_by_seed: done
-                    .iter()
-                    .filter_map(|t| Some((t.seed, t.final_test_acc?)))
-                    .collect(),
-                params: ts.iter().find_map(|t| t.params),
-                macs: ts.iter().find_map(|t| t.macs),
-                final_ci: final_acc.confidence_interval(CONFIDENCE),
-                final_acc,
-                best_acc: Sample::of(&bests),
-                diff_points: None,
-                welch: None,
-                comparison: None,
-                iqm: None,
-                seconds_per_epoch,
-                images_per_sec,
-                is_baseline: false,
-                is_best: false,
-            }
-        })
+        .map(|(i, id)| variant_of(i, id, &groups[id], epoch_timing))
         .collect();
 
     // Baseline.
@@ -288,6 +242,60 @@ pub fn analyze(
         top,
         comparisons: 0,
         options: CompareOptions::default(),
+    }
+}
+
+/// One variant's row of the table from its trials `ts` (in file order; `order`: the variant's
+/// position in the files), before the comparisons with the baseline.
+fn variant_of(
+    i: usize,
+    id: &str,
+    ts: &[&Trial],
+    epoch_timing: &HashMap<String, (Option<f64>, Option<f64>)>,
+) -> Variant {
+    let first = ts[0];
+    let done: Vec<&Trial> = ts
+        .iter()
+        .copied()
+        .filter(|t| t.status == TrialState::Completed && t.final_test_acc.is_some())
+        .collect();
+    let finals: Vec<f64> = done.iter().filter_map(|t| t.final_test_acc).collect();
+    let bests: Vec<f64> = done.iter().filter_map(|t| t.best_test_acc).collect();
+    let final_acc = Sample::of(&finals);
+    let seconds_per_epoch = mean(done.iter().filter_map(|t| {
+        epoch_timing.get(&t.trial_id).and_then(|x| x.0).or_else(|| {
+            let (s, e) = (t.train_seconds, t.epochs_done);
+            (e > 0 && s > 0.0).then(|| s / e as f64)
+        })
+    }));
+    let images_per_sec = mean(done.iter().filter_map(|t| {
+        t.images_per_sec
+            .or_else(|| epoch_timing.get(&t.trial_id).and_then(|x| x.1))
+    }));
+    Variant {
+        id: id.to_string(),
+        label: first.variant.clone(),
+        attention: first.attention.clone(),
+        axes: first.axes.clone(),
+        order: i,
+        trials: ts.len(),
+        final_by_seed: done
+            .iter()
+            .filter_map(|t| Some((t.seed, t.final_test_acc?)))
+            .collect(),
+        params: ts.iter().find_map(|t| t.params),
+        macs: ts.iter().find_map(|t| t.macs),
+        final_ci: final_acc.confidence_interval(CONFIDENCE),
+        final_acc,
+        best_acc: Sample::of(&bests),
+        diff_points: None,
+        welch: None,
+        comparison: None,
+        iqm: None,
+        seconds_per_epoch,
+        images_per_sec,
+        is_baseline: false,
+        is_best: false,
     }
 }
 

@@ -395,6 +395,9 @@ fn backward_cpu(g: &Geom, x: &[f32], wt: &[f32], dy: &[f32], need_dx: bool) -> C
 /// Backward kernel with the output gradient supplied one image at a time: `dy_of(img, f)`
 /// calls `f` with image `img`'s `[Cout, oh*ow]` gradient (a slice of a whole-batch tensor, or
 /// computed on the fly into a buffer by a fused op).
+///
+/// Long on purpose: the per-image gemms for the weight and input gradients and the col2im
+/// share one set of per-thread buffers, allocated once per call.
 pub(crate) fn backward_cpu_with<D>(
     g: &Geom,
     x: &[f32],

@@ -336,16 +336,46 @@ pub fn record_exit(
         .error
         .take()
         .filter(|_| status.status != TrialState::Running);
-    let (state, headline) = match exit {
+    let (state, headline) = classify_exit(dir, exit, status.status, child_error, stopping);
+    let detail = headline.clone().unwrap_or_default();
+    status.error = headline.and_then(|h| with_log_tail(dir, state, h));
+    status.status = state;
+    match exit {
+        ChildExit::Code(c) => {
+            status.exit_code = Some(c);
+            status.signal = None;
+        }
+        ChildExit::Signal(s) => {
+            status.exit_code = None;
+            status.signal = Some(s);
+        }
+    }
+    status.pid = None;
+    status.ended_at = Some(now_rfc3339());
+    write_json_atomic(&dir.join(files::STATUS), &status)?;
+    Ok((state, detail))
+}
+
+/// How a child's exit reads: the trial's state and, when it did not end well, a one-line
+/// headline. `recorded`: the state the child wrote in `status.json`; `child_error`: the error
+/// it recorded there.
+fn classify_exit(
+    dir: &Path,
+    exit: ChildExit,
+    recorded: TrialState,
+    child_error: Option<String>,
+    stopping: bool,
+) -> (TrialState, Option<String>) {
+    match exit {
         ChildExit::Code(exit_codes::TRIAL_COMPLETED) => {
-            if status.status == TrialState::Completed {
+            if recorded == TrialState::Completed {
                 (TrialState::Completed, None)
             } else {
                 (
                     TrialState::Failed,
                     Some(format!(
                         "exited with code 0 but its status is `{}`",
-                        status.status
+                        recorded
                     )),
                 )
             }
@@ -396,39 +426,25 @@ pub fn record_exit(
                 )),
             )
         }
-    };
-    let detail = headline.clone().unwrap_or_default();
-    status.error = match (state, headline) {
-        (TrialState::Failed | TrialState::Diverged, Some(h)) => {
-            let tail = tail_lines(&dir.join(files::LOG), ERROR_LOG_LINES);
-            if tail.is_empty() {
-                Some(h)
-            } else {
-                Some(format!(
-                    "{h}\n--- last {} lines of {} ---\n{}",
-                    tail.len(),
-                    files::LOG,
-                    tail.join("\n")
-                ))
-            }
-        }
-        _ => None,
-    };
-    status.status = state;
-    match exit {
-        ChildExit::Code(c) => {
-            status.exit_code = Some(c);
-            status.signal = None;
-        }
-        ChildExit::Signal(s) => {
-            status.exit_code = None;
-            status.signal = Some(s);
-        }
     }
-    status.pid = None;
-    status.ended_at = Some(now_rfc3339());
-    write_json_atomic(&dir.join(files::STATUS), &status)?;
-    Ok((state, detail))
+}
+
+/// A failed or diverged trial's error: the headline and the last lines of its log. `None` for
+/// the other states.
+fn with_log_tail(dir: &Path, state: TrialState, headline: String) -> Option<String> {
+    if !matches!(state, TrialState::Failed | TrialState::Diverged) {
+        return None;
+    }
+    let tail = tail_lines(&dir.join(files::LOG), ERROR_LOG_LINES);
+    if tail.is_empty() {
+        return Some(headline);
+    }
+    Some(format!(
+        "{headline}\n--- last {} lines of {} ---\n{}",
+        tail.len(),
+        files::LOG,
+        tail.join("\n")
+    ))
 }
 
 /// The message of the last panic in a trial's log: the `panicked at` line's

@@ -58,6 +58,10 @@ pub(super) fn argmax_positions(
 
 impl BlockOp {
     /// Returns `(dx, dweight, dpacked)`.
+    ///
+    /// Long on purpose: one fused kernel whose passes (pool routing, BatchNorm sums, the
+    /// on-the-fly ReLU-output gradient, the convolution backward) share per-channel sums and
+    /// scratch buffers; split into functions, each would take a dozen of these slices.
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     pub(super) fn backward_cpu(
         &self,
@@ -190,6 +194,9 @@ impl BlockOp {
     /// the first computes the gate gradient, the SE module's backward (descriptor and parameter
     /// gradients) and the per-image BatchNorm sums; the second recomputes each image's
     /// ReLU-output gradient and feeds the convolution backward.
+    ///
+    /// Long on purpose, as [`BlockOp::backward_cpu`]: the two passes share the gate's saved
+    /// values, per-channel sums and per-image scratch.
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     pub(super) fn backward_se(
         &self,

@@ -352,6 +352,8 @@ impl CustomOp3 for BlockOp {
         "ablate-conv-bn-relu-pool"
     }
 
+    // Long on purpose: the fused forward's passes (convolution, statistics, normalization,
+    // ReLU, gate, pooling) hand each other per-channel values and per-image buffers.
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,
