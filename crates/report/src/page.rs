@@ -64,6 +64,15 @@ fn summary_line(r: &Report) -> String {
 /// report.md: readable in a terminal and on GitHub.
 pub fn markdown(r: &Report) -> String {
     let mut md = String::new();
+    markdown_headline(r, &mut md);
+    markdown_tables(r, &mut md);
+    markdown_problems(r, &mut md);
+    markdown_charts(r, &mut md);
+    md
+}
+
+/// The title, summary line and headline list.
+fn markdown_headline(r: &Report, md: &mut String) {
     let title = if r.experiment.is_empty() {
         "Ablation report".to_string()
     } else {
@@ -82,6 +91,10 @@ pub fn markdown(r: &Report) -> String {
             md.push_str(&format!("  - {l}\n"));
         }
     }
+}
+
+/// The variants table, the comparisons with the baseline and the noise sources.
+fn markdown_tables(r: &Report, md: &mut String) {
     md.push_str("\n## Variants\n\n");
     if r.analysis.variants.is_empty() {
         md.push_str("No trials.\n");
@@ -109,6 +122,10 @@ pub fn markdown(r: &Report) -> String {
         md.push_str("\n## Where the noise comes from\n\n");
         md.push_str(&noise.markdown());
     }
+}
+
+/// Failed, diverged and unfinished trials, each error on one line.
+fn markdown_problems(r: &Report, md: &mut String) {
     md.push_str("\n## Failed, diverged and unfinished trials\n\n");
     let problems = problem_rows(r.trials);
     if problems.is_empty() {
@@ -125,6 +142,10 @@ pub fn markdown(r: &Report) -> String {
         md.push_str(&md_table(&PROBLEM_HEADERS, &rows));
         md.push_str("\nThe full error text is in index.html and in each trial's `status.json` and `log.txt`.\n");
     }
+}
+
+/// The charts (PNG where drawn, else SVG) and the ones not drawn with why.
+fn markdown_charts(r: &Report, md: &mut String) {
     md.push_str("\n## Charts\n");
     for c in &r.charts {
         let file = if c
@@ -147,7 +168,6 @@ pub fn markdown(r: &Report) -> String {
             md.push_str(&format!("- {name}: {why}\n"));
         }
     }
-    md
 }
 
 const CSS: &str = "body{font-family:'DejaVu Sans',Verdana,sans-serif;margin:2em auto;max-width:1500px;padding:0 1em;color:#222}\

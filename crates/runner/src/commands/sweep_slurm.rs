@@ -43,24 +43,8 @@ pub fn run(
     skip: &HashSet<String>,
 ) -> anyhow::Result<SlurmOutcome> {
     let slurm_dir = dir.join(SLURM_DIR);
-    let active = slurm::active_jobs(&slurm_dir)?;
-    if !active.is_empty() {
-        let ids: Vec<&str> = active.iter().map(|j| j.job_id.as_str()).collect();
-        println!(
-            "Slurm job {} of this sweep is still queued or running",
-            ids.join(", ")
-        );
-        if args.no_wait {
-            println!("not waiting (--no-wait); run the same command again to collect");
-            return Ok(SlurmOutcome::Detached);
-        }
-        if !wait_for(&active, dir, &slurm_dir, stop)? {
-            return Ok(SlurmOutcome::StoppedWaiting);
-        }
-    }
-    // Every earlier job has ended: a trial it left pending or running never got an end.
-    for j in &slurm::recorded_jobs(&slurm_dir)? {
-        record_unfinished(j, dir, &slurm_dir, None)?;
+    if let Some(outcome) = settle_earlier_jobs(args, dir, &slurm_dir, stop)? {
+        return Ok(outcome);
     }
 
     let plan = Plan::new(experiment, &args.out)?;
@@ -84,6 +68,58 @@ pub fn run(
     if todo.is_empty() {
         return Ok(SlurmOutcome::Ended);
     }
+    let record = submit(args, experiment, devices, &slurm_dir, &todo)?;
+    if args.no_wait {
+        println!("not waiting (--no-wait); run the same command again to wait and collect");
+        return Ok(SlurmOutcome::Detached);
+    }
+    if !wait_for(std::slice::from_ref(&record), dir, &slurm_dir, stop)? {
+        return Ok(SlurmOutcome::StoppedWaiting);
+    }
+    record_unfinished(&record, dir, &slurm_dir, None)?;
+    Ok(SlurmOutcome::Ended)
+}
+
+/// Waits for this sweep's jobs that are still queued or running (or, with `--no-wait`, stops
+/// there), then records the trials every earlier job left without an end. `Some`: the sweep
+/// stops here with that outcome.
+fn settle_earlier_jobs(
+    args: &SweepArgs,
+    dir: &Path,
+    slurm_dir: &Path,
+    stop: &StopFlag,
+) -> anyhow::Result<Option<SlurmOutcome>> {
+    let active = slurm::active_jobs(slurm_dir)?;
+    if !active.is_empty() {
+        let ids: Vec<&str> = active.iter().map(|j| j.job_id.as_str()).collect();
+        println!(
+            "Slurm job {} of this sweep is still queued or running",
+            ids.join(", ")
+        );
+        if args.no_wait {
+            println!("not waiting (--no-wait); run the same command again to collect");
+            return Ok(Some(SlurmOutcome::Detached));
+        }
+        if !wait_for(&active, dir, slurm_dir, stop)? {
+            return Ok(Some(SlurmOutcome::StoppedWaiting));
+        }
+    }
+    // Every earlier job has ended: a trial it left pending or running never got an end.
+    for j in &slurm::recorded_jobs(slurm_dir)? {
+        record_unfinished(j, dir, slurm_dir, None)?;
+    }
+    Ok(None)
+}
+
+/// Writes the job files of the trials `todo` (id, folder), submits them as one array with the
+/// task resources of [`task_resources`] and records the job in `slurm/jobs.jsonl`.
+fn submit(
+    args: &SweepArgs,
+    experiment: &Experiment,
+    devices: &[Device],
+    slurm_dir: &Path,
+    todo: &[(String, PathBuf)],
+) -> anyhow::Result<slurm::JobRecord> {
     let (cpus_per_task, gpus) = task_resources(args, devices)?;
     let spec = ArraySpec {
         job_name: format!("ablate-{}", experiment.name()),
@@ -96,7 +132,7 @@ pub fn run(
         .iter()
         .map(|(_, d)| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
         .collect();
-    let abs_slurm_dir = std::path::absolute(&slurm_dir).unwrap_or_else(|_| slurm_dir.clone());
+    let abs_slurm_dir = std::path::absolute(slurm_dir).unwrap_or_else(|_| slurm_dir.to_path_buf());
     let exe = std::env::current_exe().context("cannot find the ablate executable")?;
     let script = slurm::write_job_files(&abs_slurm_dir, &slurm::stamp(), &spec, &exe, &abs_dirs)?;
     let job_id = slurm::submit(&script, &args.sbatch_args)?;
@@ -105,7 +141,7 @@ pub fn run(
         script.clone(),
         todo.iter().map(|(id, _)| id.clone()).collect(),
     );
-    slurm::record_job(&slurm_dir, &record)?;
+    slurm::record_job(slurm_dir, &record)?;
     println!(
         "submitted Slurm job {job_id}: {} array task{} ({} CPU{} each{}), script {}, task output {}",
         todo.len(),
@@ -120,15 +156,7 @@ pub fn run(
         script.display(),
         abs_slurm_dir.join(format!("{job_id}_<task>.out")).display()
     );
-    if args.no_wait {
-        println!("not waiting (--no-wait); run the same command again to wait and collect");
-        return Ok(SlurmOutcome::Detached);
-    }
-    if !wait_for(std::slice::from_ref(&record), dir, &slurm_dir, stop)? {
-        return Ok(SlurmOutcome::StoppedWaiting);
-    }
-    record_unfinished(&record, dir, &slurm_dir, None)?;
-    Ok(SlurmOutcome::Ended)
+    Ok(record)
 }
 
 /// The CPUs and GPUs each array task asks for: the options', fitted to the partition the job
