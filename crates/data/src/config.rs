@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::cifar100::Labels;
 use crate::resample::Resample;
 
 /// The official CIFAR-10 binary archive.
@@ -21,6 +22,17 @@ pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
 pub const CIFAR10_STD: [f32; 3] = [0.2023, 0.1994, 0.2010];
 /// Default folder of the CIFAR-10 binary dataset (relative to the working directory).
 pub const CIFAR10_DEFAULT_PATH: &str = "data/cifar10";
+/// The official CIFAR-100 binary archive.
+pub const CIFAR100_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz";
+/// MD5 of [`CIFAR100_URL`]'s archive, as published on the CIFAR page.
+pub const CIFAR100_MD5: &str = "03b5dce01913d631647c71ecec9e9cb8";
+/// Default folder of the CIFAR-100 binary dataset (relative to the working directory).
+pub const CIFAR100_DEFAULT_PATH: &str = "data/cifar100";
+/// CIFAR-100's usual normalization mean (train set, RGB); not a default: `data.mean` stays
+/// [`CIFAR10_MEAN`] unless set.
+pub const CIFAR100_MEAN: [f32; 3] = [0.5071, 0.4865, 0.4409];
+/// CIFAR-100's usual normalization std; not a default (see [`CIFAR100_MEAN`]).
+pub const CIFAR100_STD: [f32; 3] = [0.2673, 0.2564, 0.2762];
 
 /// Which source a dataset comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -30,6 +42,9 @@ pub enum DatasetKind {
     /// downloaded when missing.
     #[default]
     Cifar10,
+    /// CIFAR-100 in the official binary layout (folder or `cifar-100-binary.tar.gz`),
+    /// downloaded when missing; `data.labels` chooses fine (100) or coarse (20) classes.
+    Cifar100,
     /// `train/<class>/*.{png,jpg,jpeg}` and `test/<class>/...`, as a folder or a `.tar.gz`.
     ImageFolder,
     /// A generated, seeded 10-class 32x32 dataset (offline default for smoke runs and CI).
@@ -41,6 +56,7 @@ impl DatasetKind {
     pub fn as_str(self) -> &'static str {
         match self {
             DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::Cifar100 => "cifar100",
             DatasetKind::ImageFolder => "image-folder",
             DatasetKind::Synthetic => "synthetic",
         }
@@ -135,15 +151,21 @@ impl AugmentKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// The source: `cifar10` (default), `image-folder` or `synthetic`.
+    /// The source: `cifar10` (default), `cifar100`, `image-folder` or `synthetic`.
     pub dataset: DatasetKind,
-    /// cifar10: the folder (default `data/cifar10`) or the `.tar.gz` archive;
-    /// image-folder: the folder or `.tar.gz` (required); synthetic: unused.
+    /// cifar10 / cifar100: the folder (default `data/cifar10` / `data/cifar100`) or the
+    /// `.tar.gz` archive; image-folder: the folder or `.tar.gz` (required); synthetic: unused.
     pub path: Option<PathBuf>,
-    /// cifar10: download the archive when the folder is missing.
+    /// cifar10 / cifar100: download the archive when the folder is missing.
     pub download: bool,
-    /// cifar10: where to download from (`http(s)://` or `file://`).
+    /// cifar10 / cifar100: where to download from (`http(s)://` or `file://`); the default,
+    /// CIFAR-10's archive, stands for CIFAR-100's with `dataset = "cifar100"`
+    /// ([`DataConfig::resolved_url`]).
     pub url: String,
+    /// cifar100: the fine (100, default) or coarse (20) labels. Left out of the serialized
+    /// table when absent; an error with another dataset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Labels>,
     /// image-folder: resize every image to `resize x resize` (bilinear); without it
     /// images of different sizes are an error.
     pub resize: Option<u32>,
@@ -195,6 +217,7 @@ impl Default for DataConfig {
             path: None,
             download: true,
             url: CIFAR10_URL.to_string(),
+            labels: None,
             resize: None,
             augment: vec![
                 AugmentKind::Crop,
@@ -250,12 +273,39 @@ impl DataConfig {
         }
     }
 
-    /// The dataset location: `path`, or the default for CIFAR-10.
+    /// The dataset location: `path`, or the default for CIFAR-10 and CIFAR-100.
     pub fn resolved_path(&self) -> Option<PathBuf> {
         match (&self.path, self.dataset) {
             (Some(p), _) => Some(p.clone()),
             (None, DatasetKind::Cifar10) => Some(PathBuf::from(CIFAR10_DEFAULT_PATH)),
+            (None, DatasetKind::Cifar100) => Some(PathBuf::from(CIFAR100_DEFAULT_PATH)),
             (None, _) => None,
+        }
+    }
+
+    /// Where to download from: `url`, except that the default (CIFAR-10's archive) means
+    /// CIFAR-100's archive for `dataset = "cifar100"`.
+    pub fn resolved_url(&self) -> &str {
+        if self.dataset == DatasetKind::Cifar100 && self.url == CIFAR10_URL {
+            CIFAR100_URL
+        } else {
+            &self.url
+        }
+    }
+
+    /// The CIFAR-100 labels (`labels`, default fine).
+    pub fn cifar100_labels(&self) -> Labels {
+        self.labels.unwrap_or_default()
+    }
+
+    /// The number of classes when the configuration alone says it (an image folder's are
+    /// known once it is read).
+    pub fn known_classes(&self) -> Option<usize> {
+        match self.dataset {
+            DatasetKind::Cifar10 => Some(crate::cifar::CLASSES.len()),
+            DatasetKind::Cifar100 => Some(self.cifar100_labels().classes()),
+            DatasetKind::Synthetic => Some(crate::synthetic::CLASSES.len()),
+            DatasetKind::ImageFolder => None,
         }
     }
 
@@ -267,7 +317,16 @@ impl DataConfig {
                 "is required for dataset = \"image-folder\" (a folder or a .tar.gz)",
             ));
         }
-        if self.dataset == DatasetKind::Cifar10
+        if self.labels.is_some() && self.dataset != DatasetKind::Cifar100 {
+            return Err(bad(
+                "labels",
+                format!(
+                    "is only used with dataset = \"cifar100\", not \"{}\"",
+                    self.dataset
+                ),
+            ));
+        }
+        if matches!(self.dataset, DatasetKind::Cifar10 | DatasetKind::Cifar100)
             && !(self.url.starts_with("http://")
                 || self.url.starts_with("https://")
                 || self.url.starts_with("file://"))
@@ -451,5 +510,40 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("data.url"));
+    }
+
+    #[test]
+    fn cifar100_labels_url_path_and_classes() {
+        let c: DataConfig = toml::from_str("dataset = \"cifar100\"\n").unwrap();
+        assert_eq!(c.dataset, DatasetKind::Cifar100);
+        assert_eq!(c.cifar100_labels(), Labels::Fine);
+        assert_eq!(c.known_classes(), Some(100));
+        assert_eq!(c.resolved_url(), CIFAR100_URL);
+        assert_eq!(c.resolved_path(), Some(PathBuf::from("data/cifar100")));
+        c.validate().unwrap();
+        // Absent labels are left out of the serialized table (trial ids do not change).
+        assert!(!toml::to_string(&c).unwrap().contains("labels"));
+        assert!(!toml::to_string(&DataConfig::default())
+            .unwrap()
+            .contains("labels"));
+        let c: DataConfig = toml::from_str(
+            "dataset = \"cifar100\"\nlabels = \"coarse\"\nurl = \"file:///m.tgz\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.known_classes(), Some(20));
+        assert_eq!(c.resolved_url(), "file:///m.tgz");
+        assert!(toml::to_string(&c).unwrap().contains("labels = \"coarse\""));
+        let err = toml::from_str::<DataConfig>("labels = \"medium\"\n").unwrap_err();
+        assert!(err.to_string().contains("medium"), "{err}");
+        let c = DataConfig {
+            labels: Some(Labels::Coarse),
+            ..DataConfig::synthetic(10, 10)
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "data.labels is only used with dataset = \"cifar100\", not \"synthetic\""
+        );
+        assert_eq!(DataConfig::default().resolved_url(), CIFAR10_URL);
+        assert_eq!(DataConfig::default().known_classes(), Some(10));
     }
 }
