@@ -1,0 +1,150 @@
+//! A tiny sweep on a CIFAR-100 fixture in the official binary layout (written here with
+//! `ablate_data::cifar100::write_dir`): the trials train 100-class models and record 100
+//! classes with the fixture's names; `--dry-run` counts the parameters for the data's classes
+//! (100 fine, 20 coarse) without reading the data. No network.
+
+mod sweep_common;
+
+use std::path::Path;
+
+use ablate_data::cifar100::{self, SplitToWrite};
+use ablate_data::ImageSet;
+use ablate_schema::tables;
+use sweep_common::{ablate, explain, read_parquet, Sandbox};
+
+const TRAIN: usize = 40;
+const TEST: usize = 12;
+
+/// `n` records whose fine label is `(first + i) % 100` (coarse: fine % 20) and pixels a
+/// pattern of the label.
+fn split(n: usize, first: usize) -> (ImageSet, Vec<u8>) {
+    let mut set = ImageSet::empty(32, 32);
+    for i in 0..n {
+        let fine = ((first + i) % 100) as u8;
+        set.images
+            .extend((0..3072).map(|p| (p as u8).wrapping_mul(fine).wrapping_add(fine)));
+        set.labels.push(fine);
+        set.len += 1;
+    }
+    let coarse = set.labels.iter().map(|f| f % 20).collect();
+    (set, coarse)
+}
+
+/// Writes the fixture into `dir/cifar-100-binary/`.
+fn write_fixture(dir: &Path) {
+    let (train, train_coarse) = split(TRAIN, 0);
+    let (test, test_coarse) = split(TEST, 50);
+    let fine: Vec<String> = (0..100).map(|i| format!("fine{i}")).collect();
+    let coarse: Vec<String> = (0..20).map(|i| format!("super{i}")).collect();
+    cifar100::write_dir(
+        &dir.join(cifar100::DATA_DIR),
+        SplitToWrite {
+            images: &train,
+            coarse: &train_coarse,
+        },
+        SplitToWrite {
+            images: &test,
+            coarse: &test_coarse,
+        },
+        &fine,
+        &coarse,
+    )
+    .unwrap();
+}
+
+fn sandbox() -> Sandbox {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(&dir.path().join("c100"));
+    let text = "name = \"c100\"\nseeds = [0]\n\n\
+                [data]\ndataset = \"cifar100\"\npath = \"c100\"\ndownload = false\n\
+                augment = [\"crop\", \"flip\"]\n\n\
+                [train]\nepochs = 1\nbatch_size = 8\neval_batch_size = 12\nmax_steps_per_epoch = 2\n\n\
+                [model]\nattention = \"none\"\n\n\
+                [[grid]]\n\n[[grid]]\n\"model.attention\" = [\"se\"]\n\"model.reduction\" = [8]\n";
+    std::fs::write(dir.path().join("exp.toml"), text).unwrap();
+    Sandbox {
+        dir,
+        name: "c100".into(),
+    }
+}
+
+/// `1234567` -> `1,234,567` (as `--dry-run` prints parameters).
+fn thousands(n: u64) -> String {
+    let d = n.to_string();
+    let mut out = String::new();
+    for (i, c) in d.chars().enumerate() {
+        if i > 0 && (d.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn dry_run(sb: &Sandbox, sets: &[&str]) -> String {
+    let mut c = ablate();
+    c.current_dir(sb.dir.path())
+        .args(["sweep", "exp.toml", "--out", "results", "--dry-run"]);
+    for s in sets {
+        c.args(["--set", s]);
+    }
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn sweep_on_cifar100_records_100_classes_and_dry_run_counts_them() {
+    let sb = sandbox();
+    let out = sb.sweep(&[], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let trials = sb.trials();
+    assert_eq!(trials.len(), 2);
+    for t in &trials {
+        assert_eq!(t.status()["status"], "completed", "{:?}", t.dir);
+        t.assert_complete_records(1, 2);
+    }
+    let results = sb.results();
+    let classes = ablate_schema::classes_from_frame(&read_parquet(
+        &results.join(tables::CLASSES.file_name()),
+    ))
+    .unwrap();
+    assert_eq!(classes.len(), 2 * 100, "100 classes per trial");
+    for (_, c) in &classes {
+        assert_eq!(c.class, format!("fine{}", c.class_index));
+        assert_eq!(c.confusion.len(), 100);
+    }
+    // Test labels 50..61: those classes have one image each, the others none.
+    let counted: u64 = classes.iter().map(|(_, c)| c.total).sum();
+    assert_eq!(counted, 2 * TEST as u64);
+    assert!(classes
+        .iter()
+        .all(|(_, c)| c.total == u64::from((50..62).contains(&c.class_index))));
+
+    // The dry run prints the trials' parameter counts (100 classes), without a footnote.
+    let rows = ablate_schema::trials_from_frame(&read_parquet(
+        &results.join(tables::TRIALS.file_name()),
+    ))
+    .unwrap();
+    let plan = dry_run(&sb, &[]);
+    assert!(!plan.contains("counted for 10 classes"), "{plan}");
+    for r in &rows {
+        let p = thousands(r.params.unwrap());
+        assert!(plan.contains(&format!(" {p}  ")), "{p} in\n{plan}");
+    }
+    // Coarse labels: 20 outputs, fewer parameters (a dry run reads no data: remove it).
+    std::fs::remove_dir_all(sb.dir.path().join("c100")).unwrap();
+    let coarse = dry_run(&sb, &["data.labels=coarse"]);
+    let baseline = rows.iter().find(|r| r.attention == "none").unwrap();
+    // The last layer loses 80 outputs: 80 x (its inputs + 1) parameters.
+    let full = baseline.params.unwrap();
+    assert!(!coarse.contains(&format!(" {}  ", thousands(full))), "{coarse}");
+    assert!(
+        coarse
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter_map(|p| p.replace(',', "").parse::<u64>().ok())
+            .any(|p| p < full && (full - p) % 80 == 0),
+        "{coarse}"
+    );
+}
