@@ -7,15 +7,14 @@
 //!
 //! Read from a folder holding `cifar-100-binary/` or the files directly, or from the official
 //! archive `cifar-100-binary.tar.gz`; downloaded (MD5-checked, unpacked atomically) when
-//! missing. `data.labels` ([`Labels`]) chooses the fine or the coarse labels; both bytes of
+//! missing. `data.labels` ([`Labels`], defined with the `[data]` table) chooses the fine or the coarse labels; both bytes of
 //! every record are checked.
 
 use std::fs;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use crate::cifar_bin::{self, BinLayout, Located, RecordLayout, SIDE};
+pub use crate::config::Cifar100Labels as Labels;
 use crate::error::DataError;
 use crate::imageset::{Dataset, ImageSet};
 
@@ -31,10 +30,10 @@ pub const COARSE_NAMES_FILE: &str = "coarse_label_names.txt";
 pub const DATA_DIR: &str = "cifar-100-binary";
 /// The official archive's file name.
 pub const ARCHIVE_NAME: &str = "cifar-100-binary.tar.gz";
-/// Number of fine classes.
-pub const FINE_CLASSES: usize = 100;
-/// Number of coarse classes (superclasses).
-pub const COARSE_CLASSES: usize = 20;
+/// Number of fine classes (100).
+pub const FINE_CLASSES: usize = Labels::Fine.classes();
+/// Number of coarse classes (superclasses, 20).
+pub const COARSE_CLASSES: usize = Labels::Coarse.classes();
 
 /// CIFAR-100's files.
 pub const LAYOUT: BinLayout = BinLayout {
@@ -57,51 +56,19 @@ const CLASSES_PER_LABEL: [usize; 2] = [COARSE_CLASSES, FINE_CLASSES];
 
 const ALL_FILES: [&str; 4] = [TRAIN_FILE, TEST_FILE, FINE_NAMES_FILE, COARSE_NAMES_FILE];
 
-/// Which of CIFAR-100's labels are the classes (`data.labels`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Labels {
-    /// The 100 classes.
-    #[default]
-    Fine,
-    /// The 20 superclasses.
-    Coarse,
-}
-
-impl Labels {
-    /// The TOML spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Labels::Fine => "fine",
-            Labels::Coarse => "coarse",
-        }
-    }
-
-    /// Number of classes: 100 fine, 20 coarse.
-    pub fn classes(self) -> usize {
-        CLASSES_PER_LABEL[self.byte()]
-    }
-
-    /// The file holding these labels' class names.
-    pub fn names_file(self) -> &'static str {
-        match self {
-            Labels::Fine => FINE_NAMES_FILE,
-            Labels::Coarse => COARSE_NAMES_FILE,
-        }
-    }
-
-    /// The label byte's position in a record.
-    fn byte(self) -> usize {
-        match self {
-            Labels::Coarse => 0,
-            Labels::Fine => 1,
-        }
+/// The file holding `labels`' class names.
+fn names_file(labels: Labels) -> &'static str {
+    match labels {
+        Labels::Fine => FINE_NAMES_FILE,
+        Labels::Coarse => COARSE_NAMES_FILE,
     }
 }
 
-impl std::fmt::Display for Labels {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+/// The position of `labels`' byte in a record.
+fn label_byte(labels: Labels) -> usize {
+    match labels {
+        Labels::Coarse => 0,
+        Labels::Fine => 1,
     }
 }
 
@@ -146,7 +113,7 @@ fn assemble(
     mut files: cifar_bin::Files,
     labels: Labels,
 ) -> Result<Dataset, DataError> {
-    let names_file = labels.names_file();
+    let names_file = names_file(labels);
     let names = cifar_bin::take(&mut files, names_file).ok_or_else(|| DataError::Missing {
         path: root.to_path_buf(),
         what: format!("{names_file} (the class names of data.labels = \"{labels}\")"),
@@ -185,7 +152,7 @@ fn assemble(
 /// Parses the records of one `.bin`, checking both labels, keeping `labels`; `path` is for
 /// error messages.
 pub fn parse_bin(bytes: &[u8], path: &Path, labels: Labels) -> Result<ImageSet, DataError> {
-    RECORD.parse(bytes, path, &CLASSES_PER_LABEL, labels.byte())
+    RECORD.parse(bytes, path, &CLASSES_PER_LABEL, label_byte(labels))
 }
 
 /// One split to write: the images with their fine labels, and each image's coarse label.

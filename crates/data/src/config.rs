@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::cifar100::Labels;
 use crate::resample::Resample;
 
 /// The official CIFAR-10 binary archive.
@@ -64,6 +63,41 @@ impl DatasetKind {
 }
 
 impl std::fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which of CIFAR-100's labels are the classes (`data.labels`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cifar100Labels {
+    /// The 100 classes.
+    #[default]
+    Fine,
+    /// The 20 superclasses.
+    Coarse,
+}
+
+impl Cifar100Labels {
+    /// The TOML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cifar100Labels::Fine => "fine",
+            Cifar100Labels::Coarse => "coarse",
+        }
+    }
+
+    /// Number of classes: 100 fine, 20 coarse.
+    pub const fn classes(self) -> usize {
+        match self {
+            Cifar100Labels::Fine => 100,
+            Cifar100Labels::Coarse => 20,
+        }
+    }
+}
+
+impl std::fmt::Display for Cifar100Labels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -165,7 +199,7 @@ pub struct DataConfig {
     /// cifar100: the fine (100, default) or coarse (20) labels. Left out of the serialized
     /// table when absent; an error with another dataset.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub labels: Option<Labels>,
+    pub labels: Option<Cifar100Labels>,
     /// image-folder: resize every image to `resize x resize` (bilinear); without it
     /// images of different sizes are an error.
     pub resize: Option<u32>,
@@ -294,19 +328,8 @@ impl DataConfig {
     }
 
     /// The CIFAR-100 labels (`labels`, default fine).
-    pub fn cifar100_labels(&self) -> Labels {
+    pub fn cifar100_labels(&self) -> Cifar100Labels {
         self.labels.unwrap_or_default()
-    }
-
-    /// The number of classes when the configuration alone says it (an image folder's are
-    /// known once it is read).
-    pub fn known_classes(&self) -> Option<usize> {
-        match self.dataset {
-            DatasetKind::Cifar10 => Some(crate::cifar::CLASSES.len()),
-            DatasetKind::Cifar100 => Some(self.cifar100_labels().classes()),
-            DatasetKind::Synthetic => Some(crate::synthetic::CLASSES.len()),
-            DatasetKind::ImageFolder => None,
-        }
     }
 
     /// Checks every value; the error names the first key at fault.
@@ -516,8 +539,7 @@ mod tests {
     fn cifar100_labels_url_path_and_classes() {
         let c: DataConfig = toml::from_str("dataset = \"cifar100\"\n").unwrap();
         assert_eq!(c.dataset, DatasetKind::Cifar100);
-        assert_eq!(c.cifar100_labels(), Labels::Fine);
-        assert_eq!(c.known_classes(), Some(100));
+        assert_eq!(c.cifar100_labels(), Cifar100Labels::Fine);
         assert_eq!(c.resolved_url(), CIFAR100_URL);
         assert_eq!(c.resolved_path(), Some(PathBuf::from("data/cifar100")));
         c.validate().unwrap();
@@ -530,13 +552,13 @@ mod tests {
             "dataset = \"cifar100\"\nlabels = \"coarse\"\nurl = \"file:///m.tgz\"\n",
         )
         .unwrap();
-        assert_eq!(c.known_classes(), Some(20));
+        assert_eq!(c.cifar100_labels().classes(), 20);
         assert_eq!(c.resolved_url(), "file:///m.tgz");
         assert!(toml::to_string(&c).unwrap().contains("labels = \"coarse\""));
         let err = toml::from_str::<DataConfig>("labels = \"medium\"\n").unwrap_err();
         assert!(err.to_string().contains("medium"), "{err}");
         let c = DataConfig {
-            labels: Some(Labels::Coarse),
+            labels: Some(Cifar100Labels::Coarse),
             ..DataConfig::synthetic(10, 10)
         };
         assert_eq!(
@@ -544,6 +566,5 @@ mod tests {
             "data.labels is only used with dataset = \"cifar100\", not \"synthetic\""
         );
         assert_eq!(DataConfig::default().resolved_url(), CIFAR10_URL);
-        assert_eq!(DataConfig::default().known_classes(), Some(10));
     }
 }

@@ -32,10 +32,9 @@ use std::path::PathBuf;
 
 pub use augment::{Augment, AugmentOp, Normalize};
 pub use cifar::export_cifar_bin;
-pub use cifar100::Labels as Cifar100Labels;
 pub use config::{
-    AugmentKind, DataConfig, DataConfigError, DatasetKind, RandomStreams, CIFAR100_MD5,
-    CIFAR100_URL, CIFAR10_MD5, CIFAR10_URL,
+    AugmentKind, Cifar100Labels, DataConfig, DataConfigError, DatasetKind, RandomStreams,
+    CIFAR100_MD5, CIFAR100_URL, CIFAR10_MD5, CIFAR10_URL,
 };
 pub use error::DataError;
 pub use folder::{default_cache_dir, CacheUse};
@@ -98,6 +97,18 @@ pub fn load_source(cfg: &DataConfig) -> Result<(Dataset, CacheUse), DataError> {
             };
             folder::load(&path, cfg.resize, cache.as_deref())
         }
+    }
+}
+
+/// The number of classes of `cfg`'s data when the configuration alone says it (CIFAR-10: 10,
+/// CIFAR-100: 100 fine or 20 coarse, synthetic: 10); `None` for an image folder, whose classes
+/// are known once it is read.
+pub fn known_classes(cfg: &DataConfig) -> Option<usize> {
+    match cfg.dataset {
+        DatasetKind::Cifar10 => Some(cifar::CLASSES.len()),
+        DatasetKind::Cifar100 => Some(cfg.cifar100_labels().classes()),
+        DatasetKind::Synthetic => Some(synthetic::CLASSES.len()),
+        DatasetKind::ImageFolder => None,
     }
 }
 

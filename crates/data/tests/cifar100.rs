@@ -128,7 +128,7 @@ fn archive_nested_folder_and_config_load_the_same() {
     ))
     .unwrap();
     assert_eq!(cfg.dataset, DatasetKind::Cifar100);
-    assert_eq!(cfg.known_classes(), Some(20));
+    assert_eq!(ablate_data::known_classes(&cfg), Some(20));
     let ds = ablate_data::load(&cfg, 0).unwrap();
     assert_eq!(ds.num_classes(), 20);
     assert_eq!(ds.train.labels, vec![3, 10, 17, 4, 11, 18]);

@@ -500,11 +500,13 @@ fn hundred_classes_show_the_top_and_bottom_ten() {
     let s = generate(dir.path(), &ReportOptions::default()).unwrap();
     assert!(s.skipped_charts.is_empty(), "{:?}", s.skipped_charts);
     let md = std::fs::read_to_string(s.out_dir.join("report.md")).unwrap();
-    let notes = md.matches("With 100 classes the chart shows only the 10").count();
+    let notes = md
+        .matches("With 100 classes the chart shows only the 10")
+        .count();
     assert_eq!(notes, 3, "per-class, confusion and gates captions:\n{md}");
-    assert!(md.contains(
-        "the 10 with the highest gain of the best attention variant over the baseline"
-    ));
+    assert!(
+        md.contains("the 10 with the highest gain of the best attention variant over the baseline")
+    );
     assert!(md.contains("need not add up to 100"));
     // The best contender (SE r=16, variant 1) gains class_gain(ci) on class ci over the
     // baseline (variant 0): the top 10 gain 0.090..0.099, the bottom 10 0.000..0.009.

@@ -307,7 +307,7 @@ fn seed_source_keys_name_the_key() {
     );
     assert_eq!(
         err("[data]\ndataset = \"cifar100\"\nlabels = \"superclass\"\n"),
-        "exp.toml:3:1: `data.labels`: unknown value `superclass`, expected `fine` or `coarse`"
+        "exp.toml:3:1: `data.labels`: unknown value `superclass`, expected one of `fine`, `coarse`"
     );
     assert_eq!(
         err("[train]\nseed_varies = \"weights\"\n"),

@@ -1,7 +1,8 @@
 //! A tiny sweep on a CIFAR-100 fixture in the official binary layout (written here with
 //! `ablate_data::cifar100::write_dir`): the trials train 100-class models and record 100
-//! classes with the fixture's names; `--dry-run` counts the parameters for the data's classes
-//! (100 fine, 20 coarse) without reading the data. No network.
+//! classes with the fixture's names; `ablate data info` reads the folder as CIFAR-100;
+//! `--dry-run` counts the parameters for the data's classes (100 fine, 20 coarse) without
+//! reading the data. No network.
 
 mod sweep_common;
 
@@ -122,23 +123,38 @@ fn sweep_on_cifar100_records_100_classes_and_dry_run_counts_them() {
         .all(|(_, c)| c.total == u64::from((50..62).contains(&c.class_index))));
 
     // The dry run prints the trials' parameter counts (100 classes), without a footnote.
-    let rows = ablate_schema::trials_from_frame(&read_parquet(
-        &results.join(tables::TRIALS.file_name()),
-    ))
-    .unwrap();
+    let rows =
+        ablate_schema::trials_from_frame(&read_parquet(&results.join(tables::TRIALS.file_name())))
+            .unwrap();
     let plan = dry_run(&sb, &[]);
     assert!(!plan.contains("counted for 10 classes"), "{plan}");
     for r in &rows {
         let p = thousands(r.params.unwrap());
         assert!(plan.contains(&format!(" {p}  ")), "{p} in\n{plan}");
     }
+    // `ablate data info` reads the same folder as CIFAR-100 (fine labels).
+    let out = ablate()
+        .current_dir(sb.dir.path())
+        .args(["data", "info", "c100", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["name"], "cifar100");
+    assert_eq!(info["classes"].as_array().unwrap().len(), 100);
+    assert_eq!(info["splits"][0]["count"], TRAIN);
+    assert_eq!(info["splits"][1]["count"], TEST);
+
     // Coarse labels: 20 outputs, fewer parameters (a dry run reads no data: remove it).
     std::fs::remove_dir_all(sb.dir.path().join("c100")).unwrap();
     let coarse = dry_run(&sb, &["data.labels=coarse"]);
     let baseline = rows.iter().find(|r| r.attention == "none").unwrap();
     // The last layer loses 80 outputs: 80 x (its inputs + 1) parameters.
     let full = baseline.params.unwrap();
-    assert!(!coarse.contains(&format!(" {}  ", thousands(full))), "{coarse}");
+    assert!(
+        !coarse.contains(&format!(" {}  ", thousands(full))),
+        "{coarse}"
+    );
     assert!(
         coarse
             .lines()

@@ -87,7 +87,11 @@ mod tests {
         let score: Vec<f64> = (0..100).map(|i| ((i * 37) % 100) as f64).collect();
         let s = pick(&score, "accuracy");
         let shown: Vec<f64> = s.indices.iter().map(|&i| score[i]).collect();
-        let want: Vec<f64> = (90..100).rev().chain((0..10).rev()).map(f64::from).collect();
+        let want: Vec<f64> = (90..100)
+            .rev()
+            .chain((0..10).rev())
+            .map(f64::from)
+            .collect();
         assert_eq!(shown, want);
         let note = s.note.clone().unwrap();
         assert!(

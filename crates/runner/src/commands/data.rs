@@ -176,7 +176,7 @@ mod tests {
         );
         let named = source_config("cifar100").unwrap();
         assert_eq!(named.dataset, DatasetKind::Cifar100);
-        assert_eq!(named.known_classes(), Some(100));
+        assert_eq!(ablate_data::known_classes(&named), Some(100));
         let folder = dir.path().join("f");
         std::fs::create_dir_all(folder.join("train")).unwrap();
         let cfg = source_config(folder.to_str().unwrap()).unwrap();

@@ -92,7 +92,7 @@ fn param_counts(experiment: &Experiment) -> std::collections::HashMap<String, St
         .variants()
         .iter()
         .map(|v| {
-            let classes = v.config.data.known_classes();
+            let classes = ablate_data::known_classes(&v.config.data);
             let net = ablate_model::Net::new(
                 &v.config.model,
                 classes.unwrap_or(10),
