@@ -69,17 +69,16 @@ fn sandbox() -> Sandbox {
     }
 }
 
-/// `1234567` -> `1,234,567` (as `--dry-run` prints parameters).
-fn thousands(n: u64) -> String {
-    let d = n.to_string();
-    let mut out = String::new();
-    for (i, c) in d.chars().enumerate() {
-        if i > 0 && (d.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+/// The parameter count of each variant in a `--dry-run` plan's trial lines (`trial seed status
+/// epochs params variant...`), by variant label.
+fn plan_params(plan: &str) -> Vec<(String, u64)> {
+    plan.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let params = f.get(4)?.replace(',', "").parse().ok()?;
+            Some((f[5..].join(" "), params))
+        })
+        .collect()
 }
 
 fn dry_run(sb: &Sandbox, sets: &[&str]) -> String {
@@ -128,9 +127,15 @@ fn sweep_on_cifar100_records_100_classes_and_dry_run_counts_them() {
             .unwrap();
     let plan = dry_run(&sb, &[]);
     assert!(!plan.contains("counted for 10 classes"), "{plan}");
+    let fine = plan_params(&plan);
+    assert_eq!(fine.len(), 2, "{plan}");
     for r in &rows {
-        let p = thousands(r.params.unwrap());
-        assert!(plan.contains(&format!(" {p}  ")), "{p} in\n{plan}");
+        assert!(
+            fine.contains(&(r.variant.clone(), r.params.unwrap())),
+            "{} with {:?} params in\n{plan}",
+            r.variant,
+            r.params
+        );
     }
     // `ablate data info` reads the same folder as CIFAR-100 (fine labels).
     let out = ablate()
@@ -145,22 +150,19 @@ fn sweep_on_cifar100_records_100_classes_and_dry_run_counts_them() {
     assert_eq!(info["splits"][0]["count"], TRAIN);
     assert_eq!(info["splits"][1]["count"], TEST);
 
-    // Coarse labels: 20 outputs, fewer parameters (a dry run reads no data: remove it).
+    // Coarse labels: 20 outputs (a dry run reads no data: remove it). The last layer loses 80
+    // outputs, 80 x (its inputs + 1) parameters, whatever the attention.
     std::fs::remove_dir_all(sb.dir.path().join("c100")).unwrap();
-    let coarse = dry_run(&sb, &["data.labels=coarse"]);
-    let baseline = rows.iter().find(|r| r.attention == "none").unwrap();
-    // The last layer loses 80 outputs: 80 x (its inputs + 1) parameters.
-    let full = baseline.params.unwrap();
-    assert!(
-        !coarse.contains(&format!(" {}  ", thousands(full))),
-        "{coarse}"
-    );
-    assert!(
-        coarse
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(4))
-            .filter_map(|p| p.replace(',', "").parse::<u64>().ok())
-            .any(|p| p < full && (full - p) % 80 == 0),
-        "{coarse}"
-    );
+    let coarse = plan_params(&dry_run(&sb, &["data.labels=coarse"]));
+    assert_eq!(coarse.len(), 2);
+    let fewer: Vec<u64> = fine
+        .iter()
+        .zip(&coarse)
+        .map(|((fv, fp), (cv, cp))| {
+            assert_eq!(fv, cv);
+            fp - cp
+        })
+        .collect();
+    assert!(fewer[0] > 0 && fewer[0].is_multiple_of(80), "{fewer:?}");
+    assert_eq!(fewer[0], fewer[1]);
 }
