@@ -21,6 +21,17 @@ pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
 pub const CIFAR10_STD: [f32; 3] = [0.2023, 0.1994, 0.2010];
 /// Default folder of the CIFAR-10 binary dataset (relative to the working directory).
 pub const CIFAR10_DEFAULT_PATH: &str = "data/cifar10";
+/// The official CIFAR-100 binary archive.
+pub const CIFAR100_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz";
+/// MD5 of [`CIFAR100_URL`]'s archive, as published on the CIFAR page.
+pub const CIFAR100_MD5: &str = "03b5dce01913d631647c71ecec9e9cb8";
+/// Default folder of the CIFAR-100 binary dataset (relative to the working directory).
+pub const CIFAR100_DEFAULT_PATH: &str = "data/cifar100";
+/// CIFAR-100's usual normalization mean (train set, RGB); not a default: `data.mean` stays
+/// [`CIFAR10_MEAN`] unless set.
+pub const CIFAR100_MEAN: [f32; 3] = [0.5071, 0.4865, 0.4409];
+/// CIFAR-100's usual normalization std; not a default (see [`CIFAR100_MEAN`]).
+pub const CIFAR100_STD: [f32; 3] = [0.2673, 0.2564, 0.2762];
 
 /// Which source a dataset comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -30,6 +41,9 @@ pub enum DatasetKind {
     /// downloaded when missing.
     #[default]
     Cifar10,
+    /// CIFAR-100 in the official binary layout (folder or `cifar-100-binary.tar.gz`),
+    /// downloaded when missing; `data.labels` chooses fine (100) or coarse (20) classes.
+    Cifar100,
     /// `train/<class>/*.{png,jpg,jpeg}` and `test/<class>/...`, as a folder or a `.tar.gz`.
     ImageFolder,
     /// A generated, seeded 10-class 32x32 dataset (offline default for smoke runs and CI).
@@ -41,6 +55,7 @@ impl DatasetKind {
     pub fn as_str(self) -> &'static str {
         match self {
             DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::Cifar100 => "cifar100",
             DatasetKind::ImageFolder => "image-folder",
             DatasetKind::Synthetic => "synthetic",
         }
@@ -48,6 +63,41 @@ impl DatasetKind {
 }
 
 impl std::fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which of CIFAR-100's labels are the classes (`data.labels`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cifar100Labels {
+    /// The 100 classes.
+    #[default]
+    Fine,
+    /// The 20 superclasses.
+    Coarse,
+}
+
+impl Cifar100Labels {
+    /// The TOML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cifar100Labels::Fine => "fine",
+            Cifar100Labels::Coarse => "coarse",
+        }
+    }
+
+    /// Number of classes: 100 fine, 20 coarse.
+    pub const fn classes(self) -> usize {
+        match self {
+            Cifar100Labels::Fine => 100,
+            Cifar100Labels::Coarse => 20,
+        }
+    }
+}
+
+impl std::fmt::Display for Cifar100Labels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -135,15 +185,21 @@ impl AugmentKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// The source: `cifar10` (default), `image-folder` or `synthetic`.
+    /// The source: `cifar10` (default), `cifar100`, `image-folder` or `synthetic`.
     pub dataset: DatasetKind,
-    /// cifar10: the folder (default `data/cifar10`) or the `.tar.gz` archive;
-    /// image-folder: the folder or `.tar.gz` (required); synthetic: unused.
+    /// cifar10 / cifar100: the folder (default `data/cifar10` / `data/cifar100`) or the
+    /// `.tar.gz` archive; image-folder: the folder or `.tar.gz` (required); synthetic: unused.
     pub path: Option<PathBuf>,
-    /// cifar10: download the archive when the folder is missing.
+    /// cifar10 / cifar100: download the archive when the folder is missing.
     pub download: bool,
-    /// cifar10: where to download from (`http(s)://` or `file://`).
+    /// cifar10 / cifar100: where to download from (`http(s)://` or `file://`); the default,
+    /// CIFAR-10's archive, stands for CIFAR-100's with `dataset = "cifar100"`
+    /// ([`DataConfig::resolved_url`]).
     pub url: String,
+    /// cifar100: the fine (100, default) or coarse (20) labels. Left out of the serialized
+    /// table when absent; an error with another dataset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Cifar100Labels>,
     /// image-folder: resize every image to `resize x resize` (bilinear); without it
     /// images of different sizes are an error.
     pub resize: Option<u32>,
@@ -195,6 +251,7 @@ impl Default for DataConfig {
             path: None,
             download: true,
             url: CIFAR10_URL.to_string(),
+            labels: None,
             resize: None,
             augment: vec![
                 AugmentKind::Crop,
@@ -250,13 +307,29 @@ impl DataConfig {
         }
     }
 
-    /// The dataset location: `path`, or the default for CIFAR-10.
+    /// The dataset location: `path`, or the default for CIFAR-10 and CIFAR-100.
     pub fn resolved_path(&self) -> Option<PathBuf> {
         match (&self.path, self.dataset) {
             (Some(p), _) => Some(p.clone()),
             (None, DatasetKind::Cifar10) => Some(PathBuf::from(CIFAR10_DEFAULT_PATH)),
+            (None, DatasetKind::Cifar100) => Some(PathBuf::from(CIFAR100_DEFAULT_PATH)),
             (None, _) => None,
         }
+    }
+
+    /// Where to download from: `url`, except that the default (CIFAR-10's archive) means
+    /// CIFAR-100's archive for `dataset = "cifar100"`.
+    pub fn resolved_url(&self) -> &str {
+        if self.dataset == DatasetKind::Cifar100 && self.url == CIFAR10_URL {
+            CIFAR100_URL
+        } else {
+            &self.url
+        }
+    }
+
+    /// The CIFAR-100 labels (`labels`, default fine).
+    pub fn cifar100_labels(&self) -> Cifar100Labels {
+        self.labels.unwrap_or_default()
     }
 
     /// Checks every value; the error names the first key at fault.
@@ -267,7 +340,16 @@ impl DataConfig {
                 "is required for dataset = \"image-folder\" (a folder or a .tar.gz)",
             ));
         }
-        if self.dataset == DatasetKind::Cifar10
+        if self.labels.is_some() && self.dataset != DatasetKind::Cifar100 {
+            return Err(bad(
+                "labels",
+                format!(
+                    "is only used with dataset = \"cifar100\", not \"{}\"",
+                    self.dataset
+                ),
+            ));
+        }
+        if matches!(self.dataset, DatasetKind::Cifar10 | DatasetKind::Cifar100)
             && !(self.url.starts_with("http://")
                 || self.url.starts_with("https://")
                 || self.url.starts_with("file://"))
@@ -451,5 +533,38 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("data.url"));
+    }
+
+    #[test]
+    fn cifar100_labels_url_path_and_classes() {
+        let c: DataConfig = toml::from_str("dataset = \"cifar100\"\n").unwrap();
+        assert_eq!(c.dataset, DatasetKind::Cifar100);
+        assert_eq!(c.cifar100_labels(), Cifar100Labels::Fine);
+        assert_eq!(c.resolved_url(), CIFAR100_URL);
+        assert_eq!(c.resolved_path(), Some(PathBuf::from("data/cifar100")));
+        c.validate().unwrap();
+        // Absent labels are left out of the serialized table (trial ids do not change).
+        assert!(!toml::to_string(&c).unwrap().contains("labels"));
+        assert!(!toml::to_string(&DataConfig::default())
+            .unwrap()
+            .contains("labels"));
+        let c: DataConfig = toml::from_str(
+            "dataset = \"cifar100\"\nlabels = \"coarse\"\nurl = \"file:///m.tgz\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.cifar100_labels().classes(), 20);
+        assert_eq!(c.resolved_url(), "file:///m.tgz");
+        assert!(toml::to_string(&c).unwrap().contains("labels = \"coarse\""));
+        let err = toml::from_str::<DataConfig>("labels = \"medium\"\n").unwrap_err();
+        assert!(err.to_string().contains("medium"), "{err}");
+        let c = DataConfig {
+            labels: Some(Cifar100Labels::Coarse),
+            ..DataConfig::synthetic(10, 10)
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "data.labels is only used with dataset = \"cifar100\", not \"synthetic\""
+        );
+        assert_eq!(DataConfig::default().resolved_url(), CIFAR10_URL);
     }
 }

@@ -24,21 +24,29 @@ pub enum DataError {
         #[source]
         source: std::io::Error,
     },
-    /// A CIFAR-10 `.bin` whose size is not a whole number of 3073-byte records.
-    #[error("{}: truncated or wrongly sized CIFAR-10 batch: {size} bytes is not a positive multiple of 3073 (1 label byte + 3072 pixel bytes)", path.display())]
+    /// A CIFAR `.bin` whose size is not a whole number of records.
+    #[error("{}: truncated or wrongly sized {file_kind}: {size} bytes is not a positive multiple of {record} ({labels} label byte{} + 3072 pixel bytes)", path.display(), if *labels == 1 { "" } else { "s" })]
     BadBinSize {
         /// The file.
         path: PathBuf,
         /// Its size in bytes.
         size: u64,
+        /// What the file is (`CIFAR-10 batch`, `CIFAR-100 file`).
+        file_kind: &'static str,
+        /// Bytes per record.
+        record: usize,
+        /// Label bytes per record.
+        labels: usize,
     },
     /// A label not below the number of classes.
-    #[error("{}: record {record} has label {label}, out of range for {classes} classes", path.display())]
+    #[error("{}: record {record} has {which} {label}, out of range for {classes} classes", path.display())]
     LabelOutOfRange {
         /// The file.
         path: PathBuf,
         /// The record (0-based).
         record: usize,
+        /// Which label byte (`label`, `coarse label`, `fine label`).
+        which: &'static str,
         /// The label found.
         label: u8,
         /// Number of classes.
@@ -100,20 +108,28 @@ pub enum DataError {
         got: String,
     },
     /// The download failed (e.g. offline).
-    #[error("cannot download {url}: {reason}; without internet, put a copy of cifar-10-binary.tar.gz (or its unpacked cifar-10-batches-bin/) at {} or set data.path to it, or set data.url to a local file:// or http:// mirror", dest.display())]
+    #[error("cannot download {url}: {reason}; without internet, put a copy of {archive} (or its unpacked {dir}/) at {} or set data.path to it, or set data.url to a local file:// or http:// mirror", dest.display())]
     Download {
         /// The URL that failed.
         url: String,
         /// The folder the dataset was meant for.
         dest: PathBuf,
+        /// The official archive's name.
+        archive: &'static str,
+        /// The folder it unpacks to.
+        dir: &'static str,
         /// Why.
         reason: String,
     },
-    /// The CIFAR-10 folder is missing and downloading is off.
-    #[error("{}: no CIFAR-10 data here (expected cifar-10-batches-bin/, data_batch_1.bin ... test_batch.bin, or cifar-10-binary.tar.gz) and data.download = false; set data.download = true or data.path to a local copy", path.display())]
+    /// The dataset's folder is missing and downloading is off.
+    #[error("{}: no {title} data here (expected {expected}) and data.download = false; set data.download = true or data.path to a local copy", path.display())]
     NotFound {
         /// The folder looked at.
         path: PathBuf,
+        /// The dataset (`CIFAR-10`).
+        title: &'static str,
+        /// What the folder should hold.
+        expected: &'static str,
     },
     /// A `.tar.gz` that cannot be read.
     #[error("{}: cannot read archive", path.display())]

@@ -1,6 +1,7 @@
 //! `ablate-data`: datasets as one in-memory form ([`ImageSet`]: u8 `[N, 3, H, W]`,
 //! labels; [`Dataset`]: class names and train/test splits), loaded from
-//! CIFAR-10's official binary layout (downloaded and MD5-checked when missing),
+//! CIFAR-10's and CIFAR-100's official binary layouts (downloaded and MD5-checked when
+//! missing; [`cifar`], [`cifar100`], their shared pieces in [`cifar_bin`]),
 //! from image folders (folder or `.tar.gz`, decoded in parallel and cached), or
 //! generated ([`synthetic`]); train-time augmentations with torchvision
 //! semantics ([`augment`]); and a [`Loader`] that yields normalized f32
@@ -13,6 +14,8 @@
 
 pub mod augment;
 pub mod cifar;
+pub mod cifar100;
+pub mod cifar_bin;
 pub mod config;
 pub mod error;
 pub mod folder;
@@ -30,7 +33,8 @@ use std::path::PathBuf;
 pub use augment::{Augment, AugmentOp, Normalize};
 pub use cifar::export_cifar_bin;
 pub use config::{
-    AugmentKind, DataConfig, DataConfigError, DatasetKind, RandomStreams, CIFAR10_MD5, CIFAR10_URL,
+    AugmentKind, Cifar100Labels, DataConfig, DataConfigError, DatasetKind, RandomStreams,
+    CIFAR100_MD5, CIFAR100_URL, CIFAR10_MD5, CIFAR10_URL,
 };
 pub use error::DataError;
 pub use folder::{default_cache_dir, CacheUse};
@@ -64,9 +68,22 @@ pub fn load_source(cfg: &DataConfig) -> Result<(Dataset, CacheUse), DataError> {
                 .resolved_path()
                 .unwrap_or_else(|| PathBuf::from(config::CIFAR10_DEFAULT_PATH));
             Ok((
-                cifar::load(&path, cfg.download, &cfg.url, CIFAR10_MD5)?,
+                cifar::load(&path, cfg.download, cfg.resolved_url(), CIFAR10_MD5)?,
                 CacheUse::Disabled,
             ))
+        }
+        DatasetKind::Cifar100 => {
+            let path = cfg
+                .resolved_path()
+                .unwrap_or_else(|| PathBuf::from(config::CIFAR100_DEFAULT_PATH));
+            let ds = cifar100::load(
+                &path,
+                cfg.download,
+                cfg.resolved_url(),
+                CIFAR100_MD5,
+                cfg.cifar100_labels(),
+            )?;
+            Ok((ds, CacheUse::Disabled))
         }
         DatasetKind::ImageFolder => {
             let path = cfg.path.clone().ok_or_else(|| DataConfigError {
@@ -80,6 +97,18 @@ pub fn load_source(cfg: &DataConfig) -> Result<(Dataset, CacheUse), DataError> {
             };
             folder::load(&path, cfg.resize, cache.as_deref())
         }
+    }
+}
+
+/// The number of classes of `cfg`'s data when the configuration alone says it (CIFAR-10: 10,
+/// CIFAR-100: 100 fine or 20 coarse, synthetic: 10); `None` for an image folder, whose classes
+/// are known once it is read.
+pub fn known_classes(cfg: &DataConfig) -> Option<usize> {
+    match cfg.dataset {
+        DatasetKind::Cifar10 => Some(cifar::CLASSES.len()),
+        DatasetKind::Cifar100 => Some(cfg.cifar100_labels().classes()),
+        DatasetKind::Synthetic => Some(synthetic::CLASSES.len()),
+        DatasetKind::ImageFolder => None,
     }
 }
 

@@ -44,6 +44,7 @@ fn large_spec() -> Spec {
         overrides: vec![(3, 2, "failed".into(), Some("error: boom".into()))],
         inside: true,
         samples: 4,
+        classes: common::CLASSES.len(),
     }
 }
 

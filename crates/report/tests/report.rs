@@ -490,3 +490,43 @@ fn no_best_when_nothing_survives_the_adjustment() {
         "{best}"
     );
 }
+
+#[test]
+fn hundred_classes_show_the_top_and_bottom_ten() {
+    let mut spec = small_spec();
+    spec.classes = 100;
+    let dir = tempfile::tempdir().unwrap();
+    write_sweep(dir.path(), &spec);
+    let s = generate(dir.path(), &ReportOptions::default()).unwrap();
+    assert!(s.skipped_charts.is_empty(), "{:?}", s.skipped_charts);
+    let md = std::fs::read_to_string(s.out_dir.join("report.md")).unwrap();
+    let notes = md
+        .matches("With 100 classes the chart shows only the 10")
+        .count();
+    assert_eq!(notes, 3, "per-class, confusion and gates captions:\n{md}");
+    assert!(
+        md.contains("the 10 with the highest gain of the best attention variant over the baseline")
+    );
+    assert!(md.contains("need not add up to 100"));
+    // The best contender (SE r=16, variant 1) gains class_gain(ci) on class ci over the
+    // baseline (variant 0): the top 10 gain 0.090..0.099, the bottom 10 0.000..0.009.
+    let shown = |stem: &str| -> Vec<usize> {
+        let svg = std::fs::read_to_string(s.out_dir.join(format!("{stem}.svg"))).unwrap();
+        (0..100)
+            // `classNN`: no name is the start of another.
+            .filter(|&ci| svg.contains(&spec.class_name(ci)))
+            .collect()
+    };
+    let want: Vec<usize> = (0..100)
+        .filter(|&ci| !(0.0095..0.0895).contains(&common::class_gain(ci)))
+        .collect();
+    assert_eq!(want.len(), 20);
+    assert_eq!(shown(stems::PER_CLASS), want);
+    assert_eq!(shown(stems::CONFUSION).len(), 20);
+    assert_eq!(shown(stems::GATES).len(), 20);
+    // Ten classes: every class, no note (the snapshot of report.md checks the captions).
+    let dir = fixture();
+    let s = generate(dir.path(), &ReportOptions::default()).unwrap();
+    let md = std::fs::read_to_string(s.out_dir.join("report.md")).unwrap();
+    assert!(!md.contains("classes the chart shows only"));
+}

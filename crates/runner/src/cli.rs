@@ -219,8 +219,9 @@ pub struct EvalArgs {
     /// lists as `blocks=1+3`.
     #[arg(long, value_name = "SPEC", default_value = "attention=none")]
     pub model: String,
-    /// The dataset: `synthetic`, a CIFAR-10 binary folder or `cifar-10-binary.tar.gz`, or an
-    /// image folder (`train/<class>/*.png`, `test/<class>/...`) as a folder or `.tar.gz`.
+    /// The dataset: `synthetic`, a CIFAR-10 binary folder or `cifar-10-binary.tar.gz`, a
+    /// CIFAR-100 binary folder or `cifar-100-binary.tar.gz` (fine labels), or an image folder
+    /// (`train/<class>/*.png`, `test/<class>/...`) as a folder or `.tar.gz`.
     #[arg(long, value_name = "SOURCE")]
     pub data: String,
     /// Images per forward pass.
@@ -309,7 +310,8 @@ pub enum DataCommand {
 /// `ablate data info`.
 #[derive(Debug, Args)]
 pub struct DataInfoArgs {
-    /// `synthetic`, a CIFAR-10 binary folder or archive, or an image folder (folder or `.tar.gz`).
+    /// `synthetic`, `cifar10`, `cifar100`, a CIFAR-10 or CIFAR-100 binary folder or archive, or
+    /// an image folder (folder or `.tar.gz`).
     pub source: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -319,7 +321,8 @@ pub struct DataInfoArgs {
 /// `ablate data export`.
 #[derive(Debug, Args)]
 pub struct DataExportArgs {
-    /// `synthetic`, a CIFAR-10 binary folder or archive, or an image folder (folder or `.tar.gz`).
+    /// `synthetic`, `cifar10`, `cifar100`, a CIFAR-10 or CIFAR-100 binary folder or archive, or
+    /// an image folder (folder or `.tar.gz`).
     pub source: String,
     /// The output layout.
     #[arg(long, value_enum, default_value_t = ExportFormat::CifarBin)]

@@ -87,7 +87,7 @@ fn wrong_types_and_unknown_values() {
     );
     assert_eq!(
         err("[data]\ndataset = 3\n"),
-        "exp.toml:2:1: `data.dataset`: expected one of `cifar10`, `image-folder`, `synthetic`, found integer 3"
+        "exp.toml:2:1: `data.dataset`: expected one of `cifar10`, `cifar100`, `image-folder`, `synthetic`, found integer 3"
     );
     assert_eq!(
         err("name = 3\n"),
@@ -300,6 +300,14 @@ fn seed_source_keys_name_the_key() {
         "exp.toml:5:1: `train.seed_varies`: must be \"all\" with train.random_streams = \
          \"pytorch\" (PyTorch's generator draws the weights and the dropout masks from one \
          stream)"
+    );
+    assert_eq!(
+        err("[data]\ndataset = \"synthetic\"\nlabels = \"coarse\"\n"),
+        "exp.toml:3:1: `data.labels`: is only used with dataset = \"cifar100\", not \"synthetic\""
+    );
+    assert_eq!(
+        err("[data]\ndataset = \"cifar100\"\nlabels = \"superclass\"\n"),
+        "exp.toml:3:1: `data.labels`: unknown value `superclass`, expected one of `fine`, `coarse`"
     );
     assert_eq!(
         err("[train]\nseed_varies = \"weights\"\n"),

@@ -94,8 +94,11 @@ pub struct ConfusionChart {
     pub label: String,
     /// Class names by index.
     pub classes: Vec<String>,
-    /// Counts `[true][predicted]`, summed over the variant's seeds.
+    /// Counts `[true][predicted]`, summed over the variant's seeds (of the classes shown).
     pub counts: Vec<Vec<u64>>,
+    /// Test images of each true class shown, over every predicted class (also those not
+    /// shown): what a row's shares are of.
+    pub row_totals: Vec<u64>,
 }
 
 impl Chart for ConfusionChart {
@@ -137,7 +140,7 @@ impl Chart for ConfusionChart {
             .draw()?;
         let cell_font = font(TICK_SIZE - 2).pos(Pos::new(HPos::Center, VPos::Center));
         for (t, row) in self.counts.iter().enumerate().take(n) {
-            let total: u64 = row.iter().sum();
+            let total = self.row_totals.get(t).copied().unwrap_or(0);
             let y = (n - 1 - t) as f64;
             for (p, &count) in row.iter().enumerate().take(n) {
                 let frac = if total > 0 {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use ablate_schema::tables::{FEATURE_MAPS, GATES};
 use ablate_schema::ClassLine;
 
+use super::class_pick::{self, Shown};
 use super::Figures;
 use crate::analysis::Variant;
 use crate::charts::classes::{ClassChart, ClassSeries, ConfusionChart};
@@ -89,14 +90,34 @@ pub(super) fn class_charts(f: &mut Figures<'_>) -> Result<Vec<String>, ReportErr
             }
         })
         .collect();
+    let shown = match &series[..] {
+        [base, best] => class_pick::pick(
+            &base
+                .accuracy
+                .iter()
+                .zip(&best.accuracy)
+                .map(|(b, v)| v - b)
+                .collect::<Vec<_>>(),
+            "gain of the best attention variant over the baseline",
+        ),
+        [one, ..] => class_pick::pick(&one.accuracy, "accuracy"),
+        [] => class_pick::pick(&[], ""),
+    };
+    let series = series
+        .into_iter()
+        .map(|s| ClassSeries {
+            accuracy: shown.select(&s.accuracy),
+            ..s
+        })
+        .collect();
     f.draw(
         &ClassChart {
-            classes: names.clone(),
+            classes: shown.select(&names),
             series,
         },
         stems::PER_CLASS,
         "Per-class test accuracy",
-        "Test accuracy of each true class for the baseline and the best attention variant, mean over their completed seeds.",
+        &shown.caption("Test accuracy of each true class for the baseline and the best attention variant, mean over their completed seeds."),
     )?;
     confusion_chart(f, &names, &of_variant)?;
     Ok(names)
@@ -125,16 +146,30 @@ fn confusion_chart<'r>(
     if !any {
         return Ok(());
     }
+    let totals: Vec<u64> = counts.iter().map(|row| row.iter().sum()).collect();
+    let accuracy: Vec<f64> = (0..n)
+        .map(|t| counts[t][t] as f64 / totals[t] as f64)
+        .collect();
+    let shown = class_pick::pick(&accuracy, "accuracy");
+    let mut caption = "Rows: true class; columns: predicted class; each cell is the share of the true class's test images (in %), summed over the completed seeds of the variant with the highest mean final test accuracy.".to_string();
+    if shown.note.is_some() {
+        caption.push_str(" A row's shares count every prediction, also of the classes not shown, so the cells shown need not add up to 100.");
+    }
     let chart = ConfusionChart {
         label: top.label.clone(),
-        classes: names.to_vec(),
-        counts,
+        classes: shown.select(names),
+        counts: shown
+            .select(&counts)
+            .iter()
+            .map(|row| shown.select(row))
+            .collect(),
+        row_totals: shown.select(&totals),
     };
     f.draw(
         &chart,
         stems::CONFUSION,
         "Confusion matrix of the variant with the highest mean",
-        "Rows: true class; columns: predicted class; each cell is the share of the true class's test images (in %), summed over the completed seeds of the variant with the highest mean final test accuracy.",
+        &shown.caption(&caption),
     )
 }
 
@@ -267,11 +302,11 @@ fn feature_maps(
 /// gates), per block.
 pub(super) fn gate_chart(f: &mut Figures<'_>, names: &[String]) -> Result<(), ReportError> {
     match gates(f, names)? {
-        Ok(chart) => f.draw(
+        Ok((chart, shown)) => f.draw(
             &chart,
             stems::GATES,
             "What the channel attention learned",
-            "Mean excitation (gate value) of each channel over the test images of each class, per block, averaged over the variant's completed seeds. Lines that coincide mean class-agnostic gating; lines that spread apart mean class-specific gating (Hu et al., SE networks, section 7.2).",
+            &shown.caption("Mean excitation (gate value) of each channel over the test images of each class, per block, averaged over the variant's completed seeds. Lines that coincide mean class-agnostic gating; lines that spread apart mean class-specific gating (Hu et al., SE networks, section 7.2)."),
         ),
         Err(reason) => {
             f.skip("Channel-attention gates", reason);
@@ -280,7 +315,10 @@ pub(super) fn gate_chart(f: &mut Figures<'_>, names: &[String]) -> Result<(), Re
     }
 }
 
-fn gates(f: &Figures<'_>, names: &[String]) -> Result<Result<GateChart, String>, ReportError> {
+fn gates(
+    f: &Figures<'_>,
+    names: &[String],
+) -> Result<Result<(GateChart, Shown), String>, ReportError> {
     let with_gates: HashSet<String> = load::trials_with_rows(f.src, &GATES)?.into_iter().collect();
     if with_gates.is_empty() {
         return Ok(Err(
@@ -327,12 +365,48 @@ fn gates(f: &Figures<'_>, names: &[String]) -> Result<Result<GateChart, String>,
         }
         row[r.channel as usize] = r.mean_gate;
     }
-    let classes = (0..n_classes)
+    let classes: Vec<String> = (0..n_classes)
         .map(|i| names.get(i).cloned().unwrap_or_else(|| i.to_string()))
         .collect();
-    Ok(Ok(GateChart {
+    let last = blocks.values().next_back().map_or(&[][..], |g| &g[..]);
+    let shown = class_pick::pick(
+        &gate_distinctness(last),
+        "distance of their last block's gates from the mean over classes",
+    );
+    let chart = GateChart {
         label: format!("{} ({} seeds)", v.label, ids.len()),
-        classes,
-        blocks: blocks.into_iter().collect(),
-    }))
+        classes: shown.select(&classes),
+        blocks: blocks
+            .into_iter()
+            .map(|(b, g)| (b, shown.select(&g)))
+            .collect(),
+    };
+    Ok(Ok((chart, shown)))
+}
+
+/// Per class: the mean absolute difference between its gates and the mean over classes, per
+/// channel (`gates[class][channel]`, NaN where missing); NaN for a class without gates.
+fn gate_distinctness(gates: &[Vec<f64>]) -> Vec<f64> {
+    let channels = gates.iter().map(Vec::len).max().unwrap_or(0);
+    let mean: Vec<f64> = (0..channels)
+        .map(|ch| {
+            let v: Vec<f64> = gates
+                .iter()
+                .filter_map(|g| g.get(ch).copied().filter(|x| x.is_finite()))
+                .collect();
+            v.iter().sum::<f64>() / v.len() as f64
+        })
+        .collect();
+    gates
+        .iter()
+        .map(|g| {
+            let d: Vec<f64> = g
+                .iter()
+                .zip(&mean)
+                .filter(|(x, m)| x.is_finite() && m.is_finite())
+                .map(|(x, m)| (x - m).abs())
+                .collect();
+            d.iter().sum::<f64>() / d.len() as f64
+        })
+        .collect()
 }

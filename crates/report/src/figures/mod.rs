@@ -7,7 +7,10 @@
 //! | [`training`] | training loss per iteration, per-epoch train and test curves |
 //! | [`comparison`] | final accuracy per variant, differences with the baseline, accuracy against each swept axis, cost and benefit |
 //! | [`inside`] | per-class accuracy, confusion matrix, feature maps, channel-attention gates |
+//!
+//! With more than 20 classes the per-class charts show the top and bottom 10 ([`class_pick`]).
 
+mod class_pick;
 mod comparison;
 mod inside;
 mod training;

@@ -4,7 +4,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
-use ablate_data::{DataConfig, DatasetKind};
+use ablate_data::cifar_bin::{BinLayout, Located};
+use ablate_data::{cifar, cifar100, DataConfig, DatasetKind};
 
 use crate::cli::{DataExportArgs, DataInfoArgs, ExportFormat, EXIT_OK};
 
@@ -12,15 +13,19 @@ use super::CommandResult;
 
 /// What a SOURCE argument accepts, for messages.
 pub const SOURCE_HELP: &str = "`synthetic`, `cifar10` (the folder data/cifar10, downloaded when missing), \
-a CIFAR-10 binary folder or cifar-10-binary.tar.gz, or an image folder (train/<class>/*, test/<class>/*) \
+`cifar100` (data/cifar100, likewise; fine labels), a CIFAR-10 binary folder or cifar-10-binary.tar.gz, \
+a CIFAR-100 binary folder or cifar-100-binary.tar.gz, or an image folder (train/<class>/*, test/<class>/*) \
 as a folder or .tar.gz";
 
 /// The `[data]` table that loads SOURCE (no augmentation matters here):
 ///
 /// - `synthetic`: the generated dataset at its default sizes;
 /// - `cifar10`: the official binary layout in `data/cifar10` (downloaded when missing);
+/// - `cifar100`: CIFAR-100's in `data/cifar100` (downloaded when missing), fine labels;
 /// - a folder holding CIFAR-10's `.bin` files (directly, in `cifar-10-batches-bin/`, or as
 ///   `cifar-10-binary.tar.gz`), or the archive `cifar-10-binary.tar.gz` itself: CIFAR-10;
+/// - likewise CIFAR-100's (`train.bin`, `test.bin`, `cifar-100-binary/`,
+///   `cifar-100-binary.tar.gz`): CIFAR-100 with its fine labels;
 /// - any other folder or `.tar.gz`: an image folder (`train/<class>/...`, `test/<class>/...`).
 pub fn source_config(source: &str) -> anyhow::Result<DataConfig> {
     match source {
@@ -29,24 +34,22 @@ pub fn source_config(source: &str) -> anyhow::Result<DataConfig> {
             return Ok(DataConfig::synthetic(d.synthetic_train, d.synthetic_test));
         }
         "cifar10" => return Ok(DataConfig::default()),
+        "cifar100" => {
+            return Ok(DataConfig {
+                dataset: DatasetKind::Cifar100,
+                ..DataConfig::default()
+            })
+        }
         _ => {}
     }
     let path = Path::new(source);
     if !path.exists() {
         bail!("data source `{source}` does not exist; SOURCE is {SOURCE_HELP}");
     }
-    let is_cifar_archive = path.is_file()
-        && path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("cifar-10-binary"));
-    let is_cifar_dir = path.is_dir()
-        && matches!(
-            ablate_data::cifar::locate(path),
-            Some(ablate_data::cifar::Located::Dir(_))
-        )
-        || path.join("cifar-10-binary.tar.gz").is_file();
-    let dataset = if is_cifar_archive || is_cifar_dir {
+    let dataset = if holds(path, &cifar::LAYOUT) {
         DatasetKind::Cifar10
+    } else if holds(path, &cifar100::LAYOUT) {
+        DatasetKind::Cifar100
     } else {
         DatasetKind::ImageFolder
     };
@@ -56,6 +59,20 @@ pub fn source_config(source: &str) -> anyhow::Result<DataConfig> {
         download: false,
         ..DataConfig::default()
     })
+}
+
+/// Whether `path` is `layout`'s official archive (by its name), or a folder holding its files
+/// or its archive.
+fn holds(path: &Path, layout: &BinLayout) -> bool {
+    let is_archive = path.is_file()
+        && path.file_name().is_some_and(|n| {
+            let stem = layout.archive.trim_end_matches(".tar.gz");
+            n.to_string_lossy().starts_with(stem)
+        });
+    let is_dir = path.is_dir()
+        && (matches!(layout.locate(path), Some(Located::Dir(_)))
+            || path.join(layout.archive).is_file());
+    is_archive || is_dir
 }
 
 /// Loads SOURCE with both splits whole.
@@ -143,6 +160,23 @@ mod tests {
             source_config(cifar.to_str().unwrap()).unwrap().dataset,
             DatasetKind::Cifar10
         );
+        // Likewise CIFAR-100's files, nested or not, and its archive.
+        let c100 = dir.path().join("c100");
+        std::fs::create_dir_all(c100.join("cifar-100-binary")).unwrap();
+        std::fs::write(c100.join("cifar-100-binary/train.bin"), b"").unwrap();
+        assert_eq!(
+            source_config(c100.to_str().unwrap()).unwrap().dataset,
+            DatasetKind::Cifar100
+        );
+        let archive = dir.path().join("cifar-100-binary.tar.gz");
+        std::fs::write(&archive, b"").unwrap();
+        assert_eq!(
+            source_config(archive.to_str().unwrap()).unwrap().dataset,
+            DatasetKind::Cifar100
+        );
+        let named = source_config("cifar100").unwrap();
+        assert_eq!(named.dataset, DatasetKind::Cifar100);
+        assert_eq!(ablate_data::known_classes(&named), Some(100));
         let folder = dir.path().join("f");
         std::fs::create_dir_all(folder.join("train")).unwrap();
         let cfg = source_config(folder.to_str().unwrap()).unwrap();

@@ -84,23 +84,15 @@ impl Plan {
     }
 }
 
-/// The classes a dataset has, where the configuration alone says (an image folder's are known
-/// once it is read).
-fn known_classes(data: &ablate_data::DataConfig) -> Option<usize> {
-    match data.dataset {
-        ablate_data::DatasetKind::Cifar10 | ablate_data::DatasetKind::Synthetic => Some(10),
-        ablate_data::DatasetKind::ImageFolder => None,
-    }
-}
-
 /// Trainable parameters of each variant's model (PyTorch's `sum(p.numel())`), by variant id:
-/// `269,722`, or with `?` classes for an image folder, counted for 10.
+/// `269,722` for the data's classes (100 or 20 for CIFAR-100), or, for an image folder whose
+/// classes are known once it is read, `269,722*` counted for 10.
 fn param_counts(experiment: &Experiment) -> std::collections::HashMap<String, String> {
     experiment
         .variants()
         .iter()
         .map(|v| {
-            let classes = known_classes(&v.config.data);
+            let classes = ablate_data::known_classes(&v.config.data);
             let net = ablate_model::Net::new(
                 &v.config.model,
                 classes.unwrap_or(10),
