@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use candle_core::{bail, CpuStorage, InplaceOp2, Layout, Result, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous_grad, Buffers, OptimizerParams, ParamSlot, CHUNK};
+use super::{contiguous_grad, param_and_grad, Buffers, OptimizerParams, ParamSlot, CHUNK};
 
 /// Adam's scalar factors for step `t`, computed in f64 as PyTorch does.
 struct AdamScalars {
@@ -56,18 +56,10 @@ impl InplaceOp2 for AdamKernel<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        let (CpuStorage::F32(param), CpuStorage::F32(grad)) = (s1, s2) else {
-            bail!("adam-fused: parameter and gradient must be f32");
-        };
-        let (Some((p0, p1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            bail!("adam-fused: parameter and gradient must be contiguous");
-        };
-        let param = &mut param[p0..p1];
-        let grad = &grad[g0..g1];
+        let (param, grad) = param_and_grad("adam-fused", s1, l1, s2, l2)?;
         let mut m = self.m.borrow_mut();
         let mut v = self.v.borrow_mut();
-        if grad.len() != param.len() || m.len() != param.len() || v.len() != param.len() {
+        if m.len() != param.len() || v.len() != param.len() {
             bail!("adam-fused: size mismatch");
         }
         let s = &self.s;

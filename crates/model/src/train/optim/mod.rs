@@ -304,6 +304,31 @@ impl Optimizer {
 /// Size of the chunks the fused kernels hand to rayon.
 pub(super) const CHUNK: usize = 1 << 14;
 
+/// The parameter and gradient slices a fused CPU update kernel (`name`) works on: both f32,
+/// contiguous, of one length.
+pub(super) fn param_and_grad<'a>(
+    name: &str,
+    param: &'a mut candle_core::CpuStorage,
+    param_layout: &candle_core::Layout,
+    grad: &'a candle_core::CpuStorage,
+    grad_layout: &candle_core::Layout,
+) -> Result<(&'a mut [f32], &'a [f32])> {
+    use candle_core::CpuStorage;
+    let (CpuStorage::F32(param), CpuStorage::F32(grad)) = (param, grad) else {
+        bail!("{name}: parameter and gradient must be f32");
+    };
+    let (Some((p0, p1)), Some((g0, g1))) = (
+        param_layout.contiguous_offsets(),
+        grad_layout.contiguous_offsets(),
+    ) else {
+        bail!("{name}: parameter and gradient must be contiguous");
+    };
+    if p1 - p0 != g1 - g0 {
+        bail!("{name}: size mismatch");
+    }
+    Ok((&mut param[p0..p1], &grad[g0..g1]))
+}
+
 pub(super) fn contiguous_grad(grad: &Tensor) -> Result<Tensor> {
     let g = if grad.is_contiguous() {
         grad.clone()

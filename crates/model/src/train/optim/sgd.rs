@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use candle_core::{bail, CpuStorage, InplaceOp2, Layout, Result, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous_grad, Buffers, OptimizerParams, ParamSlot, CHUNK};
+use super::{contiguous_grad, param_and_grad, Buffers, OptimizerParams, ParamSlot, CHUNK};
 
 /// In-place fused SGD on one f32 CPU parameter; the momentum buffer is `buf`
 /// (empty when momentum is 0).
@@ -32,18 +32,7 @@ impl InplaceOp2 for SgdKernel<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        let (CpuStorage::F32(param), CpuStorage::F32(grad)) = (s1, s2) else {
-            bail!("sgd-fused: parameter and gradient must be f32");
-        };
-        let (Some((p0, p1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            bail!("sgd-fused: parameter and gradient must be contiguous");
-        };
-        let param = &mut param[p0..p1];
-        let grad = &grad[g0..g1];
-        if grad.len() != param.len() {
-            bail!("sgd-fused: size mismatch");
-        }
+        let (param, grad) = param_and_grad("sgd-fused", s1, l1, s2, l2)?;
         let mut buf = self.buf.borrow_mut();
         let (wd, mu, nesterov, neg_lr, first) = (
             self.wd,
