@@ -334,6 +334,14 @@ impl DataConfig {
 
     /// Checks every value; the error names the first key at fault.
     pub fn validate(&self) -> Result<(), DataConfigError> {
+        self.validate_source()?;
+        self.validate_augmentation()?;
+        self.validate_normalization()?;
+        self.validate_sampling()
+    }
+
+    /// The dataset, where it comes from and which labels it uses.
+    fn validate_source(&self) -> Result<(), DataConfigError> {
         if self.dataset == DatasetKind::ImageFolder && self.path.is_none() {
             return Err(bad(
                 "path",
@@ -362,6 +370,19 @@ impl DataConfig {
                 ),
             ));
         }
+        if self.dataset == DatasetKind::Synthetic {
+            if self.synthetic_train == 0 {
+                return Err(bad("synthetic_train", "must be at least 1, got 0"));
+            }
+            if self.synthetic_test == 0 {
+                return Err(bad("synthetic_test", "must be at least 1, got 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The resize and the training augmentations.
+    fn validate_augmentation(&self) -> Result<(), DataConfigError> {
         if let Some(r) = self.resize {
             if r == 0 || r > 4096 {
                 return Err(bad("resize", format!("must be in [1, 4096], got {r}")));
@@ -400,6 +421,11 @@ impl DataConfig {
                 format!("must be in [0, 180], got {}", self.rotate_degrees),
             ));
         }
+        Ok(())
+    }
+
+    /// The per-channel mean and standard deviation.
+    fn validate_normalization(&self) -> Result<(), DataConfigError> {
         for c in 0..3 {
             if !self.mean[c].is_finite() {
                 return Err(bad(
@@ -414,6 +440,11 @@ impl DataConfig {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The subset limits and the resampling.
+    fn validate_sampling(&self) -> Result<(), DataConfigError> {
         if self.train_limit == Some(0) {
             return Err(bad("train_limit", "must be at least 1, got 0"));
         }
@@ -432,14 +463,6 @@ impl DataConfig {
                     "resample_fraction",
                     "is only used with resample = \"subsample\"",
                 ));
-            }
-        }
-        if self.dataset == DatasetKind::Synthetic {
-            if self.synthetic_train == 0 {
-                return Err(bad("synthetic_train", "must be at least 1, got 0"));
-            }
-            if self.synthetic_test == 0 {
-                return Err(bad("synthetic_test", "must be at least 1, got 0"));
             }
         }
         Ok(())

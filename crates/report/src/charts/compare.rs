@@ -28,8 +28,11 @@ pub struct AccPoint {
     pub is_baseline: bool,
 }
 
+/// A chart with two linear axes, as every chart of this file draws.
+type XyChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
 fn dashed<DB: DrawingBackend>(
-    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    chart: &mut XyChart<'_, DB>,
     points: Vec<(f64, f64)>,
     colour: RGBColor,
 ) -> Result<(), DrawError>
@@ -48,6 +51,23 @@ pub struct FinalAccChart {
 }
 
 impl FinalAccChart {
+    /// The accuracy axis (%): every seed, CI end and mean, padded, within [0, 100].
+    fn x_range(&self) -> (f64, f64) {
+        clamp_percent(padded_range(
+            self.rows.iter().flat_map(|r| {
+                let ci = r.ci.map(|c| [c.0, c.1]).unwrap_or([f64::NAN; 2]);
+                r.seeds
+                    .iter()
+                    .copied()
+                    .chain(ci)
+                    .chain(r.mean)
+                    .map(|v| v * 100.0)
+            }),
+            0.08,
+            (0.0, 100.0),
+        ))
+    }
+
     fn labels(&self) -> Vec<String> {
         self.rows
             .iter()
@@ -86,19 +106,7 @@ impl Chart for FinalAccChart {
             .iter()
             .find(|r| r.is_baseline)
             .and_then(|r| r.mean);
-        let (x0, x1) = clamp_percent(padded_range(
-            self.rows.iter().flat_map(|r| {
-                let ci = r.ci.map(|c| [c.0, c.1]).unwrap_or([f64::NAN; 2]);
-                r.seeds
-                    .iter()
-                    .copied()
-                    .chain(ci)
-                    .chain(r.mean)
-                    .map(|v| v * 100.0)
-            }),
-            0.08,
-            (0.0, 100.0),
-        ));
+        let (x0, x1) = self.x_range();
         let mut chart = ChartBuilder::on(root)
             .caption(
                 "Final test accuracy per variant: mean, 95% CI (t), and each seed",
@@ -128,33 +136,45 @@ impl Chart for FinalAccChart {
             )?;
         }
         for (i, r) in self.rows.iter().enumerate() {
-            let y = (n - 1 - i) as f64;
-            let c = r.colour;
-            if let Some((lo, hi)) = r.ci {
-                // An interval reaching past 0% or 100% is cut there, without an end cap.
-                let (lo_c, hi_c) = (lo.max(0.0), hi.min(1.0));
-                chart.draw_series(std::iter::once(PathElement::new(
-                    vec![(lo_c * 100.0, y), (hi_c * 100.0, y)],
-                    c.stroke_width(3),
-                )))?;
-                for x in [lo, hi].into_iter().filter(|x| (0.0..=1.0).contains(x)) {
-                    chart.draw_series(std::iter::once(PathElement::new(
-                        vec![(x * 100.0, y - 0.18), (x * 100.0, y + 0.18)],
-                        c.stroke_width(3),
-                    )))?;
-                }
-            }
-            chart.draw_series(
-                r.seeds
-                    .iter()
-                    .map(|s| Circle::new((s * 100.0, y + 0.22), 4, c.stroke_width(1))),
-            )?;
-            if let Some(m) = r.mean {
-                chart.draw_series(std::iter::once(Circle::new((m * 100.0, y), 7, c.filled())))?;
-            }
+            draw_acc_row(&mut chart, (n - 1 - i) as f64, r)?;
         }
         Ok(())
     }
+}
+
+/// One row of chart 3 at height `y`: the CI with its caps, each seed, the mean.
+fn draw_acc_row<DB: DrawingBackend>(
+    chart: &mut XyChart<'_, DB>,
+    y: f64,
+    r: &AccPoint,
+) -> Result<(), DrawError>
+where
+    DB::ErrorType: 'static,
+{
+    let c = r.colour;
+    if let Some((lo, hi)) = r.ci {
+        // An interval reaching past 0% or 100% is cut there, without an end cap.
+        let (lo_c, hi_c) = (lo.max(0.0), hi.min(1.0));
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(lo_c * 100.0, y), (hi_c * 100.0, y)],
+            c.stroke_width(3),
+        )))?;
+        for x in [lo, hi].into_iter().filter(|x| (0.0..=1.0).contains(x)) {
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(x * 100.0, y - 0.18), (x * 100.0, y + 0.18)],
+                c.stroke_width(3),
+            )))?;
+        }
+    }
+    chart.draw_series(
+        r.seeds
+            .iter()
+            .map(|s| Circle::new((s * 100.0, y + 0.22), 4, c.stroke_width(1))),
+    )?;
+    if let Some(m) = r.mean {
+        chart.draw_series(std::iter::once(Circle::new((m * 100.0, y), 7, c.filled())))?;
+    }
+    Ok(())
 }
 
 /// One line of an axis chart: the variants that share every other swept value.
@@ -193,41 +213,8 @@ impl Chart for AxisChart {
         DB::ErrorType: 'static,
     {
         let log2 = self.log2;
-        let tx = move |x: f64| if log2 { x.log2() } else { x };
-        let (x0, x1) = padded_range(
-            self.groups
-                .iter()
-                .flat_map(|g| g.points.iter().map(move |p| tx(p.0))),
-            0.08,
-            (0.0, 1.0),
-        );
-        let (y0, y1) = clamp_percent(padded_range(
-            self.groups
-                .iter()
-                .flat_map(|g| {
-                    g.points.iter().flat_map(|p| {
-                        let (lo, hi) = p.2.unwrap_or((p.1, p.1));
-                        [lo, hi]
-                    })
-                })
-                .chain(self.baseline)
-                .map(|v| v * 100.0),
-            0.1,
-            (0.0, 100.0),
-        ));
-        let x_fmt = move |v: &f64| {
-            if log2 {
-                let x = 2f64.powf(*v);
-                if (x - x.round()).abs() < 1e-6 {
-                    format!("{}", x.round())
-                } else {
-                    format!("{x:.2}")
-                }
-            } else {
-                let s = format!("{v:.4}");
-                s.trim_end_matches('0').trim_end_matches('.').to_string()
-            }
-        };
+        let ((x0, x1), (y0, y1)) = self.ranges();
+        let x_fmt = move |v: &f64| axis_tick(log2, *v);
         let mut chart = ChartBuilder::on(root)
             .caption(
                 format!("Final test accuracy against {}", self.key),
@@ -267,14 +254,71 @@ impl Chart for AxisChart {
                     )
                 });
         }
-        let span = (x1 - x0) * 0.006;
+        self.draw_groups(&mut chart, (x1 - x0) * 0.006)?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK.mix(0.4))
+            .label_font(font(LEGEND_SIZE))
+            .draw()?;
+        Ok(())
+    }
+}
+
+impl AxisChart {
+    /// An axis value where it is plotted: its log2 on a log2 scale.
+    fn plotted(&self, x: f64) -> f64 {
+        if self.log2 {
+            x.log2()
+        } else {
+            x
+        }
+    }
+
+    /// The plotted axis values, and the accuracies (%) with their CIs and the baseline,
+    /// padded.
+    fn ranges(&self) -> ((f64, f64), (f64, f64)) {
+        let x = padded_range(
+            self.groups
+                .iter()
+                .flat_map(|g| g.points.iter().map(|p| self.plotted(p.0))),
+            0.08,
+            (0.0, 1.0),
+        );
+        let y = clamp_percent(padded_range(
+            self.groups
+                .iter()
+                .flat_map(|g| {
+                    g.points.iter().flat_map(|p| {
+                        let (lo, hi) = p.2.unwrap_or((p.1, p.1));
+                        [lo, hi]
+                    })
+                })
+                .chain(self.baseline)
+                .map(|v| v * 100.0),
+            0.1,
+            (0.0, 100.0),
+        ));
+        (x, y)
+    }
+
+    /// Each group's CIs (offset by `span` per group so that they do not hide each other)
+    /// and its line, with a legend entry.
+    fn draw_groups<DB: DrawingBackend>(
+        &self,
+        chart: &mut XyChart<'_, DB>,
+        span: f64,
+    ) -> Result<(), DrawError>
+    where
+        DB::ErrorType: 'static,
+    {
         let ng = self.groups.len() as f64;
         for (gi, g) in self.groups.iter().enumerate() {
             let c = g.colour;
             for p in &g.points {
                 if let Some((lo, hi)) = p.2 {
-                    // Small horizontal offset per group so error bars do not hide each other.
-                    let x = tx(p.0) + span * (gi as f64 - (ng - 1.0) / 2.0);
+                    let x = self.plotted(p.0) + span * (gi as f64 - (ng - 1.0) / 2.0);
                     chart.draw_series(std::iter::once(PathElement::new(
                         vec![(x, lo.max(0.0) * 100.0), (x, hi.min(1.0) * 100.0)],
                         c.stroke_width(2),
@@ -284,7 +328,7 @@ impl Chart for AxisChart {
             chart
                 .draw_series(
                     LineSeries::new(
-                        g.points.iter().map(|p| (tx(p.0), p.1 * 100.0)),
+                        g.points.iter().map(|p| (self.plotted(p.0), p.1 * 100.0)),
                         c.stroke_width(2),
                     )
                     .point_size(5),
@@ -294,14 +338,23 @@ impl Chart for AxisChart {
                     PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .label_font(font(LEGEND_SIZE))
-            .draw()?;
         Ok(())
+    }
+}
+
+/// An axis tick: on a log2 scale the value `2^v` (whole numbers without decimals), else `v`
+/// without trailing zeros.
+fn axis_tick(log2: bool, v: f64) -> String {
+    if log2 {
+        let x = 2f64.powf(v);
+        if (x - x.round()).abs() < 1e-6 {
+            format!("{}", x.round())
+        } else {
+            format!("{x:.2}")
+        }
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 
@@ -330,25 +383,24 @@ pub struct CostChart {
     pub baseline: Option<f64>,
 }
 
+/// A variant's cost in millions: MACs per image, or parameters.
+fn cost(p: &CostPoint, macs: bool) -> Option<f64> {
+    if macs {
+        p.macs.map(|v| v as f64 / 1e6)
+    } else {
+        p.params.map(|v| v as f64 / 1e6)
+    }
+}
+
 impl CostChart {
-    fn panel<DB: DrawingBackend>(
-        &self,
-        area: &DrawingArea<DB, Shift>,
-        macs: bool,
-        legend: bool,
-    ) -> Result<(), DrawError>
-    where
-        DB::ErrorType: 'static,
-    {
-        let cost = |p: &CostPoint| {
-            if macs {
-                p.macs.map(|v| v as f64 / 1e6)
-            } else {
-                p.params.map(|v| v as f64 / 1e6)
-            }
-        };
-        let (x0, x1) = padded_range(self.points.iter().filter_map(cost), 0.1, (0.0, 1.0));
-        let (y0, y1) = clamp_percent(padded_range(
+    /// The costs, and the accuracies (%) with their CIs and the baseline, padded.
+    fn ranges(&self, macs: bool) -> ((f64, f64), (f64, f64)) {
+        let x = padded_range(
+            self.points.iter().filter_map(|p| cost(p, macs)),
+            0.1,
+            (0.0, 1.0),
+        );
+        let y = clamp_percent(padded_range(
             self.points
                 .iter()
                 .flat_map(|p| {
@@ -360,6 +412,51 @@ impl CostChart {
             0.1,
             (0.0, 100.0),
         ));
+        (x, y)
+    }
+
+    /// Each variant with a cost: its CI and its mean, with a legend entry when asked.
+    fn draw_points<DB: DrawingBackend>(
+        &self,
+        chart: &mut XyChart<'_, DB>,
+        macs: bool,
+        legend: bool,
+    ) -> Result<(), DrawError>
+    where
+        DB::ErrorType: 'static,
+    {
+        for p in &self.points {
+            let Some(x) = cost(p, macs) else { continue };
+            let c = p.colour;
+            if let Some((lo, hi)) = p.ci {
+                chart.draw_series(std::iter::once(PathElement::new(
+                    vec![(x, lo.max(0.0) * 100.0), (x, hi.min(1.0) * 100.0)],
+                    c.stroke_width(2),
+                )))?;
+            }
+            let s = chart.draw_series(std::iter::once(Circle::new(
+                (x, p.mean * 100.0),
+                7,
+                c.filled(),
+            )))?;
+            if legend {
+                s.label(shorten(&p.label, 50))
+                    .legend(move |(x, y)| Circle::new((x + 8, y), 6, c.filled()));
+            }
+        }
+        Ok(())
+    }
+
+    fn panel<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        macs: bool,
+        legend: bool,
+    ) -> Result<(), DrawError>
+    where
+        DB::ErrorType: 'static,
+    {
+        let ((x0, x1), (y0, y1)) = self.ranges(macs);
         let mut chart = ChartBuilder::on(area)
             .caption(
                 if macs {
@@ -394,25 +491,7 @@ impl CostChart {
                 RGBColor(90, 90, 90),
             )?;
         }
-        for p in &self.points {
-            let Some(x) = cost(p) else { continue };
-            let c = p.colour;
-            if let Some((lo, hi)) = p.ci {
-                chart.draw_series(std::iter::once(PathElement::new(
-                    vec![(x, lo.max(0.0) * 100.0), (x, hi.min(1.0) * 100.0)],
-                    c.stroke_width(2),
-                )))?;
-            }
-            let s = chart.draw_series(std::iter::once(Circle::new(
-                (x, p.mean * 100.0),
-                7,
-                c.filled(),
-            )))?;
-            if legend {
-                s.label(shorten(&p.label, 50))
-                    .legend(move |(x, y)| Circle::new((x + 8, y), 6, c.filled()));
-            }
-        }
+        self.draw_points(&mut chart, macs, legend)?;
         if legend {
             chart
                 .configure_series_labels()

@@ -4,6 +4,7 @@
 //! dotted lines; each row's label carries its adjusted verdict. Unlike the final-accuracy
 //! chart, the paired interval shows how precisely the difference itself is known.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -85,17 +86,7 @@ impl Chart for DiffChart {
             .max()
             .unwrap_or(50)
             + 20;
-        let (x0, x1) = padded_range(
-            self.rows
-                .iter()
-                .flat_map(|r| {
-                    let ci = r.ci.map(|c| [c.0, c.1]).unwrap_or([f64::NAN; 2]);
-                    r.seeds.iter().copied().chain(ci).chain([r.diff])
-                })
-                .chain([0.0, -self.effect, self.effect]),
-            0.08,
-            (-100.0, 100.0),
-        );
+        let (x0, x1) = self.x_range();
         let mut chart = ChartBuilder::on(root)
             .caption(
                 format!(
@@ -119,7 +110,40 @@ impl Chart for DiffChart {
             .x_label_formatter(&|v| format!("{v:+.1}"))
             .disable_y_mesh()
             .draw()?;
-        let top = n as f64 - 0.5;
+        self.draw_references(&mut chart, n as f64 - 0.5)?;
+        for (i, r) in self.rows.iter().enumerate() {
+            draw_diff_row(&mut chart, (n - 1 - i) as f64, r)?;
+        }
+        Ok(())
+    }
+}
+
+impl DiffChart {
+    /// The difference axis (points): every seed, CI end and difference, zero and the effect
+    /// size either side, padded.
+    fn x_range(&self) -> (f64, f64) {
+        padded_range(
+            self.rows
+                .iter()
+                .flat_map(|r| {
+                    let ci = r.ci.map(|c| [c.0, c.1]).unwrap_or([f64::NAN; 2]);
+                    r.seeds.iter().copied().chain(ci).chain([r.diff])
+                })
+                .chain([0.0, -self.effect, self.effect]),
+            0.08,
+            (-100.0, 100.0),
+        )
+    }
+
+    /// Dashed lines up to `top`: no difference, and the effect size either side.
+    fn draw_references<DB: DrawingBackend>(
+        &self,
+        chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+        top: f64,
+    ) -> Result<(), DrawError>
+    where
+        DB::ErrorType: 'static,
+    {
         chart.draw_series(DashedLineSeries::new(
             vec![(0.0, -0.5), (0.0, top)],
             8,
@@ -134,28 +158,38 @@ impl Chart for DiffChart {
                 RGBColor(150, 150, 150).stroke_width(1),
             ))?;
         }
-        for (i, r) in self.rows.iter().enumerate() {
-            let y = (n - 1 - i) as f64;
-            let c = r.colour;
-            if let Some((lo, hi)) = r.ci {
-                chart.draw_series(std::iter::once(PathElement::new(
-                    vec![(lo, y), (hi, y)],
-                    c.stroke_width(3),
-                )))?;
-                for x in [lo, hi] {
-                    chart.draw_series(std::iter::once(PathElement::new(
-                        vec![(x, y - 0.18), (x, y + 0.18)],
-                        c.stroke_width(3),
-                    )))?;
-                }
-            }
-            chart.draw_series(
-                r.seeds
-                    .iter()
-                    .map(|s| Circle::new((*s, y + 0.22), 4, c.stroke_width(1))),
-            )?;
-            chart.draw_series(std::iter::once(Circle::new((r.diff, y), 7, c.filled())))?;
-        }
         Ok(())
     }
+}
+
+/// One variant's row at height `y`: the CI with its caps, each seed's difference, the mean
+/// difference.
+fn draw_diff_row<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    y: f64,
+    r: &DiffRow,
+) -> Result<(), DrawError>
+where
+    DB::ErrorType: 'static,
+{
+    let c = r.colour;
+    if let Some((lo, hi)) = r.ci {
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(lo, y), (hi, y)],
+            c.stroke_width(3),
+        )))?;
+        for x in [lo, hi] {
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(x, y - 0.18), (x, y + 0.18)],
+                c.stroke_width(3),
+            )))?;
+        }
+    }
+    chart.draw_series(
+        r.seeds
+            .iter()
+            .map(|s| Circle::new((*s, y + 0.22), 4, c.stroke_width(1))),
+    )?;
+    chart.draw_series(std::iter::once(Circle::new((r.diff, y), 7, c.filled())))?;
+    Ok(())
 }

@@ -146,31 +146,88 @@ impl Chart for FeatureMapChart {
     where
         DB::ErrorType: 'static,
     {
+        self.draw_headers(root)?;
+        let rows = self.rows_per_sample();
+        for (si, s) in self.samples.iter().enumerate() {
+            let y0 = TOP + si as u32 * (rows * ROW_H + SAMPLE_GAP);
+            draw_sample_image(root, s, y0 + rows * ROW_H / 2)?;
+            for (ri, row) in s.rows.iter().enumerate() {
+                self.draw_row(root, y0 + ri as u32 * ROW_H, row, &s.image.class)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the columns of the feature-map chart start: the test image, the model labels, the
+/// first block's grid.
+const X_IMG: u32 = 30;
+const X_LABEL: u32 = X_IMG + IMAGE_W;
+const X_BLOCKS: u32 = X_LABEL + LABEL_W;
+
+fn centered() -> Pos {
+    Pos::new(HPos::Center, VPos::Center)
+}
+
+fn left() -> Pos {
+    Pos::new(HPos::Left, VPos::Center)
+}
+
+/// A sample's test image and class, centred on `mid_y`.
+fn draw_sample_image<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    s: &FeatureSample,
+    mid_y: u32,
+) -> Result<(), DrawError>
+where
+    DB::ErrorType: 'static,
+{
+    let iy = mid_y - IMAGE / 2 - 10;
+    root.draw(
+        &BitMapElement::with_owned_buffer(
+            (X_IMG as i32, iy as i32),
+            (IMAGE, IMAGE),
+            image_bitmap(&s.image, IMAGE),
+        )
+        .ok_or("image buffer of the wrong size")?,
+    )?;
+    root.draw(&Text::new(
+        format!("class: {}", shorten(&s.image.class, 14)),
+        ((X_IMG + IMAGE / 2) as i32, (iy + IMAGE + 16) as i32),
+        font(TICK_SIZE).pos(centered()),
+    ))?;
+    Ok(())
+}
+
+impl FeatureMapChart {
+    /// The title, the subtitle and the column headers (each block with its map size).
+    fn draw_headers<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> Result<(), DrawError>
+    where
+        DB::ErrorType: 'static,
+    {
         let (w, _) = self.size();
-        let center = Pos::new(HPos::Center, VPos::Center);
-        let left = Pos::new(HPos::Left, VPos::Center);
         root.draw(&Text::new(
             "Feature maps: conv output (before BN) of each block, first 9 channels",
             ((w / 2) as i32, 24),
-            font(TITLE_SIZE).pos(center),
+            font(TITLE_SIZE).pos(centered()),
         ))?;
         root.draw(&Text::new(
             "Each map scaled to its own min-max range (viridis: dark = low, yellow = high)",
             ((w / 2) as i32, 54),
-            font(TICK_SIZE).pos(center),
+            font(TICK_SIZE).pos(centered()),
         ))?;
-        let x_img = 30;
-        let x_label = x_img + IMAGE_W;
-        let x_blocks = x_label + LABEL_W;
         root.draw(&Text::new(
             "Test image",
-            ((x_img + IMAGE / 2) as i32, 92),
-            font(AXIS_SIZE - 2).pos(center),
+            ((X_IMG + IMAGE / 2) as i32, 92),
+            font(AXIS_SIZE - 2).pos(centered()),
         ))?;
         root.draw(&Text::new(
             "Model (prediction)",
-            ((x_label + 4) as i32, 92),
-            font(AXIS_SIZE - 2).pos(left),
+            ((X_LABEL + 4) as i32, 92),
+            font(AXIS_SIZE - 2).pos(left()),
         ))?;
         for (bi, block) in self.blocks.iter().enumerate() {
             let hw = self
@@ -182,75 +239,61 @@ impl Chart for FeatureMapChart {
                 .unwrap_or_default();
             root.draw(&Text::new(
                 format!("Block {block}{hw}"),
-                ((x_blocks + bi as u32 * BLOCK_W + GRID / 2) as i32, 92),
-                font(AXIS_SIZE - 2).pos(center),
+                ((X_BLOCKS + bi as u32 * BLOCK_W + GRID / 2) as i32, 92),
+                font(AXIS_SIZE - 2).pos(centered()),
             ))?;
         }
-        let rows = self.rows_per_sample();
-        for (si, s) in self.samples.iter().enumerate() {
-            let y0 = TOP + si as u32 * (rows * ROW_H + SAMPLE_GAP);
-            let group_h = rows * ROW_H;
-            let iy = y0 + group_h / 2 - IMAGE / 2 - 10;
-            root.draw(
-                &BitMapElement::with_owned_buffer(
-                    (x_img as i32, iy as i32),
-                    (IMAGE, IMAGE),
-                    image_bitmap(&s.image, IMAGE),
-                )
-                .ok_or("image buffer of the wrong size")?,
-            )?;
-            root.draw(&Text::new(
-                format!("class: {}", shorten(&s.image.class, 14)),
-                ((x_img + IMAGE / 2) as i32, (iy + IMAGE + 16) as i32),
-                font(TICK_SIZE).pos(center),
-            ))?;
-            for (ri, row) in s.rows.iter().enumerate() {
-                let ry = y0 + ri as u32 * ROW_H;
-                let mid = (ry + GRID / 2) as i32;
-                root.draw(&Rectangle::new(
-                    [
-                        ((x_label) as i32, mid - 30),
-                        ((x_label + 6) as i32, mid + 30),
-                    ],
-                    row.colour.filled(),
-                ))?;
-                root.draw(&Text::new(
-                    shorten(&row.label, 28),
-                    ((x_label + 14) as i32, mid - 12),
-                    font(TICK_SIZE).pos(left),
-                ))?;
-                let ok = row.predicted == s.image.class;
-                root.draw(&Text::new(
-                    format!(
-                        "predicted: {}{}",
-                        shorten(&row.predicted, 14),
-                        if ok { "" } else { " (wrong)" }
-                    ),
-                    ((x_label + 14) as i32, mid + 12),
-                    font(TICK_SIZE).pos(left).color(&if ok {
-                        RGBColor(30, 110, 30)
-                    } else {
-                        RGBColor(180, 30, 30)
-                    }),
-                ))?;
-                for (bi, block) in self.blocks.iter().enumerate() {
-                    let bx = x_blocks + bi as u32 * BLOCK_W;
-                    for m in row.maps.iter().filter(|m| m.block == *block).take(9) {
-                        let k = m.channel.min(8);
-                        let (gx, gy) = (k % 3, k / 3);
-                        let px = bx + gx * (CELL + GAP);
-                        let py = ry + gy * (CELL + GAP);
-                        let buf = map_bitmap(&m.values, m.height.max(1), m.width.max(1), CELL);
-                        root.draw(
-                            &BitMapElement::with_owned_buffer(
-                                (px as i32, py as i32),
-                                (CELL, CELL),
-                                buf,
-                            )
-                            .ok_or("feature map buffer of the wrong size")?,
-                        )?;
-                    }
-                }
+        Ok(())
+    }
+
+    /// One model's row at height `ry`: its colour, label and prediction (red when it is not
+    /// `class`), then a 3x3 grid of its first nine maps per block.
+    fn draw_row<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        ry: u32,
+        row: &MapRow,
+        class: &str,
+    ) -> Result<(), DrawError>
+    where
+        DB::ErrorType: 'static,
+    {
+        let mid = (ry + GRID / 2) as i32;
+        root.draw(&Rectangle::new(
+            [(X_LABEL as i32, mid - 30), ((X_LABEL + 6) as i32, mid + 30)],
+            row.colour.filled(),
+        ))?;
+        root.draw(&Text::new(
+            shorten(&row.label, 28),
+            ((X_LABEL + 14) as i32, mid - 12),
+            font(TICK_SIZE).pos(left()),
+        ))?;
+        let ok = row.predicted == class;
+        root.draw(&Text::new(
+            format!(
+                "predicted: {}{}",
+                shorten(&row.predicted, 14),
+                if ok { "" } else { " (wrong)" }
+            ),
+            ((X_LABEL + 14) as i32, mid + 12),
+            font(TICK_SIZE).pos(left()).color(&if ok {
+                RGBColor(30, 110, 30)
+            } else {
+                RGBColor(180, 30, 30)
+            }),
+        ))?;
+        for (bi, block) in self.blocks.iter().enumerate() {
+            let bx = X_BLOCKS + bi as u32 * BLOCK_W;
+            for m in row.maps.iter().filter(|m| m.block == *block).take(9) {
+                let k = m.channel.min(8);
+                let (gx, gy) = (k % 3, k / 3);
+                let px = bx + gx * (CELL + GAP);
+                let py = ry + gy * (CELL + GAP);
+                let buf = map_bitmap(&m.values, m.height.max(1), m.width.max(1), CELL);
+                root.draw(
+                    &BitMapElement::with_owned_buffer((px as i32, py as i32), (CELL, CELL), buf)
+                        .ok_or("feature map buffer of the wrong size")?,
+                )?;
             }
         }
         Ok(())

@@ -73,36 +73,13 @@ pub(super) fn class_charts(f: &mut Figures<'_>) -> Result<Vec<String>, ReportErr
     let series: Vec<ClassSeries> = compared
         .iter()
         .filter(|v| v.is_baseline || contender.is_some_and(|c| c.id == v.id))
-        .map(|v| {
-            let mut acc = vec![(0.0, 0usize); names.len()];
-            for c in of_variant(v) {
-                let e = &mut acc[c.class_index as usize];
-                e.0 += c.accuracy();
-                e.1 += 1;
-            }
-            ClassSeries {
-                label: Figures::label(v),
-                colour: f.palette.get(&v.id),
-                accuracy: acc
-                    .iter()
-                    .map(|(s, n)| if *n > 0 { s / *n as f64 } else { f64::NAN })
-                    .collect(),
-            }
+        .map(|v| ClassSeries {
+            label: Figures::label(v),
+            colour: f.palette.get(&v.id),
+            accuracy: mean_class_accuracy(&of_variant(v), names.len()),
         })
         .collect();
-    let shown = match &series[..] {
-        [base, best] => class_pick::pick(
-            &base
-                .accuracy
-                .iter()
-                .zip(&best.accuracy)
-                .map(|(b, v)| v - b)
-                .collect::<Vec<_>>(),
-            "gain of the best attention variant over the baseline",
-        ),
-        [one, ..] => class_pick::pick(&one.accuracy, "accuracy"),
-        [] => class_pick::pick(&[], ""),
-    };
+    let shown = pick_classes(&series);
     let series = series
         .into_iter()
         .map(|s| ClassSeries {
@@ -121,6 +98,38 @@ pub(super) fn class_charts(f: &mut Figures<'_>) -> Result<Vec<String>, ReportErr
     )?;
     confusion_chart(f, &names, &of_variant)?;
     Ok(names)
+}
+
+/// Each class's accuracy, the mean over a variant's classes.parquet rows (NaN for a class
+/// without rows).
+fn mean_class_accuracy(rows: &[&ClassLine], classes: usize) -> Vec<f64> {
+    let mut acc = vec![(0.0, 0usize); classes];
+    for c in rows {
+        let e = &mut acc[c.class_index as usize];
+        e.0 += c.accuracy();
+        e.1 += 1;
+    }
+    acc.iter()
+        .map(|(s, n)| if *n > 0 { s / *n as f64 } else { f64::NAN })
+        .collect()
+}
+
+/// The classes the per-class chart shows (all of them up to 20): ranked by the best
+/// variant's gain over the baseline when both are there, else by accuracy.
+fn pick_classes(series: &[ClassSeries]) -> class_pick::Shown {
+    match series {
+        [base, best] => class_pick::pick(
+            &base
+                .accuracy
+                .iter()
+                .zip(&best.accuracy)
+                .map(|(b, v)| v - b)
+                .collect::<Vec<_>>(),
+            "gain of the best attention variant over the baseline",
+        ),
+        [one, ..] => class_pick::pick(&one.accuracy, "accuracy"),
+        [] => class_pick::pick(&[], ""),
+    }
 }
 
 /// `confusion`: the confusion matrix of the variant with the highest mean final test accuracy

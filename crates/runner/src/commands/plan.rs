@@ -130,8 +130,20 @@ fn group_thousands(n: u64) -> String {
 
 /// Writes the plan as text: a summary, then one line per trial with its model's parameters.
 pub fn write_plan(experiment: &Experiment, plan: &Plan, w: &mut dyn Write) -> std::io::Result<()> {
-    let variants = experiment.variants().len();
-    let seeds = experiment.seeds();
+    write_header(experiment, plan, w)?;
+    write_seeds_and_trials(experiment, plan, w)?;
+    let params = param_counts(experiment);
+    if params.values().any(|p| p.ends_with('*')) {
+        writeln!(
+            w,
+            "params      * counted for 10 classes (an image folder's are known once it is read)"
+        )?;
+    }
+    write_trials(plan, &params, w)
+}
+
+/// The experiment's name, description, file, results folder and swept keys.
+fn write_header(experiment: &Experiment, plan: &Plan, w: &mut dyn Write) -> std::io::Result<()> {
     writeln!(w, "experiment  {}", experiment.name())?;
     if !experiment.description().is_empty() {
         writeln!(w, "            {}", experiment.description())?;
@@ -148,6 +160,17 @@ pub fn write_plan(experiment: &Experiment, plan: &Plan, w: &mut dyn Write) -> st
             axes.join(", ")
         }
     )?;
+    Ok(())
+}
+
+/// The seeds (a list, or the precision rule and where it stands) and the trial counts.
+fn write_seeds_and_trials(
+    experiment: &Experiment,
+    plan: &Plan,
+    w: &mut dyn Write,
+) -> std::io::Result<()> {
+    let variants = experiment.variants().len();
+    let seeds = experiment.seeds();
     match (experiment.seed_plan().precision(), experiment.assigned()) {
         (Some(p), Some(counts)) => {
             writeln!(
@@ -197,13 +220,15 @@ pub fn write_plan(experiment: &Experiment, plan: &Plan, w: &mut dyn Write) -> st
             )?;
         }
     }
-    let params = param_counts(experiment);
-    if params.values().any(|p| p.ends_with('*')) {
-        writeln!(
-            w,
-            "params      * counted for 10 classes (an image folder's are known once it is read)"
-        )?;
-    }
+    Ok(())
+}
+
+/// One line per trial: id, seed, state, epochs done, the model's parameters, the variant.
+fn write_trials(
+    plan: &Plan,
+    params: &std::collections::HashMap<String, String>,
+    w: &mut dyn Write,
+) -> std::io::Result<()> {
     writeln!(w)?;
     writeln!(
         w,

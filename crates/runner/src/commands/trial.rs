@@ -181,20 +181,8 @@ fn train(
     );
     let dev = crate::device::open(device_name)?;
     let (data, seeds) = trial_data(&config, trial.seed)?;
-    tracing::info!(
-        "data {}: {} train and {} test images, {} classes",
-        data.name,
-        data.train.len,
-        data.test.len,
-        data.num_classes()
-    );
-    let mut net = Net::new(&config.model, data.num_classes(), &dev, seeds.init)
-        .context("cannot build the network")?;
+    let mut net = build_net(&config, &data, &dev, seeds.init, writer)?;
     let (params, macs) = (net.param_count(), net.macs());
-    writer.update_status(|s| {
-        s.params = Some(params);
-        s.macs = Some(macs);
-    })?;
     hooks.before_training(&mut net)?;
 
     // Damaged metric records: keep the intact ones, continue from a checkpoint they cover.
@@ -223,18 +211,14 @@ fn train(
         TrainOutcome::Completed { epochs } => {
             let fin =
                 finished.ok_or_else(|| anyhow!("the trainer completed without a final record"))?;
-            let records = writer.flush_all(epochs, fin.iterations)?.to_vec();
-            let final_json = final_json(&fin, &records, &data, params, macs);
-            write_json_atomic(&dir.join(files::FINAL), &final_json)?;
-            net.save_safetensors(&dir.join(files::MODEL))
-                .context("cannot save the final weights")?;
-            let inside = inside(&net, &data, &config.data)?;
-            write_json_atomic(&dir.join(files::INSIDE), &inside)?;
-            writer.end(TrialState::Completed, TRIAL_COMPLETED, None)?;
-            tracing::info!(
-                "completed {epochs} epochs: test accuracy {:.2}%",
-                fin.eval.accuracy * 100.0
-            );
+            let model = CompletedModel {
+                net: &net,
+                data: &data,
+                config: &config.data,
+                params,
+                macs,
+            };
+            write_completed(dir, writer, &model, &fin, epochs)?;
             Ok(TRIAL_COMPLETED)
         }
         TrainOutcome::Diverged { epoch, step } => {
@@ -251,6 +235,66 @@ fn train(
             Ok(TRIAL_INTERRUPTED)
         }
     }
+}
+
+/// The trial's network, initialized from `init`; its parameters and MACs go into the status.
+fn build_net(
+    config: &ResolvedConfig,
+    data: &Dataset,
+    dev: &candle_core::Device,
+    init: u64,
+    writer: &mut TrialWriter,
+) -> anyhow::Result<Net> {
+    tracing::info!(
+        "data {}: {} train and {} test images, {} classes",
+        data.name,
+        data.train.len,
+        data.test.len,
+        data.num_classes()
+    );
+    let net = Net::new(&config.model, data.num_classes(), dev, init)
+        .context("cannot build the network")?;
+    let (params, macs) = (net.param_count(), net.macs());
+    writer.update_status(|s| {
+        s.params = Some(params);
+        s.macs = Some(macs);
+    })?;
+    Ok(net)
+}
+
+/// What a completed trial's final files describe.
+struct CompletedModel<'a> {
+    net: &'a Net,
+    data: &'a Dataset,
+    config: &'a ablate_data::DataConfig,
+    params: u64,
+    macs: u64,
+}
+
+/// A completed trial's last records, `final.json`, the weights and `inside.json`, then the
+/// completed state.
+fn write_completed(
+    dir: &Path,
+    writer: &mut TrialWriter,
+    model: &CompletedModel<'_>,
+    fin: &FinalRecord,
+    epochs: u32,
+) -> anyhow::Result<()> {
+    let records = writer.flush_all(epochs, fin.iterations)?.to_vec();
+    let final_json = final_json(fin, &records, model.data, model.params, model.macs);
+    write_json_atomic(&dir.join(files::FINAL), &final_json)?;
+    model
+        .net
+        .save_safetensors(&dir.join(files::MODEL))
+        .context("cannot save the final weights")?;
+    let inside = inside(model.net, model.data, model.config)?;
+    write_json_atomic(&dir.join(files::INSIDE), &inside)?;
+    writer.end(TrialState::Completed, TRIAL_COMPLETED, None)?;
+    tracing::info!(
+        "completed {epochs} epochs: test accuracy {:.2}%",
+        fin.eval.accuracy * 100.0
+    );
+    Ok(())
 }
 
 /// The trainer's sink: records to files (a write error fails the trial with its cause),
