@@ -3,7 +3,14 @@
 
   run       runs `../shared/reference/torch_seed.py train` unchanged, recording every training
             iteration's loss as well (by wrapping the `F.cross_entropy` it calls), and writes
-            JSON lines: {"iteration": i, "loss": x} then the script's own epoch records
+            JSON lines: {"iteration": i, "loss": x} then the script's own epoch records.
+            With --model SPEC the reference's loop trains that model of scripts/golden.py
+            instead of its seed CNN (e.g. `arch=resnet,depth=20,attention=se`), built at the
+            same point, after `torch.manual_seed(seed)`, so that its initial weights are those
+            of our `Net::init_like_torch(seed)`; --optimizer sgd (with --lr, --momentum,
+            --weight-decay, --nesterov) replaces its Adam and --scheduler none its plateau
+            schedule. Everything else (data, batch order, crops, flips, evaluation) is the
+            reference's own code.
   compare   pairs the trials of an `ablate sweep` made with `random_streams = "pytorch"` with
             such runs (same model, same seed) and prints, per pair, the final test accuracies,
             how far the per-iteration losses agree, and the 2-seed means
@@ -11,6 +18,10 @@
   python scripts/parity-paired.py run --data data/parity --reduction 0 --seed 0 \
       --threads 2 --out torch/r0_s0.jsonl
   python scripts/parity-paired.py compare --sweep results/parity_paired --torch torch/
+  python scripts/parity-paired.py run --data data/parity --model arch=resnet,depth=20 \
+      --batch 128 --optimizer sgd --lr 0.1 --momentum 0.9 --weight-decay 1e-4 \
+      --scheduler none --seed 0 --threads 2 --out torch_resnet/none-s0.jsonl
+  python scripts/parity-paired.py compare --sweep results/parity_resnet --torch torch_resnet/
 
 Needs what torch_seed.py needs (torch, numpy); reads our trials' JSON files only.
 """
@@ -44,6 +55,7 @@ def run(args):
     proxy = types.SimpleNamespace(**{k: getattr(F, k) for k in dir(F) if not k.startswith("__")})
     proxy.cross_entropy = cross_entropy
     torch_seed.F = proxy
+    swap_model_and_optimizer(torch_seed, args)
 
     class Tee:
         def write(self, s):
@@ -64,18 +76,65 @@ def run(args):
         out.close()
 
 
+def swap_model_and_optimizer(torch_seed, args):
+    """--model, --optimizer and --scheduler: the reference's loop with another model, SGD and
+    a constant rate (the reference builds `SeedCNN(reduction)`, `torch.optim.Adam(params,
+    lr=1e-3)` and `ReduceLROnPlateau`, looked up when `train` runs)."""
+    import torch
+    if args.model:
+        sys.path.insert(0, os.path.join(ROOT, "scripts"))
+        import golden
+        spec = golden.parse_spec(args.model)
+        torch_seed.SeedCNN = lambda reduction: golden.build(spec)
+    if args.optimizer == "sgd":
+        if args.lr is None:
+            sys.exit("--optimizer sgd needs --lr")
+        sgd = torch.optim.SGD
+        torch.optim.Adam = lambda params, lr: sgd(
+            params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+            nesterov=args.nesterov)
+    elif args.lr is not None or args.weight_decay:
+        adam = torch.optim.Adam
+        torch.optim.Adam = lambda params, lr: adam(
+            params, lr=args.lr if args.lr is not None else lr, weight_decay=args.weight_decay)
+    if args.scheduler == "none":
+        class Constant:
+            def __init__(self, *a, **kw):
+                pass
+
+            def step(self, *a, **kw):
+                pass
+        torch.optim.lr_scheduler.ReduceLROnPlateau = Constant
+
+
 def read_jsonl(path):
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip().startswith("{")]
 
 
 def trial_key(config_text):
-    """(reduction, seed) of one of our trials from its config.toml (0: the baseline)."""
+    """(reduction, seed) of one of our trials from its config.toml (0: the baseline), and
+    whether it is a ResNet."""
     import tomllib
     cfg = tomllib.loads(config_text)
     model = cfg.get("model", {})
     red = model.get("reduction", 16) if model.get("attention", "none") == "se" else 0
-    return red, cfg["seed"]
+    return red, cfg["seed"], model.get("arch", "cnn") == "resnet"
+
+
+def torch_run_name(red, seed, resnet):
+    """The file of a twin run: r<reduction>_s<seed>.jsonl for the seed CNN (the reference's own
+    model), none-s<seed>.jsonl / se-s<seed>.jsonl for a ResNet."""
+    if resnet:
+        return f"{'se' if red else 'none'}-s{seed}.jsonl"
+    return f"r{red}_s{seed}.jsonl"
+
+
+def model_name(red, resnet):
+    net = "ResNet-20" if resnet else None
+    if red == 0:
+        return f"{net} plain" if net else "baseline"
+    return f"{net} SE r={red}" if net else f"SE r={red}"
 
 
 def compare(args):
@@ -93,8 +152,8 @@ def compare(args):
     print("| model | seed | ours e3 | PyTorch e3 | ours - PyTorch |" + alt_head +
           " iterations within 1e-4 | within 1e-2 | mean abs. loss difference, last epoch |")
     print("| --- " * (8 + (2 if args.alt else 0)) + "|")
-    for (red, seed), (tid, our_it, our_ep) in sorted(ours.items()):
-        path = os.path.join(args.torch, f"r{red}_s{seed}.jsonl")
+    for (red, seed, resnet), (tid, our_it, our_ep) in sorted(ours.items()):
+        path = os.path.join(args.torch, torch_run_name(red, seed, resnet))
         if not os.path.exists(path):
             continue
         recs = read_jsonl(path)
@@ -118,15 +177,15 @@ def compare(args):
         a, b = our_ep[-1]["test_acc"], t_ep[len(our_ep) - 1]["test_acc"]
         alt_cols, c = "", None
         if args.alt:
-            alt_path = os.path.join(args.alt, f"r{red}_s{seed}.jsonl")
+            alt_path = os.path.join(args.alt, torch_run_name(red, seed, resnet))
             alt_ep = [r for r in read_jsonl(alt_path) if "epoch" in r] if os.path.exists(alt_path) else []
             if len(alt_ep) >= len(our_ep):
                 c = alt_ep[len(our_ep) - 1]["test_acc"]
                 alt_cols = f" {100 * c:.2f} | {100 * (b - c):+.2f} |"
             else:
                 alt_cols = " | |"
-        rows.append((red, seed, a, b, c))
-        name = "baseline" if red == 0 else f"SE r={red}"
+        rows.append((red, seed, a, b, c, resnet))
+        name = model_name(red, resnet)
         print(f"| {name} | {seed} | {100 * a:.2f} | {100 * b:.2f} | {100 * (a - b):+.2f} |{alt_cols} "
               + traj)
     print()
@@ -141,7 +200,7 @@ def compare(args):
             ma = sum(r[2] for r in sel) / len(sel)
             mb = sum(r[3] for r in sel) / len(sel)
             mad = sum(abs(r[2] - r[3]) for r in sel) / len(sel)
-            name = "baseline" if red == 0 else f"SE r={red}"
+            name = model_name(red, sel[0][5])
             alt = ""
             if args.alt:
                 other = [abs(r[3] - r[4]) for r in sel if r[4] is not None]
@@ -162,6 +221,14 @@ def main():
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--threads", type=int, default=0)
     r.add_argument("--out", required=True)
+    r.add_argument("--model", help="a model of scripts/golden.py (our SPEC string) instead of the "
+                                   "reference's seed CNN")
+    r.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    r.add_argument("--lr", type=float, help="learning rate (default: the reference's 1e-3 for Adam)")
+    r.add_argument("--momentum", type=float, default=0.9)
+    r.add_argument("--weight-decay", type=float, default=0.0)
+    r.add_argument("--nesterov", action="store_true")
+    r.add_argument("--scheduler", choices=["plateau", "none"], default="plateau")
     c = sub.add_parser("compare")
     c.add_argument("--sweep", required=True, help="the sweep's folder (results/parity_paired)")
     c.add_argument("--torch", required=True, help="folder of run outputs named r<reduction>_s<seed>.jsonl")

@@ -8,8 +8,9 @@ use candle_core::Device;
 
 pub mod describe;
 
-/// A device as the command line names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A device as the command line names it: where a trial runs, what a scheduler slot is on,
+/// what a Slurm task asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeviceId {
     /// `cpu`.
     Cpu,
@@ -27,6 +28,16 @@ impl DeviceId {
             .and_then(|n| n.parse().ok())
             .map(DeviceId::Cuda)
             .ok_or_else(|| anyhow!("unknown device `{name}`; expected `cpu` or `cuda:N`"))
+    }
+}
+
+impl std::fmt::Display for DeviceId {
+    /// The name [`DeviceId::parse`] reads back: `cpu`, `cuda:N`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(i) => write!(f, "cuda:{i}"),
+        }
     }
 }
 

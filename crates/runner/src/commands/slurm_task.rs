@@ -12,10 +12,11 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cli::SlurmTaskArgs;
+use crate::device::DeviceId;
 use crate::exec::child::{send_signal, ChildCommand, ChildExit};
 use crate::exec::exit_codes::{TRIAL_COMPLETED, TRIAL_DIVERGED, TRIAL_ERROR, TRIAL_INTERRUPTED};
 use crate::exec::run::record_exit;
-use crate::exec::scheduler::{parse_devices, Device, Slot};
+use crate::exec::scheduler::{parse_devices, Slot};
 use crate::exec::signals::StopFlag;
 use crate::exec::slurm::{ARRAY_JOB_ENV, ARRAY_TASK_ENV, CPUS_ENV};
 use crate::results::records::{files, write_json_atomic, TrialState, TrialStatus};
@@ -100,7 +101,7 @@ fn task_setup(args: &SlurmTaskArgs) -> anyhow::Result<(PathBuf, Slot, String)> {
 /// its state when it already ended (completed or diverged): nothing to run.
 fn mark_running(
     status_path: &Path,
-    device: Device,
+    device: DeviceId,
     task: &str,
 ) -> anyhow::Result<Result<u32, TrialState>> {
     let mut status: TrialStatus =

@@ -18,12 +18,13 @@ use anyhow::Context;
 
 use crate::cli::SweepArgs;
 use crate::config::{write_trial_config, Experiment};
+use crate::device::DeviceId;
 use crate::exec::child::ChildCommand;
 use crate::exec::exit_codes::{SWEEP_INTERRUPTED, SWEEP_OK, SWEEP_TRIALS_FAILED};
 use crate::exec::lock::SweepLock;
 use crate::exec::progress::Progress;
 use crate::exec::run::{run_trials, RunOptions, TrialJob};
-use crate::exec::scheduler::{make_slots, parse_devices, Device};
+use crate::exec::scheduler::{make_slots, parse_devices};
 use crate::exec::signals::StopFlag;
 use crate::exec::slurm;
 use crate::results::parquet;
@@ -69,8 +70,8 @@ pub fn run(args: SweepArgs) -> CommandResult {
         let cuda: Vec<usize> = devices
             .iter()
             .filter_map(|d| match d {
-                Device::Cuda(i) => Some(*i),
-                Device::Cpu => None,
+                DeviceId::Cuda(i) => Some(*i),
+                DeviceId::Cpu => None,
             })
             .collect();
         crate::device::check_cuda_ordinals(&cuda)?;

@@ -11,7 +11,7 @@ use anyhow::Context;
 
 use crate::cli::SweepArgs;
 use crate::config::Experiment;
-use crate::exec::scheduler::Device;
+use crate::device::DeviceId;
 use crate::exec::signals::StopFlag;
 use crate::exec::slurm::{self, ArraySpec, JobRecord, SLURM_DIR};
 use crate::exec::slurm_queue;
@@ -38,7 +38,7 @@ pub fn run(
     args: &SweepArgs,
     experiment: &Experiment,
     dir: &Path,
-    devices: &[Device],
+    devices: &[DeviceId],
     stop: &StopFlag,
     skip: &HashSet<String>,
 ) -> anyhow::Result<SlurmOutcome> {
@@ -116,7 +116,7 @@ fn settle_earlier_jobs(
 fn submit(
     args: &SweepArgs,
     experiment: &Experiment,
-    devices: &[Device],
+    devices: &[DeviceId],
     slurm_dir: &Path,
     todo: &[(String, PathBuf)],
 ) -> anyhow::Result<slurm::JobRecord> {
@@ -162,10 +162,10 @@ fn submit(
 /// The CPUs and GPUs each array task asks for: the options', fitted to the partition the job
 /// goes to (`sinfo`): the default CPU count is lowered to what its nodes have; an explicit one
 /// they can never give, or GPUs on a partition without any, is an error before submitting.
-fn task_resources(args: &SweepArgs, devices: &[Device]) -> anyhow::Result<(u32, u32)> {
+fn task_resources(args: &SweepArgs, devices: &[DeviceId]) -> anyhow::Result<(u32, u32)> {
     let gpus = args
         .gpus_per_task
-        .unwrap_or_else(|| u32::from(devices.iter().any(|d| matches!(d, Device::Cuda(_)))));
+        .unwrap_or_else(|| u32::from(devices.iter().any(|d| matches!(d, DeviceId::Cuda(_)))));
     let mut cpus = args.cpus_per_task.unwrap_or(DEFAULT_CPUS_PER_TASK);
     let named = slurm_queue::partition_arg(&args.sbatch_args);
     let which = named

@@ -1,4 +1,4 @@
-//! Device slots and the queue that feeds them.
+//! DeviceId slots and the queue that feeds them.
 //!
 //! Each device has `jobs_per_device` slots; a free slot takes the next pending trial. The
 //! scheduler is a plain state machine (no processes, no clocks), the same for CPU and CUDA, so
@@ -6,25 +6,8 @@
 
 use std::collections::VecDeque;
 
+use crate::device::DeviceId;
 use crate::results::records::TrialState;
-
-/// A compute device a slot runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Device {
-    /// The CPU (cores shared among the CPU slots).
-    Cpu,
-    /// CUDA device by ordinal.
-    Cuda(usize),
-}
-
-impl std::fmt::Display for Device {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Cpu => f.write_str("cpu"),
-            Self::Cuda(i) => write!(f, "cuda:{i}"),
-        }
-    }
-}
 
 /// Errors in a `--devices` list.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -53,27 +36,19 @@ pub enum DeviceError {
 
 /// Parses a `--devices` list such as `cpu` or `cuda:0,cuda:1`. CUDA devices are accepted only
 /// when `cuda_available` (the binary was built with the `cuda` feature).
-pub fn parse_devices(list: &str, cuda_available: bool) -> Result<Vec<Device>, DeviceError> {
-    let mut out: Vec<Device> = Vec::new();
+pub fn parse_devices(list: &str, cuda_available: bool) -> Result<Vec<DeviceId>, DeviceError> {
+    let mut out: Vec<DeviceId> = Vec::new();
     for raw in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let dev = if raw.eq_ignore_ascii_case("cpu") {
-            Device::Cpu
-        } else if let Some(n) = raw.strip_prefix("cuda:") {
-            let i: usize = n
-                .parse()
-                .map_err(|_| DeviceError::Unknown(raw.to_string()))?;
-            if !cuda_available {
-                return Err(DeviceError::NoCuda(raw.to_string()));
-            }
-            Device::Cuda(i)
+            DeviceId::Cpu
         } else if raw == "cuda" {
-            if !cuda_available {
-                return Err(DeviceError::NoCuda(raw.to_string()));
-            }
-            Device::Cuda(0)
+            DeviceId::Cuda(0)
         } else {
-            return Err(DeviceError::Unknown(raw.to_string()));
+            DeviceId::parse(raw).map_err(|_| DeviceError::Unknown(raw.to_string()))?
         };
+        if matches!(dev, DeviceId::Cuda(_)) && !cuda_available {
+            return Err(DeviceError::NoCuda(raw.to_string()));
+        }
         if out.contains(&dev) {
             return Err(DeviceError::Duplicate(dev.to_string()));
         }
@@ -89,7 +64,7 @@ pub fn parse_devices(list: &str, cuda_available: bool) -> Result<Vec<Device>, De
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slot {
     /// The device.
-    pub device: Device,
+    pub device: DeviceId,
     /// Slot number on its device (0-based).
     pub index: usize,
     /// CPU threads for the child (`RAYON_NUM_THREADS`).
@@ -106,7 +81,7 @@ impl std::fmt::Display for Slot {
 /// concurrent CPU slots (at least one each); a CUDA slot gets the same share of the cores that
 /// are left, for data loading.
 pub fn make_slots(
-    devices: &[Device],
+    devices: &[DeviceId],
     jobs_per_device: usize,
     cores: usize,
 ) -> Result<Vec<Slot>, DeviceError> {
@@ -230,10 +205,10 @@ mod tests {
 
     #[test]
     fn parses_devices_and_refuses_cuda_without_the_feature() {
-        assert_eq!(parse_devices("cpu", false).unwrap(), vec![Device::Cpu]);
+        assert_eq!(parse_devices("cpu", false).unwrap(), vec![DeviceId::Cpu]);
         assert_eq!(
             parse_devices("cuda:0, cuda:1", true).unwrap(),
-            vec![Device::Cuda(0), Device::Cuda(1)]
+            vec![DeviceId::Cuda(0), DeviceId::Cuda(1)]
         );
         assert_eq!(
             parse_devices("cuda:0", false).unwrap_err(),
@@ -256,16 +231,19 @@ mod tests {
 
     #[test]
     fn cpu_slots_divide_the_cores() {
-        let s = make_slots(&[Device::Cpu], 4, 16).unwrap();
+        let s = make_slots(&[DeviceId::Cpu], 4, 16).unwrap();
         assert_eq!(s.len(), 4);
         assert!(s.iter().all(|s| s.threads == 4));
         assert_eq!(s[3].index, 3);
-        let s = make_slots(&[Device::Cpu], 3, 2).unwrap();
+        let s = make_slots(&[DeviceId::Cpu], 3, 2).unwrap();
         assert!(s.iter().all(|s| s.threads == 1));
-        let s = make_slots(&[Device::Cuda(0), Device::Cuda(1)], 2, 16).unwrap();
+        let s = make_slots(&[DeviceId::Cuda(0), DeviceId::Cuda(1)], 2, 16).unwrap();
         assert_eq!(s.len(), 4);
         assert_eq!(s[2].to_string(), "cuda:1#0");
-        assert_eq!(make_slots(&[Device::Cpu], 0, 4), Err(DeviceError::NoSlots));
+        assert_eq!(
+            make_slots(&[DeviceId::Cpu], 0, 4),
+            Err(DeviceError::NoSlots)
+        );
     }
 
     #[test]
