@@ -1,10 +1,10 @@
 //! Charts 3 to 5: final accuracy per variant, accuracy against swept numeric
 //! axes, and the cost-benefit scatter.
 
-use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use super::interval_row::{IntervalRow, XyChart};
 use super::{
     baseline_label, category_tick, clamp_percent, font, padded_range, shorten, text_width, Chart,
     AXIS_SIZE, LEGEND_SIZE, TICK_SIZE, TITLE_SIZE,
@@ -27,9 +27,6 @@ pub struct AccPoint {
     /// Baseline variant.
     pub is_baseline: bool,
 }
-
-/// A chart with two linear axes, as every chart of this file draws.
-type XyChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 fn dashed<DB: DrawingBackend>(
     chart: &mut XyChart<'_, DB>,
@@ -136,45 +133,19 @@ impl Chart for FinalAccChart {
             )?;
         }
         for (i, r) in self.rows.iter().enumerate() {
-            draw_acc_row(&mut chart, (n - 1 - i) as f64, r)?;
+            IntervalRow {
+                y: (n - 1 - i) as f64,
+                colour: r.colour,
+                ci: r.ci,
+                seeds: &r.seeds,
+                mean: r.mean,
+                scale: 100.0,
+                limits: (0.0, 1.0),
+            }
+            .draw(&mut chart)?;
         }
         Ok(())
     }
-}
-
-/// One row of chart 3 at height `y`: the CI with its caps, each seed, the mean.
-fn draw_acc_row<DB: DrawingBackend>(
-    chart: &mut XyChart<'_, DB>,
-    y: f64,
-    r: &AccPoint,
-) -> Result<(), DrawError>
-where
-    DB::ErrorType: 'static,
-{
-    let c = r.colour;
-    if let Some((lo, hi)) = r.ci {
-        // An interval reaching past 0% or 100% is cut there, without an end cap.
-        let (lo_c, hi_c) = (lo.max(0.0), hi.min(1.0));
-        chart.draw_series(std::iter::once(PathElement::new(
-            vec![(lo_c * 100.0, y), (hi_c * 100.0, y)],
-            c.stroke_width(3),
-        )))?;
-        for x in [lo, hi].into_iter().filter(|x| (0.0..=1.0).contains(x)) {
-            chart.draw_series(std::iter::once(PathElement::new(
-                vec![(x * 100.0, y - 0.18), (x * 100.0, y + 0.18)],
-                c.stroke_width(3),
-            )))?;
-        }
-    }
-    chart.draw_series(
-        r.seeds
-            .iter()
-            .map(|s| Circle::new((s * 100.0, y + 0.22), 4, c.stroke_width(1))),
-    )?;
-    if let Some(m) = r.mean {
-        chart.draw_series(std::iter::once(Circle::new((m * 100.0, y), 7, c.filled())))?;
-    }
-    Ok(())
 }
 
 /// One line of an axis chart: the variants that share every other swept value.

@@ -4,10 +4,10 @@
 //! dotted lines; each row's label carries its adjusted verdict. Unlike the final-accuracy
 //! chart, the paired interval shows how precisely the difference itself is known.
 
-use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use super::interval_row::{IntervalRow, XyChart};
 use super::{
     category_tick, font, padded_range, shorten, text_width, Chart, AXIS_SIZE, TICK_SIZE, TITLE_SIZE,
 };
@@ -112,7 +112,16 @@ impl Chart for DiffChart {
             .draw()?;
         self.draw_references(&mut chart, n as f64 - 0.5)?;
         for (i, r) in self.rows.iter().enumerate() {
-            draw_diff_row(&mut chart, (n - 1 - i) as f64, r)?;
+            IntervalRow {
+                y: (n - 1 - i) as f64,
+                colour: r.colour,
+                ci: r.ci,
+                seeds: &r.seeds,
+                mean: Some(r.diff),
+                scale: 1.0,
+                limits: (f64::NEG_INFINITY, f64::INFINITY),
+            }
+            .draw(&mut chart)?;
         }
         Ok(())
     }
@@ -138,7 +147,7 @@ impl DiffChart {
     /// Dashed lines up to `top`: no difference, and the effect size either side.
     fn draw_references<DB: DrawingBackend>(
         &self,
-        chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+        chart: &mut XyChart<'_, DB>,
         top: f64,
     ) -> Result<(), DrawError>
     where
@@ -160,36 +169,4 @@ impl DiffChart {
         }
         Ok(())
     }
-}
-
-/// One variant's row at height `y`: the CI with its caps, each seed's difference, the mean
-/// difference.
-fn draw_diff_row<DB: DrawingBackend>(
-    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
-    y: f64,
-    r: &DiffRow,
-) -> Result<(), DrawError>
-where
-    DB::ErrorType: 'static,
-{
-    let c = r.colour;
-    if let Some((lo, hi)) = r.ci {
-        chart.draw_series(std::iter::once(PathElement::new(
-            vec![(lo, y), (hi, y)],
-            c.stroke_width(3),
-        )))?;
-        for x in [lo, hi] {
-            chart.draw_series(std::iter::once(PathElement::new(
-                vec![(x, y - 0.18), (x, y + 0.18)],
-                c.stroke_width(3),
-            )))?;
-        }
-    }
-    chart.draw_series(
-        r.seeds
-            .iter()
-            .map(|s| Circle::new((*s, y + 0.22), 4, c.stroke_width(1))),
-    )?;
-    chart.draw_series(std::iter::once(Circle::new((r.diff, y), 7, c.filled())))?;
-    Ok(())
 }

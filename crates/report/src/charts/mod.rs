@@ -9,6 +9,7 @@ pub mod compare;
 pub mod curves;
 pub mod differences;
 pub mod inside;
+pub mod interval_row;
 pub mod stems;
 
 use std::collections::HashMap;
