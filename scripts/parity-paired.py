@@ -8,8 +8,8 @@
             instead of its seed CNN (e.g. `arch=resnet,depth=20,attention=se`), built at the
             same point, after `torch.manual_seed(seed)`, so that its initial weights are those
             of our `Net::init_like_torch(seed)`; --optimizer sgd (with --lr, --momentum,
-            --weight-decay, --nesterov) replaces its Adam and --scheduler none its plateau
-            schedule. Everything else (data, batch order, crops, flips, evaluation) is the
+            --weight-decay, --nesterov) replaces its Adam, and --scheduler none or cosine
+            (CosineAnnealingLR over the epochs, as ours) its plateau schedule. Everything else (data, batch order, crops, flips, evaluation) is the
             reference's own code.
   compare   pairs the trials of an `ablate sweep` made with `random_streams = "pytorch"` with
             such runs (same model, same seed) and prints, per pair, the final test accuracies,
@@ -20,7 +20,7 @@
   python scripts/parity-paired.py compare --sweep results/parity_paired --torch torch/
   python scripts/parity-paired.py run --data data/parity --model arch=resnet,depth=20 \
       --batch 128 --optimizer sgd --lr 0.1 --momentum 0.9 --weight-decay 1e-4 \
-      --scheduler none --seed 0 --threads 2 --out torch_resnet/none-s0.jsonl
+      --scheduler cosine --seed 0 --threads 2 --out torch_resnet/none-s0.jsonl
   python scripts/parity-paired.py compare --sweep results/parity_resnet --torch torch_resnet/
 
 Needs what torch_seed.py needs (torch, numpy); reads our trials' JSON files only.
@@ -105,6 +105,19 @@ def swap_model_and_optimizer(torch_seed, args):
             def step(self, *a, **kw):
                 pass
         torch.optim.lr_scheduler.ReduceLROnPlateau = Constant
+    elif args.scheduler == "cosine":
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR
+
+        class Cosine:
+            """Our `scheduler = "cosine"`: CosineAnnealingLR(T_max=epochs), stepped per epoch
+            (the reference steps its scheduler once per epoch, with the test loss)."""
+
+            def __init__(self, opt, *a, **kw):
+                self.inner = cosine(opt, T_max=args.epochs)
+
+            def step(self, *a, **kw):
+                self.inner.step()
+        torch.optim.lr_scheduler.ReduceLROnPlateau = Cosine
 
 
 def read_jsonl(path):
@@ -137,6 +150,35 @@ def model_name(red, resnet):
     return f"{net} SE r={red}" if net else f"SE r={red}"
 
 
+def trajectory(ours_it, torch_it, epochs):
+    """How far two runs' per-iteration losses agree: the first iteration whose relative
+    difference exceeds 1e-4 and 1e-2 (of n compared), and the mean absolute difference over
+    the last epoch; None without per-iteration losses on either side."""
+    n = min(len(ours_it), len(torch_it))
+    if not n:
+        return None
+    rel = [abs(ours_it[i]["loss"] - torch_it[i]["loss"]) / abs(torch_it[i]["loss"]) for i in range(n)]
+    first_above = lambda tol: next((i for i, r in enumerate(rel) if r > tol), n)
+    last = range(n - math.ceil(n / epochs), n)
+    mean_abs = sum(abs(ours_it[i]["loss"] - torch_it[i]["loss"]) for i in last) / len(last)
+    return first_above(1e-4), first_above(1e-2), n, mean_abs
+
+
+def trajectory_cells(t):
+    if t is None:  # a run without per-iteration losses (torch_seed.py itself)
+        return " | | |"
+    return f" {t[0]} of {t[2]} | {t[1]} of {t[2]} | {t[3]:.4f} |"
+
+
+def read_run(path, epochs):
+    """A twin run's (iterations, epochs), or None when missing or shorter than ours."""
+    if not os.path.exists(path):
+        return None
+    recs = read_jsonl(path)
+    ep = [r for r in recs if "epoch" in r]
+    return ([r for r in recs if "iteration" in r], ep) if len(ep) >= epochs else None
+
+
 def compare(args):
     ours = {}
     for d in sorted(glob.glob(os.path.join(args.sweep, "trials", "*"))):
@@ -148,46 +190,30 @@ def compare(args):
         ours[key] = (os.path.basename(d), read_jsonl(os.path.join(d, "iterations.jsonl")),
                      read_jsonl(os.path.join(d, "epochs.jsonl")))
     rows = []
-    alt_head = " PyTorch, other threads e3 | PyTorch - other |" if args.alt else ""
-    print("| model | seed | ours e3 | PyTorch e3 | ours - PyTorch |" + alt_head +
-          " iterations within 1e-4 | within 1e-2 | mean abs. loss difference, last epoch |")
-    print("| --- " * (8 + (2 if args.alt else 0)) + "|")
+    traj_head = " iterations within 1e-4 | within 1e-2 | mean abs. loss difference, last epoch |"
+    alt_head = (" PyTorch, other threads e3 | PyTorch - other |" + traj_head.replace(" iterations", " other threads: iterations")
+                if args.alt else "")
+    print("| model | seed | ours e3 | PyTorch e3 | ours - PyTorch |" + traj_head + alt_head)
+    print("| --- " * (8 + (5 if args.alt else 0)) + "|")
     for (red, seed, resnet), (tid, our_it, our_ep) in sorted(ours.items()):
-        path = os.path.join(args.torch, torch_run_name(red, seed, resnet))
-        if not os.path.exists(path):
+        twin = read_run(os.path.join(args.torch, torch_run_name(red, seed, resnet)), len(our_ep))
+        if twin is None:
             continue
-        recs = read_jsonl(path)
-        t_it = [r for r in recs if "iteration" in r]
-        t_ep = [r for r in recs if "epoch" in r]
-        if len(t_ep) < len(our_ep):
-            continue
-        n = min(len(t_it), len(our_it))
-        rel = [abs(our_it[i]["loss"] - t_it[i]["loss"]) / abs(t_it[i]["loss"]) for i in range(n)]
-
-        def first_above(tol):
-            return next((i for i, r in enumerate(rel) if r > tol), n)
-
-        if n:
-            per_epoch = math.ceil(n / len(our_ep))
-            last = range(n - per_epoch, n)
-            mean_abs = sum(abs(our_it[i]["loss"] - t_it[i]["loss"]) for i in last) / len(last)
-            traj = f"{first_above(1e-4)} of {n} | {first_above(1e-2)} of {n} | {mean_abs:.4f} |"
-        else:  # a run without per-iteration losses (torch_seed.py itself)
-            traj = "| | |"
+        t_it, t_ep = twin
         a, b = our_ep[-1]["test_acc"], t_ep[len(our_ep) - 1]["test_acc"]
-        alt_cols, c = "", None
+        cells = trajectory_cells(trajectory(our_it, t_it, len(our_ep)))
+        c = None
         if args.alt:
-            alt_path = os.path.join(args.alt, torch_run_name(red, seed, resnet))
-            alt_ep = [r for r in read_jsonl(alt_path) if "epoch" in r] if os.path.exists(alt_path) else []
-            if len(alt_ep) >= len(our_ep):
-                c = alt_ep[len(our_ep) - 1]["test_acc"]
-                alt_cols = f" {100 * c:.2f} | {100 * (b - c):+.2f} |"
+            alt = read_run(os.path.join(args.alt, torch_run_name(red, seed, resnet)), len(our_ep))
+            if alt is not None:
+                c = alt[1][len(our_ep) - 1]["test_acc"]
+                cells += (f" {100 * c:.2f} | {100 * (b - c):+.2f} |"
+                          + trajectory_cells(trajectory(alt[0], t_it, len(our_ep))))
             else:
-                alt_cols = " | |"
+                cells += " | |" + trajectory_cells(None)
         rows.append((red, seed, a, b, c, resnet))
-        name = model_name(red, resnet)
-        print(f"| {name} | {seed} | {100 * a:.2f} | {100 * b:.2f} | {100 * (a - b):+.2f} |{alt_cols} "
-              + traj)
+        print(f"| {model_name(red, resnet)} | {seed} | {100 * a:.2f} | {100 * b:.2f} | {100 * (a - b):+.2f} |"
+              + cells)
     print()
     print("| model | seeds | ours mean | PyTorch mean | ours - PyTorch | mean abs. per-seed difference |"
           + (" PyTorch, other threads: mean abs. per-seed difference |" if args.alt else ""))
@@ -200,13 +226,12 @@ def compare(args):
             ma = sum(r[2] for r in sel) / len(sel)
             mb = sum(r[3] for r in sel) / len(sel)
             mad = sum(abs(r[2] - r[3]) for r in sel) / len(sel)
-            name = model_name(red, sel[0][5])
             alt = ""
             if args.alt:
                 other = [abs(r[3] - r[4]) for r in sel if r[4] is not None]
                 alt = f" {100 * sum(other) / len(other):.2f} ({len(other)} seeds) |" if other else " |"
             seeds = ", ".join(str(r[1]) for r in sel)
-            print(f"| {name} | {seeds} | {100 * ma:.2f} | {100 * mb:.2f} | {100 * (ma - mb):+.2f} | "
+            print(f"| {model_name(red, sel[0][5])} | {seeds} | {100 * ma:.2f} | {100 * mb:.2f} | {100 * (ma - mb):+.2f} | "
                   f"{100 * mad:.2f} |{alt}")
 
 
@@ -228,7 +253,7 @@ def main():
     r.add_argument("--momentum", type=float, default=0.9)
     r.add_argument("--weight-decay", type=float, default=0.0)
     r.add_argument("--nesterov", action="store_true")
-    r.add_argument("--scheduler", choices=["plateau", "none"], default="plateau")
+    r.add_argument("--scheduler", choices=["plateau", "none", "cosine"], default="plateau")
     c = sub.add_parser("compare")
     c.add_argument("--sweep", required=True, help="the sweep's folder (results/parity_paired)")
     c.add_argument("--torch", required=True, help="folder of run outputs named r<reduction>_s<seed>.jsonl")
