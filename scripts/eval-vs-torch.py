@@ -11,6 +11,11 @@ compared image by image:
         --predictions torch.txt > torch.json
     cmp ours.txt torch.txt
 
+Any model of scripts/golden.py (the ResNets included) with --model and our SPEC string:
+
+    python scripts/eval-vs-torch.py --weights W --model arch=resnet,depth=20,attention=se \
+        --data DIR --predictions torch.txt > torch.json
+
 Needs torch, safetensors and numpy (never in CI).
 """
 import argparse
@@ -31,11 +36,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--weights", required=True)
     ap.add_argument("--reduction", type=int, default=0, help="0: baseline; else SE reduction")
+    ap.add_argument("--model", help="a model of scripts/golden.py (our SPEC string, e.g. "
+                                    "arch=resnet,depth=20) instead of the reference's seed CNN")
     ap.add_argument("--data", required=True, help="CIFAR-10 binary folder (test_batch.bin)")
     ap.add_argument("--predictions", help="write one predicted class index per line")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count())
-    model = SeedCNN(args.reduction or None)
+    if args.model:
+        sys.path.insert(0, here)
+        import golden
+        model = golden.build(golden.parse_spec(args.model))
+    else:
+        model = SeedCNN(args.reduction or None)
     state = load_file(args.weights)
     missing, unexpected = model.load_state_dict(state, strict=False)
     unexpected = [k for k in unexpected if not k.endswith("num_batches_tracked")]
