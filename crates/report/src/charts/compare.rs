@@ -148,6 +148,42 @@ impl Chart for FinalAccChart {
     }
 }
 
+/// The accuracy axis (%) of a chart of means (fractions) with their 95% CIs: every CI end
+/// (the mean where there is no CI) and the baseline, padded, within [0, 100].
+fn accuracy_range(
+    means: impl Iterator<Item = (f64, Option<(f64, f64)>)>,
+    baseline: Option<f64>,
+) -> (f64, f64) {
+    clamp_percent(padded_range(
+        means
+            .flat_map(|(mean, ci)| {
+                let (lo, hi) = ci.unwrap_or((mean, mean));
+                [lo, hi]
+            })
+            .chain(baseline)
+            .map(|v| v * 100.0),
+        0.1,
+        (0.0, 100.0),
+    ))
+}
+
+/// A 95% CI (fractions) as a vertical bar at `x`, cut at 0% and 100%.
+fn vertical_ci<DB: DrawingBackend>(
+    chart: &mut XyChart<'_, DB>,
+    x: f64,
+    (lo, hi): (f64, f64),
+    colour: RGBColor,
+) -> Result<(), DrawError>
+where
+    DB::ErrorType: 'static,
+{
+    chart.draw_series(std::iter::once(PathElement::new(
+        vec![(x, lo.max(0.0) * 100.0), (x, hi.min(1.0) * 100.0)],
+        colour.stroke_width(2),
+    )))?;
+    Ok(())
+}
+
 /// One line of an axis chart: the variants that share every other swept value.
 #[derive(Debug, Clone)]
 pub struct AxisGroup {
@@ -257,20 +293,12 @@ impl AxisChart {
             0.08,
             (0.0, 1.0),
         );
-        let y = clamp_percent(padded_range(
+        let y = accuracy_range(
             self.groups
                 .iter()
-                .flat_map(|g| {
-                    g.points.iter().flat_map(|p| {
-                        let (lo, hi) = p.2.unwrap_or((p.1, p.1));
-                        [lo, hi]
-                    })
-                })
-                .chain(self.baseline)
-                .map(|v| v * 100.0),
-            0.1,
-            (0.0, 100.0),
-        ));
+                .flat_map(|g| g.points.iter().map(|p| (p.1, p.2))),
+            self.baseline,
+        );
         (x, y)
     }
 
@@ -288,12 +316,9 @@ impl AxisChart {
         for (gi, g) in self.groups.iter().enumerate() {
             let c = g.colour;
             for p in &g.points {
-                if let Some((lo, hi)) = p.2 {
+                if let Some(ci) = p.2 {
                     let x = self.plotted(p.0) + span * (gi as f64 - (ng - 1.0) / 2.0);
-                    chart.draw_series(std::iter::once(PathElement::new(
-                        vec![(x, lo.max(0.0) * 100.0), (x, hi.min(1.0) * 100.0)],
-                        c.stroke_width(2),
-                    )))?;
+                    vertical_ci(chart, x, ci, c)?;
                 }
             }
             chart
@@ -371,18 +396,7 @@ impl CostChart {
             0.1,
             (0.0, 1.0),
         );
-        let y = clamp_percent(padded_range(
-            self.points
-                .iter()
-                .flat_map(|p| {
-                    let (lo, hi) = p.ci.unwrap_or((p.mean, p.mean));
-                    [lo, hi]
-                })
-                .chain(self.baseline)
-                .map(|v| v * 100.0),
-            0.1,
-            (0.0, 100.0),
-        ));
+        let y = accuracy_range(self.points.iter().map(|p| (p.mean, p.ci)), self.baseline);
         (x, y)
     }
 
@@ -399,11 +413,8 @@ impl CostChart {
         for p in &self.points {
             let Some(x) = cost(p, macs) else { continue };
             let c = p.colour;
-            if let Some((lo, hi)) = p.ci {
-                chart.draw_series(std::iter::once(PathElement::new(
-                    vec![(x, lo.max(0.0) * 100.0), (x, hi.min(1.0) * 100.0)],
-                    c.stroke_width(2),
-                )))?;
+            if let Some(ci) = p.ci {
+                vertical_ci(chart, x, ci, c)?;
             }
             let s = chart.draw_series(std::iter::once(Circle::new(
                 (x, p.mean * 100.0),

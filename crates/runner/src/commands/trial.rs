@@ -181,8 +181,7 @@ fn train(
     );
     let dev = crate::device::open(device_name)?;
     let (data, seeds) = trial_data(&config, trial.seed)?;
-    let mut net = build_net(&config, &data, &dev, seeds.init, writer)?;
-    let (params, macs) = (net.param_count(), net.macs());
+    let (mut net, params, macs) = build_net(&config, &data, &dev, seeds.init, writer)?;
     hooks.before_training(&mut net)?;
 
     // Damaged metric records: keep the intact ones, continue from a checkpoint they cover.
@@ -237,14 +236,15 @@ fn train(
     }
 }
 
-/// The trial's network, initialized from `init`; its parameters and MACs go into the status.
+/// The trial's network, initialized from `init`, with its parameter and MAC counts, which go
+/// into the status.
 fn build_net(
     config: &ResolvedConfig,
     data: &Dataset,
     dev: &candle_core::Device,
     init: u64,
     writer: &mut TrialWriter,
-) -> anyhow::Result<Net> {
+) -> anyhow::Result<(Net, u64, u64)> {
     tracing::info!(
         "data {}: {} train and {} test images, {} classes",
         data.name,
@@ -259,7 +259,7 @@ fn build_net(
         s.params = Some(params);
         s.macs = Some(macs);
     })?;
-    Ok(net)
+    Ok((net, params, macs))
 }
 
 /// What a completed trial's final files describe.

@@ -1,4 +1,4 @@
-//! DeviceId slots and the queue that feeds them.
+//! Device slots and the queue that feeds them.
 //!
 //! Each device has `jobs_per_device` slots; a free slot takes the next pending trial. The
 //! scheduler is a plain state machine (no processes, no clocks), the same for CPU and CUDA, so
