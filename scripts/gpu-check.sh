@@ -6,7 +6,9 @@
 #   2. every golden fixture of the repo on the device (`ablate golden`), twice: within
 #      tolerance, and whether the two runs agree bit for bit;
 #   3. training and inference images/s, ours (`ablate bench`) beside PyTorch eager
-#      (`scripts/torch_bench.py`) on the same device, at batch 64 and 512;
+#      (`scripts/torch_bench.py`) on the same device: the seed CNN and SE r=16 at batch 64
+#      and 512, then the rest of the zoo (ECA, spatial attention, CBAM, ResNet-20 plain and
+#      SE) at batch 128;
 #   4. a one-epoch sweep on the CIFAR-10 copy, two trials sharing the device
 #      (`experiments/gpu_check.toml`, --jobs-per-device 2);
 #
@@ -52,11 +54,11 @@ done
 
 if [[ $mode == gpu ]]; then
     device=cuda:0; torch_device=cuda; kernels=fast
-    batches=64,512; steps=30; warmup=5
+    batches=64,512; zoo_batches=128; steps=30; warmup=5
     [[ -n $bin ]] || bin=target/cuda/release/ablate
 else
     device=cpu; torch_device=cpu; kernels=generic
-    batches=16,64; steps=2; warmup=1
+    batches=16,64; zoo_batches=16; steps=2; warmup=1
     if [[ -z $bin ]]; then
         for cand in target/release/ablate target/debug/ablate; do
             [[ -x $cand ]] && { bin=$cand; break; }
@@ -113,13 +115,27 @@ for run in 1 2; do
         > "$out/golden$run.jsonl" 2> "$out/golden$run.err" || status=1
 done
 
+# The rest of the zoo, one --model each (the spec texts both benches take).
+zoo=(attention=eca attention=spatial attention=cbam arch=resnet,depth=20
+     arch=resnet,depth=20,attention=se)
+zoo_args=()
+for m in "${zoo[@]}"; do zoo_args+=(--model "$m"); done
+
 step "throughput, ours"
-"$bin" bench --device "$device" --kernels "$kernels" --batch "$batches" --steps "$steps" \
-    --warmup "$warmup" --json > "$out/bench_ours.jsonl" 2> "$out/bench_ours.err" || status=1
+{
+    "$bin" bench --device "$device" --kernels "$kernels" --batch "$batches" --steps "$steps" \
+        --warmup "$warmup" --json || status=1
+    "$bin" bench --device "$device" --kernels "$kernels" --batch "$zoo_batches" --steps "$steps" \
+        --warmup "$warmup" --json "${zoo_args[@]}" || status=1
+} > "$out/bench_ours.jsonl" 2> "$out/bench_ours.err"
 if [[ $torch_ok == 1 ]]; then
     step "throughput, PyTorch ($py)"
-    "$py" scripts/torch_bench.py --device "$torch_device" --batch "$batches" --steps "$steps" \
-        --warmup "$warmup" > "$out/bench_torch.jsonl" 2> "$out/bench_torch.err" || true
+    {
+        "$py" scripts/torch_bench.py --device "$torch_device" --batch "$batches" --steps "$steps" \
+            --warmup "$warmup" || true
+        "$py" scripts/torch_bench.py --device "$torch_device" --batch "$zoo_batches" \
+            --steps "$steps" --warmup "$warmup" "${zoo_args[@]}" || true
+    } > "$out/bench_torch.jsonl" 2> "$out/bench_torch.err"
 else
     if [[ $mode == gpu ]]; then
         echo "no PyTorch: $py cannot import torch with CUDA" > "$out/bench_torch.err"

@@ -12,6 +12,8 @@
 //! - `torch_seed.py golden`'s files (`../shared/golden`): the weights (`param.*`) and the input.
 //!
 //! The metric is `max|ours - ref| / max|ref|` per tensor ([`rel_err`]); [`TOLERANCE`] is 1e-4.
+//! `ref` is PyTorch's float32 value, or its float64 value where the fixture holds one
+//! (`exact.grad.<param>`: where PyTorch's own float32 gradient is more than 1e-5 off).
 //!
 //! - `reference.rs`: [`Reference`], a file's tensors and metadata;
 //! - `fixture.rs`: [`Fixture`], the repo's format, and [`Case`], a model with its batch;

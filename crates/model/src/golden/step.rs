@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Tensor};
 
 use super::reference::{f64s, Reference};
-use super::{Case, Comparison, GoldenError};
+use super::{Case, Comparison, GoldenError, TOLERANCE};
 use crate::{DropoutMasks, Mode};
 
 /// `max|ours - reference| / max(max|reference|, floor)`, or `max|ours - reference|` when that
@@ -36,8 +36,9 @@ fn max_abs(v: &[f64]) -> f64 {
 /// Our values and the reference's, element for element.
 type Pair = (Vec<f64>, Vec<f64>);
 
-/// The reference gradient of parameter `name`: `grad.<name>` (only the output channels in
-/// `rows.<name>` when that key exists), or the product of `product.<layer>.grad_output` and
+/// The reference gradient of parameter `name`: `exact.grad.<name>` (PyTorch's float64
+/// gradient, stored where its float32 one is itself more than 1e-5 of its scale off) or
+/// `grad.<name>`, only the output channels in `rows.<name>` when that key exists, or the product of `product.<layer>.grad_output` and
 /// `product.<layer>.input` formed in f64, paired with ours restricted alike.
 fn gradient_pair(reference: &Reference, name: &str, ours: &Tensor) -> Result<Pair, GoldenError> {
     let model = |e: candle_core::Error| GoldenError::Model {
@@ -64,7 +65,12 @@ fn gradient_pair(reference: &Reference, name: &str, ours: &Tensor) -> Result<Pai
         }
         return Ok((f64s(ours).map_err(model)?, want));
     }
-    let want = reference.f64s(&format!("grad.{name}"))?;
+    let exact = format!("exact.grad.{name}");
+    let want = if reference.has(&exact) {
+        reference.f64s(&exact)?
+    } else {
+        reference.f64s(&format!("grad.{name}"))?
+    };
     let rows_key = format!("rows.{name}");
     if reference.has(&rows_key) {
         let rows = reference
@@ -142,10 +148,13 @@ pub fn compare_step(reference: &Reference, case: &Case) -> Result<Vec<Comparison
             .and_then(|module| scales.get(format!("{module}.weight").as_str()))
             .copied()
             .unwrap_or(0.0);
-        out.push(Comparison::relative(
-            format!("grad.{name}"),
-            rel_err(ours, want, floor),
-        ));
+        let error = rel_err(ours, want, floor);
+        out.push(if reference.has(&format!("exact.grad.{name}")) {
+            let detail = Some("(against float64)".to_string());
+            Comparison::within(format!("grad.{name}"), error, TOLERANCE, detail)
+        } else {
+            Comparison::relative(format!("grad.{name}"), error)
+        });
     }
     for (name, t) in net.buffers() {
         out.push(whole(&format!("after_train_step.{name}"), &t)?);
