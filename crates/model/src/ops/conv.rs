@@ -3,7 +3,9 @@
 //! ResNets' downsampling layers), as a candle custom op with fast CPU kernels.
 //!
 //! Forward: per image, im2col into a per-thread buffer, then one gemm
-//! (`out[Cout, H*W] = W[Cout, Cin*kh*kw] x col[Cin*kh*kw, H*W] + bias`).
+//! (`out[Cout, H*W] = W[Cout, Cin*kh*kw] x col[Cin*kh*kw, H*W] + bias`); 3x3 kernels with stride 1
+//! and padding 1 run the direct kernels of `super::direct3x3` instead on CPUs with AVX-512, in
+//! the forward and in both gradients.
 //! Backward, in one pass over the batch: the weight gradient (`dY x colᵀ`, accumulated per fixed
 //! chunk of images, then summed in chunk order so the result does not depend on the number of
 //! threads), the bias gradient (row sums of `dY`), and the input gradient (`Wᵀ x dY`, then
@@ -20,6 +22,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, T
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use super::direct3x3;
 use super::kernels::{bias_or_zeros, cpu_f32, Kernels};
 
 /// The gemm parallelism inside the per-image kernels.
@@ -366,7 +369,12 @@ pub(crate) fn forward_image<'a>(
     }
     // SAFETY: every element was just initialized (the rows cover `yn`).
     let yn = unsafe { &mut *(yn as *mut [MaybeUninit<f32>] as *mut [f32]) };
-    if g.direct() {
+    if direct3x3::applies(g) {
+        with_buf(&COL, g.c_in * direct3x3::plane_len(g.h, g.w), |xp| {
+            direct3x3::pad_planes(g.c_in, g.h, g.w, xn, xp);
+            direct3x3::forward_image(g, xp, wt, yn);
+        });
+    } else if g.direct() {
         gemm_rm(SERIAL, g.c_out, hw, k, yn, true, wt, k, 1, xn, hw, 1);
     } else {
         with_buf(&COL, k * hw, |col| {
@@ -396,8 +404,9 @@ fn backward_cpu(g: &Geom, x: &[f32], wt: &[f32], dy: &[f32], need_dx: bool) -> C
 /// calls `f` with image `img`'s `[Cout, oh*ow]` gradient (a slice of a whole-batch tensor, or
 /// computed on the fly into a buffer by a fused op).
 ///
-/// Long on purpose: the per-image gemms for the weight and input gradients and the col2im
-/// share one set of per-thread buffers, allocated once per call.
+/// Each gradient comes from the direct 3x3 kernels where they apply
+/// ([`direct3x3::applies`]), else from im2col + gemm; the images of a chunk add into one
+/// weight-gradient accumulator, and the chunks are summed in order.
 pub(crate) fn backward_cpu_with<D>(
     g: &Geom,
     x: &[f32],
@@ -408,18 +417,21 @@ pub(crate) fn backward_cpu_with<D>(
 where
     D: Fn(usize, &mut dyn FnMut(&[f32])) + Sync,
 {
-    let (k, hw, co) = (g.k(), g.hw_out(), g.c_out);
+    let (k, co) = (g.k(), g.c_out);
     let wsz = co * k;
     let part = wsz + co;
     let n_chunks = g.n.div_ceil(GRAD_CHUNK);
-    let direct = g.direct();
-    // Wᵀ [K, Cout], contiguous, once: the input-gradient gemm reads it per image.
-    let w_t = if need_dx {
-        transpose(wt, co, k)
-    } else {
-        Vec::new()
+    // Both gradients by the direct 3x3 kernels where they apply, else by im2col + gemm.
+    let direct = direct3x3::applies(g);
+    // The kernel as the input gradient reads it, once: Wᵀ [K, Cout] for the gemm, the flipped
+    // kernel for the direct convolution.
+    let w_in = match (need_dx, direct) {
+        (false, _) => Vec::new(),
+        (true, false) => transpose(wt, co, k),
+        (true, true) => direct3x3::flip_transpose(wt, co, g.c_in),
     };
-    // Per chunk: dWᵀ [K, Cout] (the orientation the gemm runs fastest in) and db [Cout].
+    // Per chunk: dWᵀ [K, Cout] (the orientation the gemm runs fastest in, and the direct
+    // kernel's), then db [Cout].
     let mut partial = vec![0f32; n_chunks * part];
     let dx_len = if need_dx { g.n * g.in_img() } else { 0 };
     let mut dx: Vec<f32> = Vec::with_capacity(dx_len);
@@ -441,33 +453,18 @@ where
             for (j, img) in (first..last).enumerate() {
                 let xn = &x[img * g.in_img()..(img + 1) * g.in_img()];
                 dy_of(img, &mut |dyn_: &[f32]| {
-                    for (db, row) in pdb.iter_mut().zip(dyn_.chunks(hw)) {
+                    for (db, row) in pdb.iter_mut().zip(dyn_.chunks(g.hw_out())) {
                         *db += row.iter().sum::<f32>();
                     }
-                    with_buf(&COL, if direct { 0 } else { k * hw }, |col| {
-                        let col: &[f32] = if direct {
-                            xn
-                        } else {
-                            im2col(g, xn, col);
-                            col
-                        };
-                        // dWᵀ[K, Cout] += col[K, HW] x dYᵀ[HW, Cout]
-                        gemm_rm(SERIAL, k, co, hw, pdw, j > 0, col, hw, 1, dyn_, 1, hw);
-                    });
-                    if need_dx {
+                    let dxn = need_dx.then(|| {
                         let dxn = &mut dxc[j * g.in_img()..(j + 1) * g.in_img()];
                         dxn.fill(MaybeUninit::new(0.0));
                         // SAFETY: just initialized.
-                        let dxn = unsafe { &mut *(dxn as *mut [MaybeUninit<f32>] as *mut [f32]) };
-                        if direct {
-                            // dX[Cin, HW] = Wᵀ[Cin, Cout] x dY[Cout, HW]
-                            gemm_rm(SERIAL, k, hw, co, dxn, false, &w_t, co, 1, dyn_, hw, 1);
-                        } else {
-                            with_buf(&DCOL, k * hw, |dcol| {
-                                gemm_rm(SERIAL, k, hw, co, dcol, false, &w_t, co, 1, dyn_, hw, 1);
-                                col2im(g, dcol, dxn);
-                            });
-                        }
+                        unsafe { &mut *(dxn as *mut [MaybeUninit<f32>] as *mut [f32]) }
+                    });
+                    weight_grad(g, direct, xn, dyn_, pdw);
+                    if let Some(dxn) = dxn {
+                        input_grad(g, direct, dyn_, &w_in, dxn);
                     }
                 });
             }
@@ -491,6 +488,52 @@ where
         dx: need_dx.then_some(dx),
         dw: transpose(&sum, k, co),
         db,
+    }
+}
+
+/// One image's weight gradient, added to the chunk's accumulator `dWᵀ[K, Cout]`: by the direct
+/// 3x3 kernel, or by im2col + gemm (`dWᵀ += col[K, HW] x dYᵀ[HW, Cout]`).
+fn weight_grad(g: &Geom, direct: bool, x: &[f32], dy: &[f32], dw_t: &mut [f32]) {
+    let (k, hw, co) = (g.k(), g.hw_out(), g.c_out);
+    if direct {
+        with_buf(&COL, g.c_in * direct3x3::bordered_len(g.h, g.w), |xb| {
+            direct3x3::pad_border(g.c_in, g.h, g.w, x, xb);
+            with_buf(&DCOL, hw * co, |dyt| {
+                direct3x3::weight_grad(g, xb, dy, dyt, dw_t)
+            });
+        });
+        return;
+    }
+    let direct = g.direct();
+    with_buf(&COL, if direct { 0 } else { k * hw }, |col| {
+        let col: &[f32] = if direct {
+            x
+        } else {
+            im2col(g, x, col);
+            col
+        };
+        gemm_rm(SERIAL, k, co, hw, dw_t, true, col, hw, 1, dy, 1, hw);
+    });
+}
+
+/// One image's input gradient into the zeroed `dx`: the direct 3x3 kernel with the flipped
+/// kernel `w_in`, or `col2im(Wᵀ x dY)` with `w_in = Wᵀ`.
+fn input_grad(g: &Geom, direct: bool, dy: &[f32], w_in: &[f32], dx: &mut [f32]) {
+    let (k, hw, co) = (g.k(), g.hw_out(), g.c_out);
+    if direct {
+        let len = direct3x3::plane_len(g.h, g.w);
+        with_buf(&DCOL, co * len, |dyp| {
+            direct3x3::pad_planes(co, g.h, g.w, dy, dyp);
+            direct3x3::input_grad_image(g, dyp, w_in, dx);
+        });
+    } else if g.direct() {
+        // dX[Cin, HW] = Wᵀ[Cin, Cout] x dY[Cout, HW]
+        gemm_rm(SERIAL, k, hw, co, dx, false, w_in, co, 1, dy, hw, 1);
+    } else {
+        with_buf(&DCOL, k * hw, |dcol| {
+            gemm_rm(SERIAL, k, hw, co, dcol, false, w_in, co, 1, dy, hw, 1);
+            col2im(g, dcol, dx);
+        });
     }
 }
 

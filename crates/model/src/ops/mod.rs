@@ -12,6 +12,7 @@ pub mod bn_relu;
 mod channel_gate;
 pub mod channel_pool;
 pub mod conv;
+mod direct3x3;
 pub mod generic;
 pub mod kernels;
 pub mod linear;

@@ -1,0 +1,624 @@
+//! Direct 3x3 convolution, stride 1, padding 1, for CPUs with AVX-512: the thin layers of the
+//! CIFAR ResNets (K. He et al., "Deep Residual Learning for Image Recognition", CVPR 2016,
+//! Sec. 4.2: 16 to 64 channels on 32x32 to 8x8 maps), where im2col + gemm copies the input nine
+//! times through memory and runs the gemm on small panels. The convolution op and the fused
+//! block op call it per image in place of im2col + gemm where [`applies`] says so.
+//!
+//! Layout: each channel plane is copied once into a zero-guarded plane ([`pad_planes`]):
+//! `W + 1` zeros, the `H x W` image, then zeros. The image is read as one flat row of `H*W`
+//! pixels in vectors of 16; tap `(ki, kj)` of output pixel `p` reads plane index
+//! `p + ki*W + kj`: the zero rows are the vertical padding and a lane mask the horizontal one
+//! (tap column 0 drops the output pixels of column 0, tap column 2 those of column `W - 1`), so
+//! any `H` and `W` work.
+//!
+//! - forward ([`forward_image`]): output channels in blocks of [`OC_BLOCK`], pixels in groups of
+//!   [`PX_VECS`] vectors, the accumulators in registers: per input channel and tap, `PX_VECS`
+//!   masked loads, `OC_BLOCK` weight broadcasts and `OC_BLOCK * PX_VECS` FMAs.
+//! - input gradient ([`input_grad_image`]): the forward kernel on the output gradient with the
+//!   kernel flipped and its channel axes swapped ([`flip_transpose`]).
+//! - weight gradient ([`weight_grad`]): vectorized over the output channels instead (the
+//!   output gradient transposed to `[h*w, c_out]`, the input given a one-pixel zero border,
+//!   [`pad_border`]): per pixel, one or two vectors of output channels times the broadcast
+//!   inputs of 9 taps of three or one input channels, 27 or 18 accumulators; nothing is reduced
+//!   across lanes, and the result lands in the gemm's `[c_in*9, c_out]` orientation.
+//!
+//! Every sum runs in a fixed order (input channels, then taps; pixels in vector order, then the
+//! lanes), so the result does not depend on the number of threads.
+
+use super::conv::Geom;
+
+/// Output channels per register tile of the forward kernel.
+const OC_BLOCK: usize = 6;
+/// Vectors of 16 pixels per register tile of the forward kernel.
+const PX_VECS: usize = 4;
+/// Lanes of an AVX-512 vector of f32.
+const LANES: usize = 16;
+
+/// Whether this CPU runs the kernels (x86-64 with AVX-512F), detected once.
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVX512.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether the convolution `g` runs on these kernels: a 3x3 kernel, stride 1, padding 1, on a
+/// CPU that has them.
+pub(crate) fn applies(g: &Geom) -> bool {
+    g.kh == 3 && g.kw == 3 && g.pad == 1 && g.stride == 1 && available()
+}
+
+/// Length of one zero-guarded plane of an `h x w` map: room for every lane of every tap's load.
+pub(crate) fn plane_len(h: usize, w: usize) -> usize {
+    (h * w).div_ceil(LANES) * LANES + 2 * w + 2
+}
+
+/// Copies `c` planes of `h x w` from `src` into zero-guarded planes of [`plane_len`] in `dst`.
+pub(crate) fn pad_planes(c: usize, h: usize, w: usize, src: &[f32], dst: &mut [f32]) {
+    let (hw, len) = (h * w, plane_len(h, w));
+    assert!(src.len() >= c * hw && dst.len() >= c * len);
+    for (plane, s) in dst.chunks_mut(len).zip(src.chunks(hw)).take(c) {
+        plane[..w + 1].fill(0.0);
+        plane[w + 1..w + 1 + hw].copy_from_slice(s);
+        plane[w + 1 + hw..].fill(0.0);
+    }
+}
+
+/// `out[ic, oc, ki, kj] = wt[oc, ic, 2 - ki, 2 - kj]`: the kernel whose forward convolution of
+/// the output gradient is the input gradient.
+///
+/// # Shapes
+/// `wt`: `[c_out, c_in, 3, 3]` -> `[c_in, c_out, 3, 3]`.
+pub(crate) fn flip_transpose(wt: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
+    let mut out = vec![0f32; c_out * c_in * 9];
+    for oc in 0..c_out {
+        for ic in 0..c_in {
+            for t in 0..9 {
+                out[(ic * c_out + oc) * 9 + t] = wt[(oc * c_in + ic) * 9 + 8 - t];
+            }
+        }
+    }
+    out
+}
+
+/// Per vector of 16 pixels: the lanes that tap columns 0, 1 and 2 read (bit `i` for pixel
+/// `16 q + i`): pixels past the map are never read, nor the horizontal padding.
+fn lane_masks(h: usize, w: usize) -> Vec<[u16; 3]> {
+    let hw = h * w;
+    (0..hw.div_ceil(LANES))
+        .map(|q| {
+            let mut m = [0u16; 3];
+            for i in 0..LANES {
+                let p = q * LANES + i;
+                if p >= hw {
+                    continue;
+                }
+                let x = p % w;
+                m[1] |= 1 << i;
+                if x != 0 {
+                    m[0] |= 1 << i;
+                }
+                if x + 1 != w {
+                    m[2] |= 1 << i;
+                }
+            }
+            m
+        })
+        .collect()
+}
+
+/// Forward of one image: `y[oc] += sum over ic and taps of wt[oc, ic] * x[ic]` (`y` comes in
+/// holding the bias, or zeros; the sum is formed first, then added).
+///
+/// # Shapes
+/// `xp`: `c_in` zero-guarded planes ([`pad_planes`]); `wt`: `[c_out, c_in, 3, 3]`;
+/// `y`: `[c_out, h*w]`.
+pub(crate) fn forward_image(g: &Geom, xp: &[f32], wt: &[f32], y: &mut [f32]) {
+    conv_planes(g.c_in, g.c_out, g.h, g.w, xp, wt, y)
+}
+
+/// Input gradient of one image: `dx = 0 + (dy convolved with the flipped kernel)`.
+///
+/// # Shapes
+/// `dyp`: `c_out` zero-guarded planes of the output gradient; `wt_flip`: [`flip_transpose`]'s
+/// `[c_in, c_out, 3, 3]`; `dx`: `[c_in, h*w]`, zeroed by the caller.
+pub(crate) fn input_grad_image(g: &Geom, dyp: &[f32], wt_flip: &[f32], dx: &mut [f32]) {
+    conv_planes(g.c_out, g.c_in, g.h, g.w, dyp, wt_flip, dx)
+}
+
+/// Per channel, the length of an `h x w` map with a one-pixel zero border: `(h + 2) * (w + 2)`.
+pub(crate) fn bordered_len(h: usize, w: usize) -> usize {
+    (h + 2) * (w + 2)
+}
+
+/// Copies `c` maps of `h x w` from `src` into `dst` with a one-pixel zero border
+/// ([`bordered_len`] per channel).
+pub(crate) fn pad_border(c: usize, h: usize, w: usize, src: &[f32], dst: &mut [f32]) {
+    let (hw, len, row) = (h * w, bordered_len(h, w), w + 2);
+    assert!(src.len() >= c * hw && dst.len() >= c * len);
+    for (plane, s) in dst.chunks_mut(len).zip(src.chunks(hw)).take(c) {
+        plane[..row].fill(0.0);
+        for (y, line) in s.chunks(w).enumerate() {
+            let out = &mut plane[(y + 1) * row..(y + 2) * row];
+            out[0] = 0.0;
+            out[1..=w].copy_from_slice(line);
+            out[w + 1] = 0.0;
+        }
+        plane[(h + 1) * row..].fill(0.0);
+    }
+}
+
+/// Weight gradient of one image, added to `dw_t` in the gemm's orientation:
+/// `dw_t[ic*9 + ki*3 + kj, oc] += sum over pixels p of dy[oc, p] * x[ic, p shifted by
+/// (ki - 1, kj - 1)]`, vectorized over the output channels (`dy` is transposed into `dyt`
+/// first), so that no vector is ever reduced to a scalar.
+///
+/// # Shapes
+/// `xb`: `[c_in, (h+2)*(w+2)]`, the input with its zero border ([`pad_border`]); `dy`:
+/// `[c_out, h*w]`; `dyt`: scratch of `h*w*c_out`; `dw_t`: `[c_in*9, c_out]`.
+pub(crate) fn weight_grad(g: &Geom, xb: &[f32], dy: &[f32], dyt: &mut [f32], dw_t: &mut [f32]) {
+    let (hw, co) = (g.h * g.w, g.c_out);
+    assert!(available() && g.kh == 3 && g.kw == 3);
+    assert!(xb.len() >= g.c_in * bordered_len(g.h, g.w) && dy.len() >= co * hw);
+    assert!(dyt.len() >= hw * co && dw_t.len() >= g.c_in * 9 * co);
+    for (oc, row) in dy.chunks(hw).take(co).enumerate() {
+        for (p, &v) in row.iter().enumerate() {
+            dyt[p * co + oc] = v;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F is present (asserted); the asserts above bound every slice the kernel
+    // reads and writes (the last vector of output channels is masked).
+    unsafe {
+        avx512::weight_grad(g.c_in, co, g.h, g.w, xb, dyt, dw_t)
+    }
+}
+
+/// The forward kernel over planes: `y[o] += sum over i, taps of k[o, i] * planes[i]`.
+fn conv_planes(
+    c_in: usize,
+    c_out: usize,
+    h: usize,
+    w: usize,
+    planes: &[f32],
+    k: &[f32],
+    y: &mut [f32],
+) {
+    let (hw, len) = (h * w, plane_len(h, w));
+    assert!(available());
+    assert!(planes.len() >= c_in * len && k.len() >= c_out * c_in * 9 && y.len() >= c_out * hw);
+    let masks = lane_masks(h, w);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F is present (asserted); the asserts above bound every slice the kernel
+    // reads and writes (its loads beyond a map are masked off, see `plane_len`).
+    unsafe {
+        avx512::forward(c_in, c_out, w, hw, len, &masks, planes, k, y)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+// Index loops over the register tiles' constant dimensions are the kernels' shape: the compiler
+// unrolls them and keeps every accumulator in a register.
+#[allow(clippy::needless_range_loop)]
+mod avx512 {
+    //! The AVX-512 kernels. Register tiles are const-generic so that the compiler keeps every
+    //! accumulator in a register; the tails of the channel and pixel loops use smaller tiles.
+
+    use std::arch::x86_64::{
+        _mm512_add_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
+        _mm512_set1_ps, _mm512_setzero_ps,
+    };
+
+    use super::{LANES, OC_BLOCK, PX_VECS};
+
+    /// Plane geometry shared by the tiles.
+    #[derive(Clone, Copy)]
+    struct Planes<'a> {
+        w: usize,
+        hw: usize,
+        len: usize,
+        c_in: usize,
+        masks: &'a [[u16; 3]],
+    }
+
+    /// See `super::conv_planes`.
+    ///
+    /// # Safety
+    /// AVX-512F must be present; `planes` holds `c_in` planes of `len`, `k` `[c_out, c_in, 9]`,
+    /// `y` `[c_out, hw]`; `masks` has one entry per 16 pixels of `hw`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn forward(
+        c_in: usize,
+        c_out: usize,
+        w: usize,
+        hw: usize,
+        len: usize,
+        masks: &[[u16; 3]],
+        planes: &[f32],
+        k: &[f32],
+        y: &mut [f32],
+    ) {
+        let p = Planes {
+            w,
+            hw,
+            len,
+            c_in,
+            masks,
+        };
+        let (x, kp, yp) = (planes.as_ptr(), k.as_ptr(), y.as_mut_ptr());
+        let mut oc = 0;
+        while oc < c_out {
+            let ob = (c_out - oc).min(OC_BLOCK);
+            let mut q = 0;
+            while q < masks.len() {
+                let v = (masks.len() - q).min(PX_VECS);
+                macro_rules! tile {
+                    ($o:literal) => {
+                        match v {
+                            4 => fwd_tile::<$o, 4>(p, x, kp, yp, oc, q),
+                            3 => fwd_tile::<$o, 3>(p, x, kp, yp, oc, q),
+                            2 => fwd_tile::<$o, 2>(p, x, kp, yp, oc, q),
+                            _ => fwd_tile::<$o, 1>(p, x, kp, yp, oc, q),
+                        }
+                    };
+                }
+                match ob {
+                    6 => tile!(6),
+                    5 => tile!(5),
+                    4 => tile!(4),
+                    3 => tile!(3),
+                    2 => tile!(2),
+                    _ => tile!(1),
+                }
+                q += v;
+            }
+            oc += ob;
+        }
+    }
+
+    /// `O` output channels from `oc` by `V` vectors of pixels from vector `q`.
+    #[inline(always)]
+    unsafe fn fwd_tile<const O: usize, const V: usize>(
+        p: Planes<'_>,
+        planes: *const f32,
+        k: *const f32,
+        y: *mut f32,
+        oc: usize,
+        q: usize,
+    ) {
+        let mut m = [[0u16; 3]; V];
+        m.copy_from_slice(&p.masks[q..q + V]);
+        // From zero, and `y` added once at the end (as the gemm does): a large bias taken in
+        // first would round every product added to it.
+        let mut acc = [[_mm512_setzero_ps(); V]; O];
+        let k_stride = p.c_in * 9;
+        for ic in 0..p.c_in {
+            let plane = planes.add(ic * p.len + q * LANES);
+            let kk = k.add(oc * k_stride + ic * 9);
+            for ki in 0..3 {
+                for kj in 0..3 {
+                    let mut xv = [_mm512_setzero_ps(); V];
+                    for v in 0..V {
+                        xv[v] =
+                            _mm512_maskz_loadu_ps(m[v][kj], plane.add(v * LANES + ki * p.w + kj));
+                    }
+                    for o in 0..O {
+                        let wv = _mm512_set1_ps(*kk.add(o * k_stride + ki * 3 + kj));
+                        for v in 0..V {
+                            acc[o][v] = _mm512_fmadd_ps(wv, xv[v], acc[o][v]);
+                        }
+                    }
+                }
+            }
+        }
+        for o in 0..O {
+            for v in 0..V {
+                let at = y.wrapping_add((oc + o) * p.hw + (q + v) * LANES);
+                let sum = _mm512_add_ps(_mm512_maskz_loadu_ps(m[v][1], at), acc[o][v]);
+                _mm512_mask_storeu_ps(at, m[v][1], sum);
+            }
+        }
+    }
+
+    /// See `super::weight_grad`.
+    ///
+    /// # Safety
+    /// AVX-512F must be present; `xb` holds `c_in` bordered maps of `(h+2)*(w+2)`, `dyt`
+    /// `[h*w, c_out]`, `dw_t` `[c_in*9, c_out]`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn weight_grad(
+        c_in: usize,
+        c_out: usize,
+        h: usize,
+        w: usize,
+        xb: &[f32],
+        dyt: &[f32],
+        dw_t: &mut [f32],
+    ) {
+        let t = WgTiles {
+            c_out,
+            h,
+            w,
+            xb: xb.as_ptr(),
+            dyt: dyt.as_ptr(),
+            dw_t: dw_t.as_mut_ptr(),
+        };
+        let vectors = c_out.div_ceil(LANES);
+        let mut v = 0;
+        while v < vectors {
+            if vectors - v >= 2 {
+                // Two vectors of output channels against one input channel: 18 accumulators.
+                for ic in 0..c_in {
+                    wg_tile::<2, 1>(t, v, ic);
+                }
+                v += 2;
+                continue;
+            }
+            // One vector against three input channels: 27 accumulators.
+            let mut ic = 0;
+            while ic < c_in {
+                match c_in - ic {
+                    1 => wg_tile::<1, 1>(t, v, ic),
+                    2 => wg_tile::<1, 2>(t, v, ic),
+                    _ => wg_tile::<1, 3>(t, v, ic),
+                }
+                ic += (c_in - ic).min(3);
+            }
+            v += 1;
+        }
+    }
+
+    /// The weight-gradient kernel's operands.
+    #[derive(Clone, Copy)]
+    struct WgTiles {
+        c_out: usize,
+        h: usize,
+        w: usize,
+        xb: *const f32,
+        dyt: *const f32,
+        dw_t: *mut f32,
+    }
+
+    /// Output-channel vectors `v..v + V` against input channels `ic..ic + I`, 9 taps each, over
+    /// every pixel; then added to `dw_t`.
+    #[inline(always)]
+    unsafe fn wg_tile<const V: usize, const I: usize>(t: WgTiles, v: usize, ic: usize) {
+        let mut mask = [0u16; V];
+        for (j, m) in mask.iter_mut().enumerate() {
+            let left = t.c_out - (v + j) * LANES;
+            *m = if left >= LANES {
+                u16::MAX
+            } else {
+                (1u16 << left) - 1
+            };
+        }
+        let row = t.w + 2;
+        let len = (t.h + 2) * row;
+        let mut acc = [[[_mm512_setzero_ps(); 9]; I]; V];
+        for oy in 0..t.h {
+            for ox in 0..t.w {
+                let p = oy * t.w + ox;
+                let mut d = [_mm512_setzero_ps(); V];
+                for j in 0..V {
+                    d[j] = _mm512_maskz_loadu_ps(mask[j], t.dyt.add(p * t.c_out + (v + j) * LANES));
+                }
+                for i in 0..I {
+                    let base = t.xb.add((ic + i) * len + oy * row + ox);
+                    for ki in 0..3 {
+                        for kj in 0..3 {
+                            let x = _mm512_set1_ps(*base.add(ki * row + kj));
+                            for j in 0..V {
+                                acc[j][i][ki * 3 + kj] =
+                                    _mm512_fmadd_ps(d[j], x, acc[j][i][ki * 3 + kj]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for j in 0..V {
+            for i in 0..I {
+                for tap in 0..9 {
+                    let at = t.dw_t.add(((ic + i) * 9 + tap) * t.c_out + (v + j) * LANES);
+                    let sum = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[j], at), acc[j][i][tap]);
+                    _mm512_mask_storeu_ps(at, mask[j], sum);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The kernels against the plain definition of the convolution, on maps whose sizes are not
+    //! multiples of the vector width and channel counts that leave tails in every tile.
+
+    use super::*;
+
+    /// A deterministic pseudo-random vector.
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// `y[oc, oy, ox] = sum wt[oc, ic, ki, kj] * x[ic, oy + ki - 1, ox + kj - 1]`, in f64.
+    fn conv_ref(ci: usize, co: usize, h: usize, w: usize, x: &[f32], wt: &[f32]) -> Vec<f64> {
+        let mut y = vec![0f64; co * h * w];
+        for oc in 0..co {
+            for oy in 0..h {
+                for ox in 0..w {
+                    let mut s = 0f64;
+                    for ic in 0..ci {
+                        for ki in 0..3 {
+                            for kj in 0..3 {
+                                let (iy, ix) = (oy + ki, ox + kj);
+                                if iy < 1 || ix < 1 || iy > h || ix > w {
+                                    continue;
+                                }
+                                s += wt[((oc * ci + ic) * 3 + ki) * 3 + kj] as f64
+                                    * x[(ic * h + iy - 1) * w + ix - 1] as f64;
+                            }
+                        }
+                    }
+                    y[(oc * h + oy) * w + ox] = s;
+                }
+            }
+        }
+        y
+    }
+
+    fn geom(ci: usize, co: usize, h: usize, w: usize) -> Geom {
+        Geom::strided(
+            &candle_core::Shape::from((1, ci, h, w)),
+            &candle_core::Shape::from((co, ci, 3, 3)),
+            1,
+            1,
+        )
+        .unwrap()
+    }
+
+    fn close(got: &[f32], want: &[f64]) {
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (*g as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                "element {i}: {g} vs {w}"
+            );
+        }
+    }
+
+    const SHAPES: [(usize, usize, usize, usize); 6] = [
+        (3, 16, 32, 32),
+        (16, 16, 8, 8),
+        (5, 7, 5, 7),
+        (13, 11, 4, 4),
+        (2, 9, 17, 3),
+        (7, 1, 1, 1),
+    ];
+
+    #[test]
+    fn forward_matches_the_definition() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        for (ci, co, h, w) in SHAPES {
+            let (x, wt) = (data(ci * h * w, 1), data(co * ci * 9, 2));
+            let mut xp = vec![f32::NAN; ci * plane_len(h, w)];
+            pad_planes(ci, h, w, &x, &mut xp);
+            let bias = data(co, 3);
+            let mut y: Vec<f32> = (0..co * h * w).map(|i| bias[i / (h * w)]).collect();
+            forward_image(&geom(ci, co, h, w), &xp, &wt, &mut y);
+            let want: Vec<f64> = conv_ref(ci, co, h, w, &x, &wt)
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v + bias[i / (h * w)] as f64)
+                .collect();
+            close(&y, &want);
+        }
+    }
+
+    #[test]
+    fn input_gradient_matches_the_definition() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        for (ci, co, h, w) in SHAPES {
+            let (dy, wt) = (data(co * h * w, 4), data(co * ci * 9, 5));
+            let mut dyp = vec![f32::NAN; co * plane_len(h, w)];
+            pad_planes(co, h, w, &dy, &mut dyp);
+            let mut dx = vec![0f32; ci * h * w];
+            input_grad_image(
+                &geom(ci, co, h, w),
+                &dyp,
+                &flip_transpose(&wt, co, ci),
+                &mut dx,
+            );
+            let mut want = vec![0f64; ci * h * w];
+            for ic in 0..ci {
+                for iy in 0..h {
+                    for ix in 0..w {
+                        let mut s = 0f64;
+                        for oc in 0..co {
+                            for ki in 0..3 {
+                                for kj in 0..3 {
+                                    // Output pixel (iy + 1 - ki, ix + 1 - kj) read this input
+                                    // pixel through tap (ki, kj).
+                                    let (oy, ox) = (iy + 1, ix + 1);
+                                    if oy < ki || ox < kj || oy - ki >= h || ox - kj >= w {
+                                        continue;
+                                    }
+                                    s += wt[((oc * ci + ic) * 3 + ki) * 3 + kj] as f64
+                                        * dy[(oc * h + oy - ki) * w + ox - kj] as f64;
+                                }
+                            }
+                        }
+                        want[(ic * h + iy) * w + ix] = s;
+                    }
+                }
+            }
+            close(&dx, &want);
+        }
+    }
+
+    #[test]
+    fn weight_gradient_matches_the_definition() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        for (ci, co, h, w) in SHAPES.into_iter().chain([(4, 40, 6, 5), (3, 33, 4, 4)]) {
+            let (x, dy) = (data(ci * h * w, 6), data(co * h * w, 7));
+            let mut xb = vec![f32::NAN; ci * bordered_len(h, w)];
+            pad_border(ci, h, w, &x, &mut xb);
+            let start = data(co * ci * 9, 8);
+            let mut dw_t = vec![0f32; co * ci * 9];
+            for (k, row) in dw_t.chunks_mut(co).enumerate() {
+                for (oc, v) in row.iter_mut().enumerate() {
+                    *v = start[oc * ci * 9 + k];
+                }
+            }
+            let mut dyt = vec![f32::NAN; h * w * co];
+            weight_grad(&geom(ci, co, h, w), &xb, &dy, &mut dyt, &mut dw_t);
+            let dw: Vec<f32> = (0..co * ci * 9)
+                .map(|i| dw_t[(i % (ci * 9)) * co + i / (ci * 9)])
+                .collect();
+            let mut want: Vec<f64> = start.iter().map(|&v| v as f64).collect();
+            for oc in 0..co {
+                for ic in 0..ci {
+                    for ki in 0..3 {
+                        for kj in 0..3 {
+                            let mut s = 0f64;
+                            for oy in 0..h {
+                                for ox in 0..w {
+                                    let (iy, ix) = (oy + ki, ox + kj);
+                                    if iy < 1 || ix < 1 || iy > h || ix > w {
+                                        continue;
+                                    }
+                                    s += dy[(oc * h + oy) * w + ox] as f64
+                                        * x[(ic * h + iy - 1) * w + ix - 1] as f64;
+                                }
+                            }
+                            want[((oc * ci + ic) * 3 + ki) * 3 + kj] += s;
+                        }
+                    }
+                }
+            }
+            close(&dw, &want);
+        }
+    }
+}
