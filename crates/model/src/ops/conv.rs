@@ -364,17 +364,18 @@ pub(crate) fn forward_image<'a>(
 ) -> &'a mut [f32] {
     let (k, hw) = (g.k(), g.hw_out());
     assert_eq!(yn.len(), g.out_img());
+    if direct3x3::applies(g) {
+        return with_buf(&COL, g.c_in * direct3x3::plane_len(g.h, g.w), |xp| {
+            direct3x3::pad_planes(g.c_in, g.h, g.w, xn, xp);
+            direct3x3::forward_image(g, xp, wt, bias, yn)
+        });
+    }
     for (row, &b) in yn.chunks_mut(hw).zip(bias) {
         row.fill(MaybeUninit::new(b));
     }
     // SAFETY: every element was just initialized (the rows cover `yn`).
     let yn = unsafe { &mut *(yn as *mut [MaybeUninit<f32>] as *mut [f32]) };
-    if direct3x3::applies(g) {
-        with_buf(&COL, g.c_in * direct3x3::plane_len(g.h, g.w), |xp| {
-            direct3x3::pad_planes(g.c_in, g.h, g.w, xn, xp);
-            direct3x3::forward_image(g, xp, wt, yn);
-        });
-    } else if g.direct() {
+    if g.direct() {
         gemm_rm(SERIAL, g.c_out, hw, k, yn, true, wt, k, 1, xn, hw, 1);
     } else {
         with_buf(&COL, k * hw, |col| {
@@ -456,14 +457,9 @@ where
                     for (db, row) in pdb.iter_mut().zip(dyn_.chunks(g.hw_out())) {
                         *db += row.iter().sum::<f32>();
                     }
-                    let dxn = need_dx.then(|| {
-                        let dxn = &mut dxc[j * g.in_img()..(j + 1) * g.in_img()];
-                        dxn.fill(MaybeUninit::new(0.0));
-                        // SAFETY: just initialized.
-                        unsafe { &mut *(dxn as *mut [MaybeUninit<f32>] as *mut [f32]) }
-                    });
                     weight_grad(g, direct, xn, dyn_, pdw);
-                    if let Some(dxn) = dxn {
+                    if need_dx {
+                        let dxn = &mut dxc[j * g.in_img()..(j + 1) * g.in_img()];
                         input_grad(g, direct, dyn_, &w_in, dxn);
                     }
                 });
@@ -516,9 +512,9 @@ fn weight_grad(g: &Geom, direct: bool, x: &[f32], dy: &[f32], dw_t: &mut [f32]) 
     });
 }
 
-/// One image's input gradient into the zeroed `dx`: the direct 3x3 kernel with the flipped
-/// kernel `w_in`, or `col2im(Wᵀ x dY)` with `w_in = Wᵀ`.
-fn input_grad(g: &Geom, direct: bool, dy: &[f32], w_in: &[f32], dx: &mut [f32]) {
+/// One image's input gradient, every element of `dx` written: the direct 3x3 kernel with the
+/// flipped kernel `w_in`, or `col2im(Wᵀ x dY)` with `w_in = Wᵀ`.
+fn input_grad(g: &Geom, direct: bool, dy: &[f32], w_in: &[f32], dx: &mut [MaybeUninit<f32>]) {
     let (k, hw, co) = (g.k(), g.hw_out(), g.c_out);
     if direct {
         let len = direct3x3::plane_len(g.h, g.w);
@@ -526,7 +522,12 @@ fn input_grad(g: &Geom, direct: bool, dy: &[f32], w_in: &[f32], dx: &mut [f32]) 
             direct3x3::pad_planes(co, g.h, g.w, dy, dyp);
             direct3x3::input_grad_image(g, dyp, w_in, dx);
         });
-    } else if g.direct() {
+        return;
+    }
+    dx.fill(MaybeUninit::new(0.0));
+    // SAFETY: just initialized.
+    let dx = unsafe { &mut *(dx as *mut [MaybeUninit<f32>] as *mut [f32]) };
+    if g.direct() {
         // dX[Cin, HW] = Wᵀ[Cin, Cout] x dY[Cout, HW]
         gemm_rm(SERIAL, k, hw, co, dx, false, w_in, co, 1, dy, hw, 1);
     } else {

@@ -25,6 +25,8 @@
 //! Every sum runs in a fixed order (input channels, then taps; pixels in vector order, then the
 //! lanes), so the result does not depend on the number of threads.
 
+use std::mem::MaybeUninit;
+
 use super::conv::Geom;
 
 /// Output channels per register tile of the forward kernel.
@@ -112,23 +114,37 @@ fn lane_masks(h: usize, w: usize) -> Vec<[u16; 3]> {
         .collect()
 }
 
-/// Forward of one image: `y[oc] += sum over ic and taps of wt[oc, ic] * x[ic]` (`y` comes in
-/// holding the bias, or zeros; the sum is formed first, then added).
+/// Forward of one image: writes every element of `y` with `bias[oc] + sum over ic and taps of
+/// wt[oc, ic] * x[ic]` (the sum formed first, then the bias added) and returns it as
+/// initialized.
 ///
 /// # Shapes
-/// `xp`: `c_in` zero-guarded planes ([`pad_planes`]); `wt`: `[c_out, c_in, 3, 3]`;
-/// `y`: `[c_out, h*w]`.
-pub(crate) fn forward_image(g: &Geom, xp: &[f32], wt: &[f32], y: &mut [f32]) {
-    conv_planes(g.c_in, g.c_out, g.h, g.w, xp, wt, y)
+/// `xp`: `c_in` zero-guarded planes ([`pad_planes`]); `wt`: `[c_out, c_in, 3, 3]`; `bias`:
+/// `[c_out]`; `y`: `[c_out, h*w]`.
+pub(crate) fn forward_image<'a>(
+    g: &Geom,
+    xp: &[f32],
+    wt: &[f32],
+    bias: &[f32],
+    y: &'a mut [MaybeUninit<f32>],
+) -> &'a mut [f32] {
+    assert!(bias.len() >= g.c_out);
+    conv_planes(g.c_in, g.c_out, g.h, g.w, xp, wt, Some(bias), y)
 }
 
-/// Input gradient of one image: `dx = 0 + (dy convolved with the flipped kernel)`.
+/// Input gradient of one image: writes every element of `dx` with `dy` convolved with the
+/// flipped kernel, and returns it as initialized.
 ///
 /// # Shapes
 /// `dyp`: `c_out` zero-guarded planes of the output gradient; `wt_flip`: [`flip_transpose`]'s
-/// `[c_in, c_out, 3, 3]`; `dx`: `[c_in, h*w]`, zeroed by the caller.
-pub(crate) fn input_grad_image(g: &Geom, dyp: &[f32], wt_flip: &[f32], dx: &mut [f32]) {
-    conv_planes(g.c_out, g.c_in, g.h, g.w, dyp, wt_flip, dx)
+/// `[c_in, c_out, 3, 3]`; `dx`: `[c_in, h*w]`.
+pub(crate) fn input_grad_image<'a>(
+    g: &Geom,
+    dyp: &[f32],
+    wt_flip: &[f32],
+    dx: &'a mut [MaybeUninit<f32>],
+) -> &'a mut [f32] {
+    conv_planes(g.c_out, g.c_in, g.h, g.w, dyp, wt_flip, None, dx)
 }
 
 /// Per channel, the length of an `h x w` map with a one-pixel zero border: `(h + 2) * (w + 2)`.
@@ -179,26 +195,33 @@ pub(crate) fn weight_grad(g: &Geom, xb: &[f32], dy: &[f32], dyt: &mut [f32], dw_
     }
 }
 
-/// The forward kernel over planes: `y[o] += sum over i, taps of k[o, i] * planes[i]`.
-fn conv_planes(
+/// The forward kernel over planes: `y[o] = bias[o] + sum over i, taps of k[o, i] * planes[i]`,
+/// every element of `y` written.
+#[allow(clippy::too_many_arguments)]
+fn conv_planes<'a>(
     c_in: usize,
     c_out: usize,
     h: usize,
     w: usize,
     planes: &[f32],
     k: &[f32],
-    y: &mut [f32],
-) {
+    bias: Option<&[f32]>,
+    y: &'a mut [MaybeUninit<f32>],
+) -> &'a mut [f32] {
     let (hw, len) = (h * w, plane_len(h, w));
     assert!(available());
-    assert!(planes.len() >= c_in * len && k.len() >= c_out * c_in * 9 && y.len() >= c_out * hw);
+    assert!(planes.len() >= c_in * len && k.len() >= c_out * c_in * 9 && y.len() == c_out * hw);
     let masks = lane_masks(h, w);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX-512F is present (asserted); the asserts above bound every slice the kernel
     // reads and writes (its loads beyond a map are masked off, see `plane_len`).
     unsafe {
-        avx512::forward(c_in, c_out, w, hw, len, &masks, planes, k, y)
+        let y = y.as_mut_ptr() as *mut f32;
+        avx512::forward(c_in, c_out, w, hw, len, &masks, planes, k, bias, y)
     }
+    // SAFETY: the kernel stored every pixel of every output channel (the masks of the vectors
+    // of 16 pixels cover `0..hw`, the channel tiles `0..c_out`).
+    unsafe { &mut *(y as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -230,7 +253,8 @@ mod avx512 {
     ///
     /// # Safety
     /// AVX-512F must be present; `planes` holds `c_in` planes of `len`, `k` `[c_out, c_in, 9]`,
-    /// `y` `[c_out, hw]`; `masks` has one entry per 16 pixels of `hw`.
+    /// `bias` `[c_out]`, `y` points to `[c_out, hw]` writable floats; `masks` has one entry per
+    /// 16 pixels of `hw`.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn forward(
@@ -242,7 +266,8 @@ mod avx512 {
         masks: &[[u16; 3]],
         planes: &[f32],
         k: &[f32],
-        y: &mut [f32],
+        bias: Option<&[f32]>,
+        y: *mut f32,
     ) {
         let p = Planes {
             w,
@@ -251,7 +276,8 @@ mod avx512 {
             c_in,
             masks,
         };
-        let (x, kp, yp) = (planes.as_ptr(), k.as_ptr(), y.as_mut_ptr());
+        let (x, kp, yp) = (planes.as_ptr(), k.as_ptr(), y);
+        let bp = bias.map_or(std::ptr::null(), |b| b.as_ptr());
         let mut oc = 0;
         while oc < c_out {
             let ob = (c_out - oc).min(OC_BLOCK);
@@ -261,10 +287,10 @@ mod avx512 {
                 macro_rules! tile {
                     ($o:literal) => {
                         match v {
-                            4 => fwd_tile::<$o, 4>(p, x, kp, yp, oc, q),
-                            3 => fwd_tile::<$o, 3>(p, x, kp, yp, oc, q),
-                            2 => fwd_tile::<$o, 2>(p, x, kp, yp, oc, q),
-                            _ => fwd_tile::<$o, 1>(p, x, kp, yp, oc, q),
+                            4 => fwd_tile::<$o, 4>(p, x, kp, bp, yp, oc, q),
+                            3 => fwd_tile::<$o, 3>(p, x, kp, bp, yp, oc, q),
+                            2 => fwd_tile::<$o, 2>(p, x, kp, bp, yp, oc, q),
+                            _ => fwd_tile::<$o, 1>(p, x, kp, bp, yp, oc, q),
                         }
                     };
                 }
@@ -288,14 +314,15 @@ mod avx512 {
         p: Planes<'_>,
         planes: *const f32,
         k: *const f32,
+        bias: *const f32,
         y: *mut f32,
         oc: usize,
         q: usize,
     ) {
         let mut m = [[0u16; 3]; V];
         m.copy_from_slice(&p.masks[q..q + V]);
-        // From zero, and `y` added once at the end (as the gemm does): a large bias taken in
-        // first would round every product added to it.
+        // From zero, and the bias added once at the end (as the gemm does): a large bias taken
+        // in first would round every product added to it.
         let mut acc = [[_mm512_setzero_ps(); V]; O];
         let k_stride = p.c_in * 9;
         for ic in 0..p.c_in {
@@ -318,10 +345,14 @@ mod avx512 {
             }
         }
         for o in 0..O {
+            let b = if bias.is_null() {
+                _mm512_setzero_ps()
+            } else {
+                _mm512_set1_ps(*bias.add(oc + o))
+            };
             for v in 0..V {
                 let at = y.wrapping_add((oc + o) * p.hw + (q + v) * LANES);
-                let sum = _mm512_add_ps(_mm512_maskz_loadu_ps(m[v][1], at), acc[o][v]);
-                _mm512_mask_storeu_ps(at, m[v][1], sum);
+                _mm512_mask_storeu_ps(at, m[v][1], _mm512_add_ps(acc[o][v], b));
             }
         }
     }
@@ -520,14 +551,14 @@ mod tests {
             let mut xp = vec![f32::NAN; ci * plane_len(h, w)];
             pad_planes(ci, h, w, &x, &mut xp);
             let bias = data(co, 3);
-            let mut y: Vec<f32> = (0..co * h * w).map(|i| bias[i / (h * w)]).collect();
-            forward_image(&geom(ci, co, h, w), &xp, &wt, &mut y);
+            let mut y = vec![MaybeUninit::new(f32::NAN); co * h * w];
+            let y = forward_image(&geom(ci, co, h, w), &xp, &wt, &bias, &mut y);
             let want: Vec<f64> = conv_ref(ci, co, h, w, &x, &wt)
                 .iter()
                 .enumerate()
                 .map(|(i, v)| v + bias[i / (h * w)] as f64)
                 .collect();
-            close(&y, &want);
+            close(y, &want);
         }
     }
 
@@ -541,13 +572,9 @@ mod tests {
             let (dy, wt) = (data(co * h * w, 4), data(co * ci * 9, 5));
             let mut dyp = vec![f32::NAN; co * plane_len(h, w)];
             pad_planes(co, h, w, &dy, &mut dyp);
-            let mut dx = vec![0f32; ci * h * w];
-            input_grad_image(
-                &geom(ci, co, h, w),
-                &dyp,
-                &flip_transpose(&wt, co, ci),
-                &mut dx,
-            );
+            let mut dx = vec![MaybeUninit::new(f32::NAN); ci * h * w];
+            let wf = flip_transpose(&wt, co, ci);
+            let dx = input_grad_image(&geom(ci, co, h, w), &dyp, &wf, &mut dx);
             let mut want = vec![0f64; ci * h * w];
             for ic in 0..ci {
                 for iy in 0..h {
@@ -571,7 +598,7 @@ mod tests {
                     }
                 }
             }
-            close(&dx, &want);
+            close(dx, &want);
         }
     }
 
