@@ -166,6 +166,16 @@ impl Geom {
         })
     }
 
+    /// The sizes the direct 3x3 kernels take, where they apply ([`direct3x3::applies`]).
+    fn direct3x3(&self) -> Option<direct3x3::Dims> {
+        direct3x3::applies(self.kh, self.kw, self.pad, self.stride).then_some(direct3x3::Dims {
+            c_in: self.c_in,
+            c_out: self.c_out,
+            h: self.h,
+            w: self.w,
+        })
+    }
+
     /// Whether the im2col matrix is the input itself (1x1 kernel, no padding, stride 1).
     fn direct(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.pad == 0 && self.stride == 1
@@ -364,10 +374,10 @@ pub(crate) fn forward_image<'a>(
 ) -> &'a mut [f32] {
     let (k, hw) = (g.k(), g.hw_out());
     assert_eq!(yn.len(), g.out_img());
-    if direct3x3::applies(g) {
+    if let Some(d) = g.direct3x3() {
         return with_buf(&COL, g.c_in * direct3x3::plane_len(g.h, g.w), |xp| {
             direct3x3::pad_planes(g.c_in, g.h, g.w, xn, xp);
-            direct3x3::forward_image(g, xp, wt, bias, yn)
+            direct3x3::forward_image(&d, xp, wt, bias, yn)
         });
     }
     for (row, &b) in yn.chunks_mut(hw).zip(bias) {
@@ -406,7 +416,7 @@ fn backward_cpu(g: &Geom, x: &[f32], wt: &[f32], dy: &[f32], need_dx: bool) -> C
 /// computed on the fly into a buffer by a fused op).
 ///
 /// Each gradient comes from the direct 3x3 kernels where they apply
-/// ([`direct3x3::applies`]), else from im2col + gemm; the images of a chunk add into one
+/// ([`Geom::direct3x3`]), else from im2col + gemm; the images of a chunk add into one
 /// weight-gradient accumulator, and the chunks are summed in order.
 pub(crate) fn backward_cpu_with<D>(
     g: &Geom,
@@ -423,13 +433,13 @@ where
     let part = wsz + co;
     let n_chunks = g.n.div_ceil(GRAD_CHUNK);
     // Both gradients by the direct 3x3 kernels where they apply, else by im2col + gemm.
-    let direct = direct3x3::applies(g);
+    let direct = g.direct3x3();
     // The kernel as the input gradient reads it, once: Wᵀ [K, Cout] for the gemm, the flipped
     // kernel for the direct convolution.
     let w_in = match (need_dx, direct) {
         (false, _) => Vec::new(),
-        (true, false) => transpose(wt, co, k),
-        (true, true) => direct3x3::flip_transpose(wt, co, g.c_in),
+        (true, None) => transpose(wt, co, k),
+        (true, Some(_)) => direct3x3::flip_transpose(wt, co, g.c_in),
     };
     // Per chunk: dWᵀ [K, Cout] (the orientation the gemm runs fastest in, and the direct
     // kernel's), then db [Cout].
@@ -489,13 +499,13 @@ where
 
 /// One image's weight gradient, added to the chunk's accumulator `dWᵀ[K, Cout]`: by the direct
 /// 3x3 kernel, or by im2col + gemm (`dWᵀ += col[K, HW] x dYᵀ[HW, Cout]`).
-fn weight_grad(g: &Geom, direct: bool, x: &[f32], dy: &[f32], dw_t: &mut [f32]) {
+fn weight_grad(g: &Geom, direct: Option<direct3x3::Dims>, x: &[f32], dy: &[f32], dw_t: &mut [f32]) {
     let (k, hw, co) = (g.k(), g.hw_out(), g.c_out);
-    if direct {
+    if let Some(d) = direct {
         with_buf(&COL, g.c_in * direct3x3::bordered_len(g.h, g.w), |xb| {
             direct3x3::pad_border(g.c_in, g.h, g.w, x, xb);
             with_buf(&DCOL, hw * co, |dyt| {
-                direct3x3::weight_grad(g, xb, dy, dyt, dw_t)
+                direct3x3::weight_grad(&d, xb, dy, dyt, dw_t)
             });
         });
         return;
@@ -514,13 +524,19 @@ fn weight_grad(g: &Geom, direct: bool, x: &[f32], dy: &[f32], dw_t: &mut [f32]) 
 
 /// One image's input gradient, every element of `dx` written: the direct 3x3 kernel with the
 /// flipped kernel `w_in`, or `col2im(Wᵀ x dY)` with `w_in = Wᵀ`.
-fn input_grad(g: &Geom, direct: bool, dy: &[f32], w_in: &[f32], dx: &mut [MaybeUninit<f32>]) {
+fn input_grad(
+    g: &Geom,
+    direct: Option<direct3x3::Dims>,
+    dy: &[f32],
+    w_in: &[f32],
+    dx: &mut [MaybeUninit<f32>],
+) {
     let (k, hw, co) = (g.k(), g.hw_out(), g.c_out);
-    if direct {
+    if let Some(d) = direct {
         let len = direct3x3::plane_len(g.h, g.w);
         with_buf(&DCOL, co * len, |dyp| {
             direct3x3::pad_planes(co, g.h, g.w, dy, dyp);
-            direct3x3::input_grad_image(g, dyp, w_in, dx);
+            direct3x3::input_grad_image(&d, dyp, w_in, dx);
         });
         return;
     }
