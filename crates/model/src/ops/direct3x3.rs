@@ -22,8 +22,9 @@
 //!   inputs of 9 taps of three or one input channels, 27 or 18 accumulators; nothing is reduced
 //!   across lanes, and the result lands in the gemm's `[c_in*9, c_out]` orientation.
 //!
-//! Every sum runs in a fixed order (input channels, then taps; pixels in vector order, then the
-//! lanes), so the result does not depend on the number of threads.
+//! Every sum runs in a fixed order (the forward and the input gradient: input channels, then
+//! taps; the weight gradient: pixels in order), per image, so the result does not depend on the
+//! number of threads.
 
 use std::mem::MaybeUninit;
 
