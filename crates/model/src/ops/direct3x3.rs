@@ -494,30 +494,29 @@ mod tests {
             .collect()
     }
 
-    /// `y[oc, oy, ox] = sum wt[oc, ic, ki, kj] * x[ic, oy + ki - 1, ox + kj - 1]`, in f64.
-    fn conv_ref(ci: usize, co: usize, h: usize, w: usize, x: &[f32], wt: &[f32]) -> Vec<f64> {
-        let mut y = vec![0f64; co * h * w];
-        for oc in 0..co {
-            for oy in 0..h {
-                for ox in 0..w {
-                    let mut s = 0f64;
-                    for ic in 0..ci {
-                        for ki in 0..3 {
-                            for kj in 0..3 {
-                                let (iy, ix) = (oy + ki, ox + kj);
-                                if iy < 1 || ix < 1 || iy > h || ix > w {
-                                    continue;
-                                }
-                                s += wt[((oc * ci + ic) * 3 + ki) * 3 + kj] as f64
-                                    * x[(ic * h + iy - 1) * w + ix - 1] as f64;
-                            }
-                        }
-                    }
-                    y[(oc * h + oy) * w + ox] = s;
+    /// The definition of the convolution, once for the three tests: calls `f(y, k, x)` for
+    /// every output element `y = (oc, oy, ox)`, kernel element `k = (oc, ic, ki, kj)` and input
+    /// element `x = (ic, oy + ki - 1, ox + kj - 1)` inside the map (flat indices), so that
+    /// `y[y] += wt[k] * x[x]` is the forward, `dx[x] += wt[k] * dy[y]` the input gradient and
+    /// `dw[k] += dy[y] * x[x]` the weight gradient.
+    fn for_each_tap(d: Dims, mut f: impl FnMut(usize, usize, usize)) {
+        let Dims { c_in, c_out, h, w } = d;
+        for (oc, ic, oy, ox) in (0..c_out).flat_map(|oc| {
+            (0..c_in).flat_map(move |ic| {
+                (0..h).flat_map(move |oy| (0..w).map(move |ox| (oc, ic, oy, ox)))
+            })
+        }) {
+            for (ki, kj) in (0..3).flat_map(|ki| (0..3).map(move |kj| (ki, kj))) {
+                let (iy, ix) = (oy + ki, ox + kj);
+                if iy < 1 || ix < 1 || iy > h || ix > w {
+                    continue;
                 }
+                let y = (oc * h + oy) * w + ox;
+                let k = ((oc * c_in + ic) * 3 + ki) * 3 + kj;
+                let x = (ic * h + iy - 1) * w + ix - 1;
+                f(y, k, x);
             }
         }
-        y
     }
 
     /// Whether this CPU runs the kernels. Without AVX-512F, checks instead that no convolution
@@ -566,11 +565,10 @@ mod tests {
             let bias = data(co, 3);
             let mut y = vec![MaybeUninit::new(f32::NAN); co * h * w];
             let y = forward_image(&geom(ci, co, h, w), &xp, &wt, &bias, &mut y);
-            let want: Vec<f64> = conv_ref(ci, co, h, w, &x, &wt)
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v + bias[i / (h * w)] as f64)
-                .collect();
+            let mut want: Vec<f64> = (0..co * h * w).map(|i| bias[i / (h * w)] as f64).collect();
+            for_each_tap(geom(ci, co, h, w), |y, k, xi| {
+                want[y] += wt[k] as f64 * x[xi] as f64
+            });
             close(y, &want);
         }
     }
@@ -588,28 +586,9 @@ mod tests {
             let wf = flip_transpose(&wt, co, ci);
             let dx = input_grad_image(&geom(ci, co, h, w), &dyp, &wf, &mut dx);
             let mut want = vec![0f64; ci * h * w];
-            for ic in 0..ci {
-                for iy in 0..h {
-                    for ix in 0..w {
-                        let mut s = 0f64;
-                        for oc in 0..co {
-                            for ki in 0..3 {
-                                for kj in 0..3 {
-                                    // Output pixel (iy + 1 - ki, ix + 1 - kj) read this input
-                                    // pixel through tap (ki, kj).
-                                    let (oy, ox) = (iy + 1, ix + 1);
-                                    if oy < ki || ox < kj || oy - ki >= h || ox - kj >= w {
-                                        continue;
-                                    }
-                                    s += wt[((oc * ci + ic) * 3 + ki) * 3 + kj] as f64
-                                        * dy[(oc * h + oy - ki) * w + ox - kj] as f64;
-                                }
-                            }
-                        }
-                        want[(ic * h + iy) * w + ix] = s;
-                    }
-                }
-            }
+            for_each_tap(geom(ci, co, h, w), |y, k, x| {
+                want[x] += wt[k] as f64 * dy[y] as f64
+            });
             close(dx, &want);
         }
     }
@@ -636,26 +615,9 @@ mod tests {
                 .map(|i| dw_t[(i % (ci * 9)) * co + i / (ci * 9)])
                 .collect();
             let mut want: Vec<f64> = start.iter().map(|&v| v as f64).collect();
-            for oc in 0..co {
-                for ic in 0..ci {
-                    for ki in 0..3 {
-                        for kj in 0..3 {
-                            let mut s = 0f64;
-                            for oy in 0..h {
-                                for ox in 0..w {
-                                    let (iy, ix) = (oy + ki, ox + kj);
-                                    if iy < 1 || ix < 1 || iy > h || ix > w {
-                                        continue;
-                                    }
-                                    s += dy[(oc * h + oy) * w + ox] as f64
-                                        * x[(ic * h + iy - 1) * w + ix - 1] as f64;
-                                }
-                            }
-                            want[((oc * ci + ic) * 3 + ki) * 3 + kj] += s;
-                        }
-                    }
-                }
-            }
+            for_each_tap(geom(ci, co, h, w), |y, k, xi| {
+                want[k] += dy[y] as f64 * x[xi] as f64
+            });
             close(&dw, &want);
         }
     }

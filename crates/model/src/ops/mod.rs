@@ -14,6 +14,7 @@ pub mod channel_pool;
 pub mod conv;
 mod direct3x3;
 pub mod generic;
+mod im2col;
 pub mod kernels;
 pub mod linear;
 pub mod maxpool;
