@@ -4,12 +4,14 @@
 //! Channel attention (average- and max-pooled descriptors through one shared MLP, summed, gated)
 //! followed by spatial attention on the re-weighted map. Parameters: the channel MLP as SE's,
 //! `ca{i}.fc.0.weight` `[hidden, C]`, `ca{i}.fc.2.weight` `[C, hidden]`; the spatial convolution
-//! `sa{i}.conv.weight` `[1, 2, k, k]` (biases with `attention_bias`).
+//! `sa{i}.conv.weight` `[1, 2, k, k]` (biases with `attention_bias`). With the fast CPU kernels
+//! the whole module runs as one op ([`crate::ops::cbam`]).
 
 use candle_core::{Device, Result, Tensor};
 
 use super::{scale_channels, GateValues, Names, Se, SeConfig, SpatialAttention, SpatialConfig};
 use crate::layers::{Mode, Param};
+use crate::ops::block::SeParams;
 
 /// The CBAM module.
 #[derive(Clone, Debug)]
@@ -51,6 +53,21 @@ impl Cbam {
     /// # Shapes
     /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, channel gate `[B, C]` and spatial gate `[B, 1, H, W]`).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
+        let se = &self.channel;
+        if self.spatial.fuses(x) && se.fc0.kernels.use_fast(x.device(), x.dtype()) {
+            let (w1, w2) = (se.fc0.weight.get(mode), se.fc2.weight.get(mode));
+            let b1 = se.fc0.bias.as_ref().map(|b| b.get(mode));
+            let b2 = se.fc2.bias.as_ref().map(|b| b.get(mode));
+            let channel = SeParams {
+                w1: &w1,
+                b1: b1.as_ref(),
+                w2: &w2,
+                b2: b2.as_ref(),
+                squeeze: se.config.squeeze,
+                gate: se.config.gate,
+            };
+            return self.spatial.forward_fused(x, Some(&channel), mode);
+        }
         let cg = self.channel.channel_gate(x, mode)?;
         let xc = scale_channels(x, &cg)?;
         let sg = self.spatial.spatial_gate(&xc, mode)?;

@@ -6,12 +6,15 @@
 //! one map. Parameter `sa{i}.conv.weight` `[1, 2, k, k]` (as `nn.Conv2d(2, 1, k, padding=k//2,
 //! bias=False)` named `conv`; `sa{i}.conv.bias` `[1]` with `attention_bias`). No BatchNorm after
 //! the convolution (the paper's reference code has one; the common re-implementations and this
-//! project's issue do not).
+//! project's issue do not). With the fast CPU kernels the module runs as one op
+//! ([`crate::ops::cbam`]).
 
 use candle_core::{Device, Result, Tensor};
 
 use super::GateValues;
 use crate::layers::{apply_gate, Conv2d, Conv2dConfig, Mode, Param};
+use crate::ops::block::SeParams;
+use crate::ops::cbam::SpatialGateParams;
 use crate::spec::GateFunction;
 
 /// Configuration of a [`SpatialAttention`] module.
@@ -88,9 +91,45 @@ impl SpatialAttention {
         )
     }
 
+    /// Whether [`SpatialAttention::forward_fused`] runs for `x` (the fast kernels on the CPU).
+    pub(crate) fn fuses(&self, x: &Tensor) -> bool {
+        self.conv.kernels.use_fast(x.device(), x.dtype())
+    }
+
+    /// `x ⊙ cg ⊙ sg` as one op ([`crate::ops::cbam`]): CBAM with `channel`, this module alone
+    /// without it. CPU and f32 only.
+    ///
+    /// # Shapes
+    /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, gates).
+    pub(crate) fn forward_fused(
+        &self,
+        x: &Tensor,
+        channel: Option<&SeParams<'_>>,
+        mode: Mode,
+    ) -> Result<(Tensor, GateValues)> {
+        let weight = self.conv.weight.get(mode);
+        let bias = self.conv.bias.as_ref().map(|b| b.get(mode));
+        let spatial = SpatialGateParams {
+            weight: &weight,
+            bias: bias.as_ref(),
+            gate: self.config.gate,
+        };
+        let out = crate::ops::cbam::cbam(x, channel, &spatial)?;
+        Ok((
+            out.y,
+            GateValues {
+                channel: out.channel_gate,
+                spatial: Some(out.spatial_gate),
+            },
+        ))
+    }
+
     /// # Shapes
     /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, spatial gate `[B, 1, H, W]`).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
+        if self.fuses(x) {
+            return self.forward_fused(x, None, mode);
+        }
         let g = self.spatial_gate(x, mode)?;
         let y = crate::ops::scale::scale_pixels(x, &g, self.conv.kernels)?;
         Ok((

@@ -195,10 +195,32 @@ pub(crate) fn forward(
         }
     }
     for (gc, &p) in out.g.iter_mut().zip(out.pre.iter()) {
-        *gc = match d.gate {
-            GateFunction::Sigmoid => 1.0 / (1.0 + (-p).exp()),
-            GateFunction::HardSigmoid => (p * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0),
-        };
+        *gc = gate_value(d.gate, p);
+    }
+}
+
+/// The gate function at `pre` (PyTorch's `sigmoid`, `hardsigmoid`).
+#[inline]
+pub(crate) fn gate_value(f: GateFunction, pre: f32) -> f32 {
+    match f {
+        GateFunction::Sigmoid => 1.0 / (1.0 + (-pre).exp()),
+        GateFunction::HardSigmoid => (pre * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0),
+    }
+}
+
+/// The gate function's derivative at `pre`, whose value is `g` (hard sigmoid: 1/6 strictly
+/// inside (-3, 3), else 0, as PyTorch).
+#[inline]
+pub(crate) fn gate_slope(f: GateFunction, pre: f32, g: f32) -> f32 {
+    match f {
+        GateFunction::Sigmoid => g * (1.0 - g),
+        GateFunction::HardSigmoid => {
+            if pre > -3.0 && pre < 3.0 {
+                1.0 / 6.0
+            } else {
+                0.0
+            }
+        }
     }
 }
 
@@ -219,19 +241,7 @@ pub(crate) fn backward(
 ) {
     let ch = d.c;
     let dpre: Vec<f32> = (0..ch)
-        .map(|c| {
-            dg[c]
-                * match d.gate {
-                    GateFunction::Sigmoid => g[c] * (1.0 - g[c]),
-                    GateFunction::HardSigmoid => {
-                        if pre[c] > -3.0 && pre[c] < 3.0 {
-                            1.0 / 6.0
-                        } else {
-                            0.0
-                        }
-                    }
-                }
-        })
+        .map(|c| dg[c] * gate_slope(d.gate, pre[c], g[c]))
         .collect();
     match *wt {
         GateWeights::Mlp { w1, w2, .. } => mlp_backward(d, w1, w2, s, h, &dpre, ds, dparams),

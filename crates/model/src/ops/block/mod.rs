@@ -88,10 +88,7 @@ impl<'a> ChannelGate<'a> {
     /// The module's parameter tensors, in packed order.
     fn tensors(&self) -> Vec<&'a Tensor> {
         match *self {
-            ChannelGate::Se(se) => [Some(se.w1), se.b1, Some(se.w2), se.b2]
-                .into_iter()
-                .flatten()
-                .collect(),
+            ChannelGate::Se(se) => se.tensors(),
             ChannelGate::Eca(eca) => [Some(eca.weight), eca.bias].into_iter().flatten().collect(),
         }
     }
@@ -142,6 +139,43 @@ pub struct SeParams<'a> {
     pub gate: GateFunction,
 }
 
+impl<'a> SeParams<'a> {
+    /// The tensors in packed order: `w1`, `b1`, `w2`, `b2` (biases if any).
+    pub(crate) fn tensors(&self) -> Vec<&'a Tensor> {
+        [Some(self.w1), self.b1, Some(self.w2), self.b2]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// The module's sizes, checked against a map of `c` channels (`what` names the op in the
+    /// error).
+    pub(crate) fn dims(&self, c: usize, what: &str) -> Result<GateDims> {
+        let (hidden, wc) = self.w1.dims2()?;
+        if wc != c || self.w2.dims() != [c, hidden] {
+            bail!(
+                "{what}: squeeze-and-excitation weights {:?} and {:?} for {c} channels",
+                self.w1.dims(),
+                self.w2.dims()
+            )
+        }
+        let bias = match (self.b1, self.b2) {
+            (Some(b1), Some(b2)) if b1.dims() == [hidden] && b2.dims() == [c] => true,
+            (None, None) => false,
+            _ => bail!(
+                "{what}: squeeze-and-excitation biases must both be given, [{hidden}] and [{c}]"
+            ),
+        };
+        Ok(GateDims {
+            c,
+            excite: Excite::Mlp { hidden },
+            squeeze: self.squeeze,
+            gate: self.gate,
+            bias,
+        })
+    }
+}
+
 impl BlockParams<'_> {
     fn packed(&self) -> Result<Tensor> {
         let mut parts: Vec<Tensor> = self
@@ -187,26 +221,7 @@ impl BlockParams<'_> {
                 }));
             }
         };
-        let (hidden, wc) = se.w1.dims2()?;
-        if wc != c || se.w2.dims() != [c, hidden] {
-            bail!(
-                "conv block: squeeze-and-excitation weights {:?} and {:?} for {c} channels",
-                se.w1.dims(),
-                se.w2.dims()
-            )
-        }
-        let bias = match (se.b1, se.b2) {
-            (Some(b1), Some(b2)) if b1.dims() == [hidden] && b2.dims() == [c] => true,
-            (None, None) => false,
-            _ => bail!("conv block: squeeze-and-excitation biases must both be given, [{hidden}] and [{c}]"),
-        };
-        Ok(Some(GateDims {
-            c,
-            excite: Excite::Mlp { hidden },
-            squeeze: se.squeeze,
-            gate: se.gate,
-            bias,
-        }))
+        se.dims(c, "conv block").map(Some)
     }
 
     fn check(&self, x: &Tensor) -> Result<Geom> {

@@ -1,0 +1,488 @@
+//! CBAM's attention (S. Woo, J. Park, J.-Y. Lee, I. S. Kweon, "CBAM: Convolutional Block
+//! Attention Module", ECCV 2018) as one candle custom op with a CPU forward and backward: an
+//! optional channel gate (CBAM's first half: SE's MLP over the average- and max-pooled
+//! descriptors, `crate::attention::Cbam`), then the spatial gate (the channel-wise mean and
+//! maximum through one `k x k` convolution to one map; without the channel gate this is
+//! `crate::attention::SpatialAttention`):
+//!
+//! ```text
+//! xc  = z ⊙ cg                                        cg = channel gate [C] (1 without it)
+//! sg  = gate(conv_kxk([mean_c xc, max_c xc]) + b)     [H, W]
+//! out = xc ⊙ sg
+//! ```
+//!
+//! Composed of candle ops and our smaller ops (`channel_pool`, `conv`, `scale`), the module is
+//! about twenty autograd nodes, whose gradients candle allocates, zeroes and adds, several at
+//! the map's size, and the map's gradient arrives by three paths. Here, per image (in parallel),
+//! the forward reads the map twice (descriptors and channel pooling, then the output); the
+//! backward reads it and the output's gradient twice and writes the input's gradient once.
+//! Everything else is per image and small: the spatial convolution runs as shifted row
+//! segments ([`for_each_tap_row`]), `2·k²` multiply-adds per pixel. The parameter gradients of
+//! the images are summed in image order: the result does not depend on the number of threads.
+//!
+//! Maxima route their gradient to the first maximum: the channel pooling's to the first maximal
+//! channel (`torch.max(x, dim=1)`), the channel descriptor's to the first maximal pixel.
+//!
+//! The callers (`crate::attention`) run this op with [`super::kernels::Kernels::Fast`] on the
+//! CPU for f32 maps and compose the separate ops everywhere else; the op tests
+//! (`tests/ops_cbam.rs`) check it against that composition with plain candle ops.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Storage, Tensor};
+use rayon::prelude::*;
+
+use super::block::SeParams;
+use super::channel_gate::{self, gate_slope, gate_value, GateDims, GateImage, GateWeights};
+use super::kernels::cpu_f32;
+use crate::spec::{GateFunction, Squeeze};
+
+/// The spatial gate's parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct SpatialGateParams<'a> {
+    /// The convolution's weight `[1, 2, k, k]`, `k` odd (input channels: mean, max).
+    pub weight: &'a Tensor,
+    /// The convolution's bias `[1]`, if any.
+    pub bias: Option<&'a Tensor>,
+    /// The gate function.
+    pub gate: GateFunction,
+}
+
+/// The op's result: the re-weighted map and the gates (detached).
+#[derive(Debug, Clone)]
+pub struct Attended {
+    /// `[B, C, H, W]`.
+    pub y: Tensor,
+    /// The channel gate `[B, C]`, with a channel gate.
+    pub channel_gate: Option<Tensor>,
+    /// The spatial gate `[B, 1, H, W]`.
+    pub spatial_gate: Tensor,
+}
+
+/// `x ⊙ cg ⊙ sg`: CBAM with `channel` (SE parameters; CBAM uses the `avg_max` descriptor), or
+/// spatial attention alone without it. CPU and f32 only.
+///
+/// # Shapes
+/// `x`: `[B, C, H, W]` -> [`Attended`].
+pub fn cbam(
+    x: &Tensor,
+    channel: Option<&SeParams<'_>>,
+    spatial: &SpatialGateParams<'_>,
+) -> Result<Attended> {
+    let (b, c, h, w) = x.dims4()?;
+    if !(x.device().is_cpu() && x.dtype() == candle_core::DType::F32) {
+        bail!("cbam: the fused op needs an f32 cpu tensor")
+    }
+    if c == 0 || h * w == 0 {
+        bail!("cbam: empty map {:?}", x.dims())
+    }
+    let k = match spatial.weight.dims() {
+        &[1, 2, k, k2] if k == k2 && k % 2 == 1 => k,
+        d => bail!("cbam: spatial weight {d:?}, expected [1, 2, k, k] with k odd"),
+    };
+    if let Some(bias) = spatial.bias.filter(|t| t.dims() != [1]) {
+        bail!("cbam: spatial bias {:?}, expected [1]", bias.dims())
+    }
+    let gate = channel.map(|se| se.dims(c, "cbam")).transpose()?;
+    let mut parts: Vec<Tensor> = Vec::new();
+    for t in channel.map(|se| se.tensors()).unwrap_or_default() {
+        parts.push(t.flatten_all()?);
+    }
+    parts.push(spatial.weight.flatten_all()?);
+    parts.extend(spatial.bias.cloned());
+    let packed = Tensor::cat(&parts, 0)?.contiguous()?;
+    let saved = Arc::new(Mutex::new(None));
+    let op = CbamOp {
+        gate,
+        k,
+        spatial_bias: spatial.bias.is_some(),
+        spatial_gate: spatial.gate,
+        saved: saved.clone(),
+    };
+    let y = x.contiguous()?.apply_op2(&packed, op)?;
+    let images = saved
+        .lock()
+        .map_err(|_| poisoned())?
+        .clone()
+        .ok_or_else(|| candle_core::Error::Msg("cbam: the forward saved nothing".into()))?;
+    let dev = x.device();
+    let channel_gate = match gate {
+        Some(_) => {
+            let g: Vec<f32> = images.iter().flat_map(|im| im.g.iter().copied()).collect();
+            Some(Tensor::from_vec(g, (b, c), dev)?)
+        }
+        None => None,
+    };
+    let sg: Vec<f32> = images.iter().flat_map(|im| im.sg.iter().copied()).collect();
+    Ok(Attended {
+        y,
+        channel_gate,
+        spatial_gate: Tensor::from_vec(sg, (b, 1, h, w), dev)?,
+    })
+}
+
+fn poisoned() -> candle_core::Error {
+    candle_core::Error::Msg("cbam: lock poisoned".into())
+}
+
+/// What one image's forward keeps for the backward.
+struct ImageSaved {
+    /// Channel gate: descriptors `[branches, C]`, hidden activations `[branches, hidden]`,
+    /// logits `[C]`, values `[C]`, each channel's first maximal pixel `[C]` (empty without it).
+    s: Vec<f32>,
+    h: Vec<f32>,
+    pre: Vec<f32>,
+    g: Vec<f32>,
+    maxpos: Vec<u32>,
+    /// The channel-pooled maps `[2, HW]` (mean, max) and each pixel's first maximal channel.
+    pooled: Vec<f32>,
+    argmax: Vec<u32>,
+    /// The spatial gate's logits and values `[HW]`.
+    spre: Vec<f32>,
+    sg: Vec<f32>,
+}
+
+/// The op: arguments `(x, packed)` with `packed = [channel gate's (GateDims order), spatial
+/// weight (2·k²), spatial bias (if any)]`.
+struct CbamOp {
+    gate: Option<GateDims>,
+    k: usize,
+    spatial_bias: bool,
+    spatial_gate: GateFunction,
+    saved: Arc<Mutex<Option<Arc<Vec<ImageSaved>>>>>,
+}
+
+/// The map's sizes.
+#[derive(Clone, Copy)]
+struct Map {
+    c: usize,
+    h: usize,
+    w: usize,
+}
+
+impl Map {
+    fn hw(&self) -> usize {
+        self.h * self.w
+    }
+}
+
+/// Calls `f(tap, out, inp, len)` for every tap of a `k x k` convolution (zero padding `k / 2`)
+/// from 2 planes of `h x w` to one, and every output row: `tap` indexes the weight
+/// `[2, k, k]`, the output pixels `out..out + len` read the input elements `inp..inp + len`
+/// (indices into the 2 planes) through it. Rows and columns whose input falls in the padding are
+/// left out.
+fn for_each_tap_row(k: usize, h: usize, w: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+    let pad = k / 2;
+    for ci in 0..2 {
+        for ky in 0..k {
+            for kx in 0..k {
+                let tap = (ci * k + ky) * k + kx;
+                let x0 = pad.saturating_sub(kx);
+                let x1 = w.min((w + pad).saturating_sub(kx));
+                if x0 >= x1 {
+                    continue;
+                }
+                for oy in 0..h {
+                    let Some(iy) = (oy + ky).checked_sub(pad).filter(|&iy| iy < h) else {
+                        continue;
+                    };
+                    let inp = ci * h * w + iy * w + x0 + kx - pad;
+                    f(tap, oy * w + x0, inp, x1 - x0);
+                }
+            }
+        }
+    }
+}
+
+/// `Σ a·b` in eight f32 lanes (vectorizes), fixed order.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
+        acc[l] += x * y;
+    }
+    acc.iter().sum()
+}
+
+impl CbamOp {
+    fn n_gate_params(&self) -> usize {
+        self.gate.map_or(0, |d| d.n_params())
+    }
+
+    /// The unpacked parameters: channel gate's, spatial weight, spatial bias.
+    fn unpack<'a>(&self, p: &'a [f32]) -> (Option<GateWeights<'a>>, &'a [f32], f32) {
+        let (gp, rest) = p.split_at(self.n_gate_params());
+        let (sw, rest) = rest.split_at(2 * self.k * self.k);
+        let sb = if self.spatial_bias { rest[0] } else { 0.0 };
+        (self.gate.map(|d| GateWeights::unpack(&d, gp)), sw, sb)
+    }
+
+    fn check_packed(&self, len: usize) -> Result<()> {
+        let want = self.n_gate_params() + 2 * self.k * self.k + usize::from(self.spatial_bias);
+        if len != want {
+            bail!("cbam: {len} packed parameters, expected {want}")
+        }
+        Ok(())
+    }
+
+    /// One image's forward: `z` `[C, HW]` -> `out` `[C, HW]`.
+    fn forward_image(
+        &self,
+        m: Map,
+        (gw, sw, sb): (Option<&GateWeights<'_>>, &[f32], f32),
+        z: &[f32],
+        out: &mut [std::mem::MaybeUninit<f32>],
+    ) -> ImageSaved {
+        let (c, hw) = (m.c, m.hw());
+        let (nb, hid) = self.gate.map_or((0, 0), |d| (d.branches(), d.hidden()));
+        let on = self.gate.is_some();
+        let mut sv = ImageSaved {
+            s: vec![0.0; nb * c],
+            h: vec![0.0; nb * hid],
+            pre: vec![0.0; if on { c } else { 0 }],
+            g: vec![0.0; if on { c } else { 0 }],
+            maxpos: vec![0; if on { c } else { 0 }],
+            pooled: vec![0.0; 2 * hw],
+            argmax: vec![0; hw],
+            spre: vec![sb; hw],
+            sg: vec![0.0; hw],
+        };
+        if let (Some(d), Some(wt)) = (&self.gate, gw) {
+            let mut gi = GateImage {
+                s: &mut sv.s,
+                h: &mut sv.h,
+                pre: &mut sv.pre,
+                g: &mut sv.g,
+                maxpos: &mut sv.maxpos,
+            };
+            channel_gate::forward(d, wt, z, hw, &mut gi);
+        }
+        let gain = |ch: usize| if on { sv.g[ch] } else { 1.0 };
+        let (mean, max) = sv.pooled.split_at_mut(hw);
+        for (ch, plane) in z.chunks_exact(hw).enumerate() {
+            let gc = gain(ch);
+            if ch == 0 {
+                for p in 0..hw {
+                    let v = plane[p] * gc;
+                    mean[p] = v;
+                    max[p] = v;
+                }
+                continue;
+            }
+            for p in 0..hw {
+                let v = plane[p] * gc;
+                mean[p] += v;
+                // `>`: ties keep the first channel.
+                let take = v > max[p];
+                max[p] = if take { v } else { max[p] };
+                sv.argmax[p] = if take { ch as u32 } else { sv.argmax[p] };
+            }
+        }
+        let inv = 1.0 / c as f32;
+        for v in mean.iter_mut() {
+            *v *= inv;
+        }
+        for_each_tap_row(self.k, m.h, m.w, |tap, o, i, len| {
+            let wv = sw[tap];
+            for (a, &v) in sv.spre[o..o + len].iter_mut().zip(&sv.pooled[i..i + len]) {
+                *a += wv * v;
+            }
+        });
+        for (g, &p) in sv.sg.iter_mut().zip(&sv.spre) {
+            *g = gate_value(self.spatial_gate, p);
+        }
+        for (ch, (o, plane)) in out.chunks_exact_mut(hw).zip(z.chunks_exact(hw)).enumerate() {
+            let gc = gain(ch);
+            for ((o, &v), &g) in o.iter_mut().zip(plane).zip(&sv.sg) {
+                o.write(v * gc * g);
+            }
+        }
+        sv
+    }
+
+    /// One image's backward: from `dy` `[C, HW]` to `dz` `[C, HW]`; returns the parameter
+    /// gradients (packed).
+    fn backward_image(
+        &self,
+        m: Map,
+        (gw, sw): (Option<&GateWeights<'_>>, &[f32]),
+        sv: &ImageSaved,
+        z: &[f32],
+        dy: &[f32],
+        dz: &mut [f32],
+    ) -> Vec<f32> {
+        let (c, hw) = (m.c, m.hw());
+        let n_gate = self.n_gate_params();
+        let kk2 = 2 * self.k * self.k;
+        let mut dp = vec![0f32; n_gate + kk2 + usize::from(self.spatial_bias)];
+        let on = self.gate.is_some();
+        let gain = |ch: usize| if on { sv.g[ch] } else { 1.0 };
+        // The spatial gate's gradient, then its logits'.
+        let mut dsp = vec![0f32; hw];
+        for (ch, (zp, dp_)) in z.chunks_exact(hw).zip(dy.chunks_exact(hw)).enumerate() {
+            let gc = gain(ch);
+            for ((a, &v), &d) in dsp.iter_mut().zip(zp).zip(dp_) {
+                *a += d * (v * gc);
+            }
+        }
+        for ((a, &p), &g) in dsp.iter_mut().zip(&sv.spre).zip(&sv.sg) {
+            *a *= gate_slope(self.spatial_gate, p, g);
+        }
+        // The convolution's backward: weight, bias, the pooled maps' gradient.
+        let mut dpooled = vec![0f32; 2 * hw];
+        for_each_tap_row(self.k, m.h, m.w, |tap, o, i, len| {
+            dp[n_gate + tap] += dot(&dsp[o..o + len], &sv.pooled[i..i + len]);
+            let wv = sw[tap];
+            for (a, &d) in dpooled[i..i + len].iter_mut().zip(&dsp[o..o + len]) {
+                *a += wv * d;
+            }
+        });
+        if self.spatial_bias {
+            dp[n_gate + kk2] = dsp.iter().sum();
+        }
+        // The gradient at xc = z ⊙ cg, and the channel gate's.
+        let (dmean, dmax) = dpooled.split_at(hw);
+        let inv = 1.0 / c as f32;
+        let mut dcg = vec![0f32; if on { c } else { 0 }];
+        for (ch, (row, (dyp, zp))) in dz
+            .chunks_exact_mut(hw)
+            .zip(dy.chunks_exact(hw).zip(z.chunks_exact(hw)))
+            .enumerate()
+        {
+            for p in 0..hw {
+                let hit = sv.argmax[p] == ch as u32;
+                row[p] = dyp[p] * sv.sg[p] + dmean[p] * inv + if hit { dmax[p] } else { 0.0 };
+            }
+            if on {
+                dcg[ch] = dot(row, zp);
+            }
+        }
+        let (Some(d), Some(wt)) = (&self.gate, gw) else {
+            return dp;
+        };
+        let mut ds = vec![0f32; d.branches() * c];
+        channel_gate::backward(
+            d,
+            wt,
+            &sv.s,
+            &sv.h,
+            &sv.pre,
+            &sv.g,
+            &dcg,
+            &mut ds,
+            &mut dp[..n_gate],
+        );
+        let has_avg = matches!(d.squeeze, Squeeze::Avg | Squeeze::AvgMax);
+        let max_branch = match d.squeeze {
+            Squeeze::Avg => None,
+            Squeeze::Max => Some(0),
+            Squeeze::AvgMax => Some(1),
+        };
+        for (ch, row) in dz.chunks_exact_mut(hw).enumerate() {
+            let (gc, avg) = (sv.g[ch], if has_avg { ds[ch] / hw as f32 } else { 0.0 });
+            for v in row.iter_mut() {
+                *v = *v * gc + avg;
+            }
+            if let Some(b) = max_branch {
+                row[sv.maxpos[ch] as usize] += ds[b * c + ch];
+            }
+        }
+        dp
+    }
+}
+
+impl CustomOp2 for CbamOp {
+    fn name(&self) -> &'static str {
+        "ablate-cbam"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, c, h, w) = l1.shape().dims4()?;
+        let (x, packed) = (cpu_f32(s1, l1)?, cpu_f32(s2, l2)?);
+        self.check_packed(packed.len())?;
+        let m = Map { c, h, w };
+        let (gw, sw, sb) = self.unpack(packed);
+        let n = x.len();
+        let mut out: Vec<f32> = Vec::with_capacity(n);
+        let images: Vec<ImageSaved> = out.spare_capacity_mut()[..n]
+            .par_chunks_mut(c * m.hw())
+            .zip(x.par_chunks(c * m.hw()))
+            .map(|(o, z)| self.forward_image(m, (gw.as_ref(), sw, sb), z, o))
+            .collect();
+        // SAFETY: `forward_image` wrote every element of each image's chunk, and the chunks
+        // cover all `n` elements (`cbam` rejects empty maps).
+        unsafe { out.set_len(n) };
+        *self.saved.lock().map_err(|_| poisoned())? = Some(Arc::new(images));
+        Ok((CpuStorage::F32(out), Shape::from((b, c, h, w))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        packed: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        if !(x.track_op() || packed.track_op()) {
+            return Ok((None, None));
+        }
+        let images = self
+            .saved
+            .lock()
+            .map_err(|_| poisoned())?
+            .clone()
+            .ok_or_else(|| candle_core::Error::Msg("cbam: backward before forward".into()))?;
+        let (b, c, h, w) = x.dims4()?;
+        let m = Map { c, h, w };
+        let grad = grad.contiguous()?;
+        let (dx, dparams) = {
+            let (sx, lx) = x.storage_and_layout();
+            let (sp, lp) = packed.storage_and_layout();
+            let (sd, ld) = grad.storage_and_layout();
+            let (Storage::Cpu(sx), Storage::Cpu(sp), Storage::Cpu(sd)) = (&*sx, &*sp, &*sd) else {
+                bail!("cbam: the backward needs cpu tensors")
+            };
+            let (xs, ps, dy) = (cpu_f32(sx, lx)?, cpu_f32(sp, lp)?, cpu_f32(sd, ld)?);
+            if images.len() != b || dy.len() != xs.len() {
+                bail!("cbam: backward shapes differ from the forward's")
+            }
+            let (gw, sw, _) = self.unpack(ps);
+            let mut dx = vec![0f32; xs.len()];
+            let per_image: Vec<Vec<f32>> = dx
+                .par_chunks_mut(c * m.hw())
+                .zip(xs.par_chunks(c * m.hw()))
+                .zip(dy.par_chunks(c * m.hw()))
+                .zip(images.par_iter())
+                .map(|(((dz, z), dyn_), sv)| {
+                    self.backward_image(m, (gw.as_ref(), sw), sv, z, dyn_, dz)
+                })
+                .collect();
+            // Image order: the sum does not depend on the threads.
+            let mut dparams = vec![0f32; ps.len()];
+            for d in &per_image {
+                for (a, v) in dparams.iter_mut().zip(d) {
+                    *a += v;
+                }
+            }
+            (dx, dparams)
+        };
+        let dev = x.device();
+        Ok((
+            Some(Tensor::from_vec(dx, x.shape(), dev)?),
+            Some(Tensor::from_vec(dparams, packed.shape(), dev)?),
+        ))
+    }
+}
