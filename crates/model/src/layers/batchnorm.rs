@@ -7,8 +7,8 @@
 use candle_core::{DType, Device, Result, Tensor, Var};
 
 use super::{Mode, Param};
-use crate::ops::bn_relu;
 use crate::ops::kernels::Kernels;
+use crate::ops::{bn_add_relu, bn_relu};
 
 /// Configuration of a [`BatchNorm2d`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -101,7 +101,46 @@ impl BatchNorm2d {
         self.forward_act(x, mode, true)
     }
 
-    fn forward_act(&self, x: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
+    /// `relu(bn(x) + residual)`, the end of a residual unit, fused into one op on the fast path
+    /// ([`crate::ops::bn_add_relu`]).
+    ///
+    /// # Shapes
+    /// x, residual: `[B, C, H, W]` -> same.
+    pub fn forward_add_relu(&self, x: &Tensor, residual: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.check_channels(x)?;
+        let (gamma, beta, eps) = (self.weight.get(mode), self.bias.get(mode), self.config.eps);
+        match mode {
+            Mode::Eval => {
+                let rm = self.running_mean.as_tensor().detach();
+                let rv = self.running_var.as_tensor().detach();
+                bn_add_relu::batch_norm_add_relu_eval(
+                    x,
+                    &gamma,
+                    &beta,
+                    &rm,
+                    &rv,
+                    residual,
+                    eps,
+                    self.kernels,
+                )
+            }
+            Mode::Train { .. } => {
+                let (y, stats) = bn_add_relu::batch_norm_add_relu_train(
+                    x,
+                    &gamma,
+                    &beta,
+                    residual,
+                    eps,
+                    self.kernels,
+                )
+                .map_err(|e| e.context(format!("batch norm {}", self.prefix)))?;
+                self.update_running_from(&stats)?;
+                Ok(y)
+            }
+        }
+    }
+
+    fn check_channels(&self, x: &Tensor) -> Result<()> {
         let c = self.config.channels;
         let xc = x.dims4()?.1;
         if xc != c {
@@ -110,6 +149,11 @@ impl BatchNorm2d {
                 self.prefix
             );
         }
+        Ok(())
+    }
+
+    fn forward_act(&self, x: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
+        self.check_channels(x)?;
         let (gamma, beta, eps) = (self.weight.get(mode), self.bias.get(mode), self.config.eps);
         match mode {
             Mode::Eval => {

@@ -82,9 +82,7 @@ pub fn batch_norm_train(
     let Some(stats) = stats else {
         bail!("batch_norm: the forward kernel did not record batch statistics")
     };
-    let mean = Tensor::from_vec(stats.mean, c, x.device())?;
-    let var_unbiased = Tensor::from_vec(stats.var_unbiased, c, x.device())?;
-    Ok((y, BatchStats { mean, var_unbiased }))
+    Ok((y, stats.batch_stats(x.device())?))
 }
 
 /// Evaluation-mode BatchNorm2d (running statistics), followed by ReLU when `relu` is set.
@@ -117,27 +115,10 @@ pub fn batch_norm_eval(
     }
     let (_, c, _, _) = x.dims4()?;
     check_params(c, gamma, beta)?;
-    let mean = running_mean.flatten_all()?.to_vec1::<f32>()?;
-    let var = running_var.flatten_all()?.to_vec1::<f32>()?;
-    if mean.len() != c || var.len() != c {
-        bail!(
-            "batch_norm: running statistics of {} and {} elements for {c} channels",
-            mean.len(),
-            var.len()
-        )
-    }
-    let invstd = var
-        .iter()
-        .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
-        .collect();
     let op = BnReluOp {
         eps,
         relu,
-        mode: Mode::Eval(Stats {
-            mean,
-            invstd,
-            var_unbiased: var,
-        }),
+        mode: Mode::Eval(Stats::running(running_mean, running_var, c, eps)?),
     };
     x.contiguous()?
         .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)
@@ -216,7 +197,7 @@ fn affine_relu(
     }
 }
 
-fn check_params(c: usize, gamma: &Tensor, beta: &Tensor) -> Result<()> {
+pub(super) fn check_params(c: usize, gamma: &Tensor, beta: &Tensor) -> Result<()> {
     if gamma.dims() != [c] || beta.dims() != [c] {
         bail!(
             "batch_norm: weight {:?} and bias {:?} for {c} channels",
@@ -229,14 +210,47 @@ fn check_params(c: usize, gamma: &Tensor, beta: &Tensor) -> Result<()> {
 
 /// Per-channel statistics used by the kernels.
 #[derive(Debug, Clone)]
-struct Stats {
-    mean: Vec<f32>,
-    invstd: Vec<f32>,
+pub(super) struct Stats {
+    pub(super) mean: Vec<f32>,
+    pub(super) invstd: Vec<f32>,
     /// Unbiased batch variance (training) or the running variance (evaluation).
-    var_unbiased: Vec<f32>,
+    pub(super) var_unbiased: Vec<f32>,
 }
 
-enum Mode {
+impl Stats {
+    /// Evaluation: the running statistics `[C]` as tensors, with `1/sqrt(var + eps)`.
+    pub(super) fn running(mean: &Tensor, var: &Tensor, c: usize, eps: f64) -> Result<Stats> {
+        let mean = mean.flatten_all()?.to_vec1::<f32>()?;
+        let var = var.flatten_all()?.to_vec1::<f32>()?;
+        if mean.len() != c || var.len() != c {
+            bail!(
+                "batch_norm: running statistics of {} and {} elements for {c} channels",
+                mean.len(),
+                var.len()
+            )
+        }
+        let invstd = var
+            .iter()
+            .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
+            .collect();
+        Ok(Stats {
+            mean,
+            invstd,
+            var_unbiased: var,
+        })
+    }
+
+    /// The batch statistics as [`BatchStats`] tensors on `device`.
+    pub(super) fn batch_stats(&self, device: &candle_core::Device) -> Result<BatchStats> {
+        let c = self.mean.len();
+        Ok(BatchStats {
+            mean: Tensor::from_vec(self.mean.clone(), c, device)?,
+            var_unbiased: Tensor::from_vec(self.var_unbiased.clone(), c, device)?,
+        })
+    }
+}
+
+pub(super) enum Mode {
     /// Batch statistics, recorded by the forward kernel for the layer and the backward.
     Train(Arc<Mutex<Option<Stats>>>),
     /// Running statistics, given.
@@ -266,7 +280,7 @@ impl BnReluOp {
 }
 
 /// Per-channel mean, `1/sqrt(var + eps)` and unbiased variance over `N x HW`.
-fn batch_stats(x: &[f32], n: usize, c: usize, hw: usize, eps: f64) -> Stats {
+pub(super) fn batch_stats(x: &[f32], n: usize, c: usize, hw: usize, eps: f64) -> Stats {
     let per: Vec<(f32, f32, f32)> = (0..c)
         .into_par_iter()
         .map(|ch| {
@@ -329,15 +343,18 @@ fn forward_cpu(
     y
 }
 
-struct BnGrads {
-    dx: Vec<f32>,
-    dgamma: Vec<f32>,
-    dbeta: Vec<f32>,
+pub(super) struct BnGrads {
+    pub(super) dx: Vec<f32>,
+    pub(super) dgamma: Vec<f32>,
+    pub(super) dbeta: Vec<f32>,
+    /// With `keep_dz`: the gradient after the ReLU's mask, `dy ⊙ (y > 0)` (what a residual
+    /// added before the ReLU receives); else empty.
+    pub(super) dz: Vec<f32>,
 }
 
 /// Backward kernel; `train` selects whether the gradient flows through the batch statistics.
 #[allow(clippy::too_many_arguments)]
-fn backward_cpu(
+pub(super) fn backward_cpu(
     x: &[f32],
     y: &[f32],
     dy: &[f32],
@@ -348,6 +365,7 @@ fn backward_cpu(
     gamma: &[f32],
     relu: bool,
     train: bool,
+    keep_dz: bool,
 ) -> BnGrads {
     // Pass 1: per channel, Σ dz and Σ dz·x̂ (f64, fixed order).
     let sums: Vec<(f64, f64)> = (0..c)
@@ -399,9 +417,16 @@ fn backward_cpu(
         })
         .collect();
     let mut dx = vec![0f32; x.len()];
+    let mut dz_all = vec![0f32; if keep_dz { x.len() } else { 0 }];
+    let mut dz_chunks: Vec<&mut [f32]> = if keep_dz {
+        dz_all.chunks_mut(c * hw).collect()
+    } else {
+        (0..n).map(|_| &mut [][..]).collect()
+    };
     dx.par_chunks_mut(c * hw)
+        .zip(dz_chunks.par_iter_mut())
         .enumerate()
-        .for_each(|(img, dxn)| {
+        .for_each(|(img, (dxn, dzn))| {
             for (ch, &(m, is, k, da, db)) in coef.iter().enumerate() {
                 let off = (img * c + ch) * hw;
                 let (xc, yc, dc) = (&x[off..off + hw], &y[off..off + hw], &dy[off..off + hw]);
@@ -410,9 +435,20 @@ fn backward_cpu(
                     let dz = if !relu || yv > 0.0 { dv } else { 0.0 };
                     *o = k * (dz - da - (xv - m) * is * db);
                 }
+                if keep_dz {
+                    let out = &mut dzn[ch * hw..(ch + 1) * hw];
+                    for ((o, &yv), &dv) in out.iter_mut().zip(yc).zip(dc) {
+                        *o = if !relu || yv > 0.0 { dv } else { 0.0 };
+                    }
+                }
             }
         });
-    BnGrads { dx, dgamma, dbeta }
+    BnGrads {
+        dx,
+        dgamma,
+        dbeta,
+        dz: dz_all,
+    }
 }
 
 impl CustomOp3 for BnReluOp {
@@ -480,6 +516,7 @@ impl CustomOp3 for BnReluOp {
                         cpu_f32(sg, lg)?,
                         self.relu,
                         matches!(self.mode, Mode::Train(_)),
+                        false,
                     )
                 }
                 _ => bail!("ablate-batch-norm-relu: backward of the fast kernel needs cpu tensors"),

@@ -10,7 +10,9 @@
 //! ```
 //!
 //! The convolutions have no bias. On the fast CPU path `conv1 -> bn1 -> ReLU` is one fused op
-//! (`crate::ops::block`) and the addition with the final ReLU another (`crate::ops::residual`). Parameter names, as torchvision's `BasicBlock` within
+//! (`crate::ops::block`) and `bn2 -> add -> ReLU` another (`crate::ops::bn_add_relu`; with the
+//! attention module between BN and the addition, the addition with the ReLU,
+//! `crate::ops::residual`). Parameter names, as torchvision's `BasicBlock` within
 //! `layer{stage}.{unit}`: `conv1`, `bn1`, `conv2`, `bn2`, the attention module's `ca` and `sa`,
 //! then option B's `downsample.0` (conv) and `downsample.1` (BN).
 
@@ -161,12 +163,23 @@ impl ResidualUnit {
         let y = conv_bn_relu(&self.conv1, &self.bn1, &branch_in, mode)?;
         let y = self.conv2.forward(&y, mode)?;
         record(rec, || format!("block{}.conv", self.index), &y);
-        let y = self.bn2.forward(&y, mode)?;
-        let y = self.attend_at(y, Integration::Standard, mode, rec)?;
-        let s = self.shortcut.forward(x, mode)?;
-        let s = self.attend_at(s, Integration::Identity, mode, rec)?;
-        let out = add_relu(&y, &s, kernels)?;
+        let standard = self.attention.is_some() && self.integration == Integration::Standard;
+        let out = if standard {
+            let y = self.bn2.forward(&y, mode)?;
+            let y = self.attend_at(y, Integration::Standard, mode, rec)?;
+            add_relu(&y, &self.shortcut_out(x, mode, rec)?, kernels)?
+        } else {
+            // BN, the addition and the ReLU as one op on the fast path.
+            self.bn2
+                .forward_add_relu(&y, &self.shortcut_out(x, mode, rec)?, mode)?
+        };
         self.attend_at(out, Integration::Post, mode, rec)
+    }
+
+    /// The shortcut's output, with the attention module when it sits on the identity branch.
+    fn shortcut_out(&self, x: &Tensor, mode: Mode, rec: &mut Record<'_>) -> Result<Tensor> {
+        let s = self.shortcut.forward(x, mode)?;
+        self.attend_at(s, Integration::Identity, mode, rec)
     }
 
     /// The trainable parameters in `state_dict` order.
