@@ -2,10 +2,14 @@
 //! kernels) against the modules composed of plain candle ops (`Kernels::Reference`): output,
 //! gates, the input's and every parameter's gradient, on odd shapes (maps smaller than the
 //! kernel, one channel, one pixel), both gate functions, with and without biases, every channel
-//! descriptor; thread counts.
+//! descriptor; with the 2x2 max-pool that follows in the seed CNN's blocks (against the modules
+//! then `max_pool2x2`); thread counts.
 
 use ablate_model::attention::{Attention, Cbam, Names, SeConfig, SpatialAttention, SpatialConfig};
+use ablate_model::ops::block::SeParams;
+use ablate_model::ops::cbam::{cbam, SpatialGateParams};
 use ablate_model::ops::kernels::Kernels;
+use ablate_model::ops::max_pool2x2;
 use ablate_model::{DropoutMasks, GateFunction, Mode, Squeeze};
 use candle_core::{Device, Result, Tensor, Var};
 
@@ -123,6 +127,86 @@ fn fused_op_matches_candle_composition() -> Result<()> {
     Ok(())
 }
 
+/// As [`run`], the module followed by a 2x2 max-pool: one op (`ops::cbam::cbam` with `pool`)
+/// or the reference module then `max_pool2x2`.
+fn run_pooled(seed: u64, c: &Case, fused: bool) -> Result<Vec<(String, Tensor)>> {
+    let (b, ch, h, w) = c.shape;
+    let mut r = rng(seed);
+    let kernels = if fused {
+        Kernels::Fast
+    } else {
+        Kernels::Reference
+    };
+    let m = module(c, kernels)?;
+    let x = Var::from_tensor(&rand_tensor(&mut r, &[b, ch, h, w], -2.0, 2.0)?)?;
+    let rr = rand_tensor(&mut r, &[b, ch, h / 2, w / 2], -1.0, 1.0)?;
+    let y = if fused {
+        let (spatial, channel) = match &m {
+            Attention::Cbam(m) => (&m.spatial, Some(&m.channel)),
+            Attention::Spatial(m) => (m, None),
+            _ => unreachable!("CBAM or spatial attention"),
+        };
+        let t = |p: &ablate_model::layers::Param| p.var.as_tensor().clone();
+        let (sw, sb) = (t(&spatial.conv.weight), spatial.conv.bias.as_ref().map(t));
+        let se = channel.map(|se| {
+            let b = |l: &ablate_model::layers::Linear| l.bias.as_ref().map(t);
+            (
+                t(&se.fc0.weight),
+                b(&se.fc0),
+                t(&se.fc2.weight),
+                b(&se.fc2),
+                se.config,
+            )
+        });
+        let se_params = se.as_ref().map(|(w1, b1, w2, b2, cfg)| SeParams {
+            w1,
+            b1: b1.as_ref(),
+            w2,
+            b2: b2.as_ref(),
+            squeeze: cfg.squeeze,
+            gate: cfg.gate,
+        });
+        let sp = SpatialGateParams {
+            weight: &sw,
+            bias: sb.as_ref(),
+            gate: c.gate,
+        };
+        cbam(x.as_tensor(), se_params.as_ref(), &sp, true)?.y
+    } else {
+        let train = Mode::Train {
+            dropout: DropoutMasks::Off,
+        };
+        let (y, _) = m.forward(x.as_tensor(), train)?;
+        max_pool2x2(&y, Kernels::Reference)?
+    };
+    let grads = (&y * &rr)?.sum_all()?.backward()?;
+    let mut out = vec![("output".to_string(), y)];
+    out.push(("dx".into(), grads.get(&x).cloned().expect("dx")));
+    for p in m.params() {
+        let g = grads.get(&p.var).cloned().expect("parameter gradient");
+        out.push((format!("d {}", p.name), g));
+    }
+    Ok(out)
+}
+
+#[test]
+fn fused_op_with_pool_matches_module_then_pool() -> Result<()> {
+    for (i, c) in CASES
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.shape.2 >= 2 && c.shape.3 >= 2)
+    {
+        let fused = run_pooled(i as u64, c, true)?;
+        let reference = run_pooled(i as u64, c, false)?;
+        for ((name, a), (_, b)) in fused.iter().zip(&reference) {
+            assert_eq!(a.dims(), b.dims(), "{c:?}: {name}");
+            let e = rel_err(a, b)?;
+            assert!(e < 1e-5, "{c:?} pooled: {name} rel err {e}");
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn evaluation_mode_matches_training_mode_output() -> Result<()> {
     let c = &CASES[1];
@@ -163,7 +247,7 @@ fn bad_parameters_are_errors() -> Result<()> {
         bias: None,
         gate: SIG,
     };
-    let e = ablate_model::ops::cbam::cbam(&x, None, &p).unwrap_err();
+    let e = ablate_model::ops::cbam::cbam(&x, None, &p, false).unwrap_err();
     assert!(e.to_string().contains("k odd"), "{e}");
     Ok(())
 }

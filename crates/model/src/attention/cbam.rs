@@ -50,23 +50,42 @@ impl Cbam {
         self.channel.config.macs() + self.spatial.config.macs(h, w)
     }
 
+    /// The module as one op ([`crate::ops::cbam`]), then 2x2 max-pooled with `pool`, where the
+    /// fast CPU kernels run for `x`; `None` elsewhere.
+    ///
+    /// # Shapes
+    /// x: `[B, C, H, W]` -> as [`Cbam::forward`], `[B, C, H/2, W/2]` with `pool`.
+    pub(crate) fn forward_fused(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        pool: bool,
+    ) -> Result<Option<(Tensor, GateValues)>> {
+        let se = &self.channel;
+        if !(self.spatial.fuses(x) && se.fc0.kernels.use_fast(x.device(), x.dtype())) {
+            return Ok(None);
+        }
+        let (w1, w2) = (se.fc0.weight.get(mode), se.fc2.weight.get(mode));
+        let b1 = se.fc0.bias.as_ref().map(|b| b.get(mode));
+        let b2 = se.fc2.bias.as_ref().map(|b| b.get(mode));
+        let channel = SeParams {
+            w1: &w1,
+            b1: b1.as_ref(),
+            w2: &w2,
+            b2: b2.as_ref(),
+            squeeze: se.config.squeeze,
+            gate: se.config.gate,
+        };
+        self.spatial
+            .forward_fused(x, Some(&channel), mode, pool)
+            .map(Some)
+    }
+
     /// # Shapes
     /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, channel gate `[B, C]` and spatial gate `[B, 1, H, W]`).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
-        let se = &self.channel;
-        if self.spatial.fuses(x) && se.fc0.kernels.use_fast(x.device(), x.dtype()) {
-            let (w1, w2) = (se.fc0.weight.get(mode), se.fc2.weight.get(mode));
-            let b1 = se.fc0.bias.as_ref().map(|b| b.get(mode));
-            let b2 = se.fc2.bias.as_ref().map(|b| b.get(mode));
-            let channel = SeParams {
-                w1: &w1,
-                b1: b1.as_ref(),
-                w2: &w2,
-                b2: b2.as_ref(),
-                squeeze: se.config.squeeze,
-                gate: se.config.gate,
-            };
-            return self.spatial.forward_fused(x, Some(&channel), mode);
+        if let Some(out) = self.forward_fused(x, mode, false)? {
+            return Ok(out);
         }
         let cg = self.channel.channel_gate(x, mode)?;
         let xc = scale_channels(x, &cg)?;

@@ -177,6 +177,26 @@ impl Attention {
     }
 }
 
+impl Attention {
+    /// The module followed by a 2x2 max-pool as one op, where there is one: spatial attention
+    /// and CBAM with the fast CPU kernels ([`crate::ops::cbam`]); `None` for the others and
+    /// elsewhere.
+    ///
+    /// # Shapes
+    /// x: `[B, C, H, W]` -> (`[B, C, H/2, W/2]`, gates).
+    pub(crate) fn forward_pooled(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+    ) -> Result<Option<(Tensor, GateValues)>> {
+        match self {
+            Attention::Spatial(m) if m.fuses(x) => m.forward_fused(x, None, mode, true).map(Some),
+            Attention::Cbam(m) => m.forward_fused(x, mode, true),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// Global pooling of each channel (the maximum as `kernels` computes it: on the generic path
 /// with its gradient to the first maximum, as PyTorch's `adaptive_max_pool2d`).
 ///

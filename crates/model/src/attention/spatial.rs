@@ -96,16 +96,17 @@ impl SpatialAttention {
         self.conv.kernels.use_fast(x.device(), x.dtype())
     }
 
-    /// `x ⊙ cg ⊙ sg` as one op ([`crate::ops::cbam`]): CBAM with `channel`, this module alone
-    /// without it. CPU and f32 only.
+    /// `x ⊙ cg ⊙ sg` as one op ([`crate::ops::cbam`]), then 2x2 max-pooled with `pool`: CBAM
+    /// with `channel`, this module alone without it. CPU and f32 only.
     ///
     /// # Shapes
-    /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, gates).
+    /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, or `[B, C, H/2, W/2]` with `pool`; gates).
     pub(crate) fn forward_fused(
         &self,
         x: &Tensor,
         channel: Option<&SeParams<'_>>,
         mode: Mode,
+        pool: bool,
     ) -> Result<(Tensor, GateValues)> {
         let weight = self.conv.weight.get(mode);
         let bias = self.conv.bias.as_ref().map(|b| b.get(mode));
@@ -114,7 +115,7 @@ impl SpatialAttention {
             bias: bias.as_ref(),
             gate: self.config.gate,
         };
-        let out = crate::ops::cbam::cbam(x, channel, &spatial)?;
+        let out = crate::ops::cbam::cbam(x, channel, &spatial, pool)?;
         Ok((
             out.y,
             GateValues {
@@ -128,7 +129,7 @@ impl SpatialAttention {
     /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, spatial gate `[B, 1, H, W]`).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
         if self.fuses(x) {
-            return self.forward_fused(x, None, mode);
+            return self.forward_fused(x, None, mode, false);
         }
         let g = self.spatial_gate(x, mode)?;
         let y = crate::ops::scale::scale_pixels(x, &g, self.conv.kernels)?;

@@ -183,6 +183,15 @@ impl SeedCnn {
             }
             Some(Placement::PostRelu) if fusable => {
                 let y = Self::fused_block(block, x, mode, Fused::Unpooled)?;
+                // Spatial attention and CBAM with the pool as one op (no gates are recorded
+                // here: `fusable` means no recording).
+                let pooled = match &block.attention {
+                    Some(att) => att.forward_pooled(&y, mode)?,
+                    None => None,
+                };
+                if let Some((y, _)) = pooled {
+                    return Ok(y);
+                }
                 let y = attend_at(y, Placement::PostRelu, &mut *rec)?;
                 return max_pool2x2(&y, self.kernels);
             }

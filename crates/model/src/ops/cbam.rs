@@ -20,6 +20,11 @@
 //! segments ([`for_each_tap_row`]), `2·k²` multiply-adds per pixel. The parameter gradients of
 //! the images are summed in image order: the result does not depend on the number of threads.
 //!
+//! With `pool`, a 2x2 max-pool (stride 2, floor, PyTorch's tie and NaN rules) follows, as in the
+//! seed CNN's blocks with the module between ReLU and pool: each image's re-weighted map then
+//! lives only in a per-thread buffer, and the backward spreads the pooled gradient into one
+//! before the passes above.
+//!
 //! Maxima route their gradient to the first maximum: the channel pooling's to the first maximal
 //! channel (`torch.max(x, dim=1)`), the channel descriptor's to the first maximal pixel.
 //!
@@ -32,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::block::SeParams;
+use super::block::{argmax_positions, pool_plane, SeParams};
 use super::channel_gate::{self, gate_slope, gate_value, GateDims, GateImage, GateWeights};
 use super::kernels::cpu_f32;
 use crate::spec::{GateFunction, Squeeze};
@@ -59,15 +64,16 @@ pub struct Attended {
     pub spatial_gate: Tensor,
 }
 
-/// `x ⊙ cg ⊙ sg`: CBAM with `channel` (SE parameters; CBAM uses the `avg_max` descriptor), or
-/// spatial attention alone without it. CPU and f32 only.
+/// `x ⊙ cg ⊙ sg`, then max-pooled 2x2 with `pool`: CBAM with `channel` (SE parameters; CBAM
+/// uses the `avg_max` descriptor), or spatial attention alone without it. CPU and f32 only.
 ///
 /// # Shapes
-/// `x`: `[B, C, H, W]` -> [`Attended`].
+/// `x`: `[B, C, H, W]` -> [`Attended`] (`y`: `[B, C, H / 2, W / 2]` with `pool`, floor).
 pub fn cbam(
     x: &Tensor,
     channel: Option<&SeParams<'_>>,
     spatial: &SpatialGateParams<'_>,
+    pool: bool,
 ) -> Result<Attended> {
     let (b, c, h, w) = x.dims4()?;
     if !(x.device().is_cpu() && x.dtype() == candle_core::DType::F32) {
@@ -97,6 +103,7 @@ pub fn cbam(
         k,
         spatial_bias: spatial.bias.is_some(),
         spatial_gate: spatial.gate,
+        pool,
         saved: saved.clone(),
     };
     let y = x.contiguous()?.apply_op2(&packed, op)?;
@@ -140,6 +147,8 @@ struct ImageSaved {
     /// The spatial gate's logits and values `[HW]`.
     spre: Vec<f32>,
     sg: Vec<f32>,
+    /// With the pool: each pooled output's window position of its maximum (0..4).
+    pool_argmax: Vec<u8>,
 }
 
 /// The op: arguments `(x, packed)` with `packed = [channel gate's (GateDims order), spatial
@@ -149,7 +158,25 @@ struct CbamOp {
     k: usize,
     spatial_bias: bool,
     spatial_gate: GateFunction,
+    pool: bool,
     saved: Arc<Mutex<Option<Arc<Vec<ImageSaved>>>>>,
+}
+
+thread_local! {
+    /// Per-thread buffer for one image's re-weighted map (forward) or its gradient (backward)
+    /// when the pool follows.
+    static DENSE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's [`DENSE`] buffer of `n` elements (contents unspecified).
+fn with_dense<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    DENSE.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < n {
+            buf.resize(n, 0.0);
+        }
+        f(&mut buf[..n])
+    })
 }
 
 /// The map's sizes.
@@ -163,6 +190,11 @@ struct Map {
 impl Map {
     fn hw(&self) -> usize {
         self.h * self.w
+    }
+
+    /// The pooled plane's size.
+    fn pooled(&self) -> (usize, usize) {
+        (self.h / 2, self.w / 2)
     }
 }
 
@@ -253,6 +285,7 @@ impl CbamOp {
             argmax: vec![0; hw],
             spre: vec![sb; hw],
             sg: vec![0.0; hw],
+            pool_argmax: Vec::new(),
         };
         if let (Some(d), Some(wt)) = (&self.gate, gw) {
             let mut gi = GateImage {
@@ -298,13 +331,72 @@ impl CbamOp {
         for (g, &p) in sv.sg.iter_mut().zip(&sv.spre) {
             *g = gate_value(self.spatial_gate, p);
         }
-        for (ch, (o, plane)) in out.chunks_exact_mut(hw).zip(z.chunks_exact(hw)).enumerate() {
-            let gc = gain(ch);
-            for ((o, &v), &g) in o.iter_mut().zip(plane).zip(&sv.sg) {
-                o.write(v * gc * g);
+        if !self.pool {
+            for (ch, (o, plane)) in out.chunks_exact_mut(hw).zip(z.chunks_exact(hw)).enumerate() {
+                let gc = gain(ch);
+                for ((o, &v), &g) in o.iter_mut().zip(plane).zip(&sv.sg) {
+                    o.write(v * gc * g);
+                }
             }
+            return sv;
         }
+        let (ph, pw) = m.pooled();
+        let mut ix = vec![0u8; c * ph * pw];
+        if ph * pw > 0 {
+            with_dense(hw, |buf| {
+                let planes = out
+                    .chunks_exact_mut(ph * pw)
+                    .zip(ix.chunks_exact_mut(ph * pw));
+                for (ch, ((o, ixp), plane)) in planes.zip(z.chunks_exact(hw)).enumerate() {
+                    let gc = gain(ch);
+                    for ((d, &v), &g) in buf.iter_mut().zip(plane).zip(&sv.sg) {
+                        *d = v * gc * g;
+                    }
+                    pool_plane(buf, m.w, (ph, pw), |v| v, o, ixp);
+                }
+            });
+        }
+        sv.pool_argmax = ix;
         sv
+    }
+
+    /// The output's elements per image.
+    fn out_img(&self, m: Map) -> usize {
+        if self.pool {
+            let (ph, pw) = m.pooled();
+            m.c * ph * pw
+        } else {
+            m.c * m.hw()
+        }
+    }
+
+    /// One image's backward with the pool: the pooled gradient `dy` spread to the maxima in a
+    /// per-thread buffer, then [`CbamOp::backward_image`].
+    fn backward_pooled_image(
+        &self,
+        m: Map,
+        weights: (Option<&GateWeights<'_>>, &[f32]),
+        sv: &ImageSaved,
+        z: &[f32],
+        dy: &[f32],
+        dz: &mut [f32],
+    ) -> Vec<f32> {
+        let (ph, pw) = m.pooled();
+        with_dense(m.c * m.hw(), |dense| {
+            dense.fill(0.0);
+            if ph * pw > 0 {
+                let planes = dense.chunks_exact_mut(m.hw());
+                let pooled = dy
+                    .chunks_exact(ph * pw)
+                    .zip(sv.pool_argmax.chunks_exact(ph * pw));
+                for (d, (g, ix)) in planes.zip(pooled) {
+                    for (&gv, pos) in g.iter().zip(argmax_positions(ix, pw, m.w)) {
+                        d[pos] = gv;
+                    }
+                }
+            }
+            self.backward_image(m, weights, sv, z, dense, dz)
+        })
     }
 
     /// One image's backward: from `dy` `[C, HW]` to `dz` `[C, HW]`; returns the parameter
@@ -415,18 +507,26 @@ impl CustomOp2 for CbamOp {
         self.check_packed(packed.len())?;
         let m = Map { c, h, w };
         let (gw, sw, sb) = self.unpack(packed);
-        let n = x.len();
-        let mut out: Vec<f32> = Vec::with_capacity(n);
-        let images: Vec<ImageSaved> = out.spare_capacity_mut()[..n]
-            .par_chunks_mut(c * m.hw())
+        let n_out = b * self.out_img(m);
+        let mut out: Vec<f32> = Vec::with_capacity(n_out);
+        let images: Vec<ImageSaved> = out.spare_capacity_mut()[..n_out]
+            .par_chunks_mut(self.out_img(m).max(1))
             .zip(x.par_chunks(c * m.hw()))
             .map(|(o, z)| self.forward_image(m, (gw.as_ref(), sw, sb), z, o))
             .collect();
+        if images.len() != b {
+            bail!("cbam: pooling a {h}x{w} map 2x2 leaves no pixels")
+        }
         // SAFETY: `forward_image` wrote every element of each image's chunk, and the chunks
-        // cover all `n` elements (`cbam` rejects empty maps).
-        unsafe { out.set_len(n) };
+        // cover all `n_out` elements.
+        unsafe { out.set_len(n_out) };
         *self.saved.lock().map_err(|_| poisoned())? = Some(Arc::new(images));
-        Ok((CpuStorage::F32(out), Shape::from((b, c, h, w))))
+        let shape = if self.pool {
+            Shape::from((b, c, h / 2, w / 2))
+        } else {
+            Shape::from((b, c, h, w))
+        };
+        Ok((CpuStorage::F32(out), shape))
     }
 
     fn bwd(
@@ -456,7 +556,7 @@ impl CustomOp2 for CbamOp {
                 bail!("cbam: the backward needs cpu tensors")
             };
             let (xs, ps, dy) = (cpu_f32(sx, lx)?, cpu_f32(sp, lp)?, cpu_f32(sd, ld)?);
-            if images.len() != b || dy.len() != xs.len() {
+            if images.len() != b || dy.len() != b * self.out_img(m) {
                 bail!("cbam: backward shapes differ from the forward's")
             }
             let (gw, sw, _) = self.unpack(ps);
@@ -464,10 +564,14 @@ impl CustomOp2 for CbamOp {
             let per_image: Vec<Vec<f32>> = dx
                 .par_chunks_mut(c * m.hw())
                 .zip(xs.par_chunks(c * m.hw()))
-                .zip(dy.par_chunks(c * m.hw()))
+                .zip(dy.par_chunks(self.out_img(m).max(1)))
                 .zip(images.par_iter())
                 .map(|(((dz, z), dyn_), sv)| {
-                    self.backward_image(m, (gw.as_ref(), sw), sv, z, dyn_, dz)
+                    if self.pool {
+                        self.backward_pooled_image(m, (gw.as_ref(), sw), sv, z, dyn_, dz)
+                    } else {
+                        self.backward_image(m, (gw.as_ref(), sw), sv, z, dyn_, dz)
+                    }
                 })
                 .collect();
             // Image order: the sum does not depend on the threads.

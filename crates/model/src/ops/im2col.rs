@@ -96,17 +96,39 @@ pub(crate) fn im2col(g: &Geom, x: &[f32], col: &mut [f32]) {
                     let ix0 = ox0 * s + kj - g.pad;
                     let line = &xc[iy as usize * g.w..(iy as usize + 1) * g.w];
                     dst[..ox0].fill(0.0);
-                    if s == 1 {
-                        dst[ox0..ox1].copy_from_slice(&line[ix0..ix0 + ox1 - ox0]);
-                    } else {
-                        for (d, v) in dst[ox0..ox1].iter_mut().zip(line[ix0..].iter().step_by(s)) {
-                            *d = *v;
+                    match s {
+                        1 => dst[ox0..ox1].copy_from_slice(&line[ix0..ix0 + ox1 - ox0]),
+                        2 => gather_even(&mut dst[ox0..ox1], &line[ix0..]),
+                        _ => {
+                            let src = line[ix0..].iter().step_by(s);
+                            for (d, v) in dst[ox0..ox1].iter_mut().zip(src) {
+                                *d = *v;
+                            }
                         }
                     }
                     dst[ox1..].fill(0.0);
                 }
             }
         }
+    }
+}
+
+/// `dst[i] = src[2 i]`, in blocks of eight (a shuffle the compiler vectorizes; `step_by(2)`
+/// stays one element at a time).
+#[inline]
+fn gather_even(dst: &mut [f32], src: &[f32]) {
+    let mut done = 0;
+    for (d, s) in dst.chunks_exact_mut(8).zip(src.chunks_exact(16)) {
+        for l in 0..8 {
+            d[l] = s[2 * l];
+        }
+        done += 8;
+    }
+    for (d, v) in dst[done..]
+        .iter_mut()
+        .zip(src[2 * done..].iter().step_by(2))
+    {
+        *d = *v;
     }
 }
 

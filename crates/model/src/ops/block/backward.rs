@@ -42,7 +42,7 @@ pub(super) fn masked_sums(dz: &[f32], y: &[f32], af: Affine, is: f32) -> (f64, f
 /// The input-plane positions of the maxima of one pooled plane, in output order: `ix` holds the
 /// window positions (0..4) of a plane of pooled width `pw`; the input plane has width `ow`.
 #[inline(always)]
-pub(super) fn argmax_positions(
+pub(crate) fn argmax_positions(
     ix: &[u8],
     pw: usize,
     ow: usize,

@@ -51,6 +51,9 @@ use crate::attention::{scale_channels, squeeze_channels};
 use crate::layers::apply_gate;
 use crate::spec::{GateFunction, Squeeze};
 use op::{BlockOp, OpMode};
+/// One 2x2 max-pooled plane with its window argmax, and the positions back (shared with
+/// `super::cbam`).
+pub(crate) use {backward::argmax_positions, op::pool_plane};
 
 /// The parameters of one block.
 #[derive(Debug, Clone, Copy)]

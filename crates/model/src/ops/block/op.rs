@@ -173,7 +173,7 @@ pub(super) fn combine(
 /// The running maximum after `v` at window position `i`: PyTorch's rule (`v > best ||
 /// isnan(v)`), so ties keep the first position in row-major order.
 #[inline(always)]
-pub(super) fn pick(bv: f32, bi: u8, v: f32, i: u8) -> (f32, u8) {
+pub(crate) fn pick(bv: f32, bi: u8, v: f32, i: u8) -> (f32, u8) {
     #[allow(clippy::eq_op)]
     let take = (v > bv) | (v != v);
     (if take { v } else { bv }, if take { i } else { bi })
@@ -197,7 +197,7 @@ impl Affine {
 /// Max-pools one plane `src` (`[oh, ow]`) of values `f(src)` into `o` (`[oh/2, ow/2]`), with
 /// the window position of each maximum in `ix`.
 #[inline(always)]
-pub(super) fn pool_plane(
+pub(crate) fn pool_plane(
     src: &[f32],
     ow: usize,
     (ph, pw): (usize, usize),
