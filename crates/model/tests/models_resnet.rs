@@ -181,6 +181,13 @@ fn intermediates_are_numbered_by_unit() {
 
 #[test]
 fn option_a_subsamples_and_pads_with_zero_channels() {
+    // the fast op and candle's composition (generic and reference)
+    for kernels in Kernels::ALL {
+        option_a(kernels);
+    }
+}
+
+fn option_a(kernels: Kernels) {
     // x[:, :, ::2, ::2], then (32 - 16) / 2 = 8 zero channels before and 8 after (PyTorch:
     // F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8)))
     let x = input(2, 5)
@@ -196,7 +203,7 @@ fn option_a_subsamples_and_pads_with_zero_channels() {
             .broadcast_as(x.dims())
             .unwrap())
     .unwrap();
-    let y = ablate_model::ops::shortcut::subsample_zero_pad(&x, 32).unwrap();
+    let y = ablate_model::ops::shortcut::subsample_zero_pad(&x, 32, kernels).unwrap();
     assert_eq!(y.dims(), [2, 32, 16, 16]);
     let (xv, yv) = (values(&x), values(&y));
     for b in 0..2 {
@@ -220,7 +227,7 @@ fn option_a_subsamples_and_pads_with_zero_channels() {
         .unwrap()
         .reshape((1, 2, 5, 7))
         .unwrap();
-    let y = ablate_model::ops::shortcut::subsample_zero_pad(&odd, 3).unwrap();
+    let y = ablate_model::ops::shortcut::subsample_zero_pad(&odd, 3, kernels).unwrap();
     assert_eq!(y.dims(), [1, 3, 3, 4]);
     let v = values(&y);
     assert_eq!(
@@ -231,7 +238,7 @@ fn option_a_subsamples_and_pads_with_zero_channels() {
     assert!(v[24..].iter().all(|&v| v == 0.0));
     // the gradient reaches the kept positions only, once each
     let var = candle_core::Var::from_tensor(&odd).unwrap();
-    let g = ablate_model::ops::shortcut::subsample_zero_pad(var.as_tensor(), 3)
+    let g = ablate_model::ops::shortcut::subsample_zero_pad(var.as_tensor(), 3, kernels)
         .unwrap()
         .sum_all()
         .unwrap()

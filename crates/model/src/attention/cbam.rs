@@ -5,13 +5,12 @@
 //! followed by spatial attention on the re-weighted map. Parameters: the channel MLP as SE's,
 //! `ca{i}.fc.0.weight` `[hidden, C]`, `ca{i}.fc.2.weight` `[C, hidden]`; the spatial convolution
 //! `sa{i}.conv.weight` `[1, 2, k, k]` (biases with `attention_bias`). With the fast CPU kernels
-//! the whole module runs as one op ([`crate::ops::cbam`]).
+//! the whole module runs as one op ([`crate::ops::attention`]).
 
 use candle_core::{Device, Result, Tensor};
 
 use super::{scale_channels, GateValues, Names, Se, SeConfig, SpatialAttention, SpatialConfig};
 use crate::layers::{Mode, Param};
-use crate::ops::block::SeParams;
 
 /// The CBAM module.
 #[derive(Clone, Debug)]
@@ -50,8 +49,8 @@ impl Cbam {
         self.channel.config.macs() + self.spatial.config.macs(h, w)
     }
 
-    /// The module as one op ([`crate::ops::cbam`]), then 2x2 max-pooled with `pool`, where the
-    /// fast CPU kernels run for `x`; `None` elsewhere.
+    /// The module as one op ([`crate::ops::attention`]), then 2x2 max-pooled with `pool`, where
+    /// the fast CPU kernels run for `x`; `None` elsewhere.
     ///
     /// # Shapes
     /// x: `[B, C, H, W]` -> as [`Cbam::forward`], `[B, C, H/2, W/2]` with `pool`.
@@ -61,24 +60,12 @@ impl Cbam {
         mode: Mode,
         pool: bool,
     ) -> Result<Option<(Tensor, GateValues)>> {
-        let se = &self.channel;
-        if !(self.spatial.fuses(x) && se.fc0.kernels.use_fast(x.device(), x.dtype())) {
+        if !self.spatial.fuses(x) {
             return Ok(None);
         }
-        let (w1, w2) = (se.fc0.weight.get(mode), se.fc2.weight.get(mode));
-        let b1 = se.fc0.bias.as_ref().map(|b| b.get(mode));
-        let b2 = se.fc2.bias.as_ref().map(|b| b.get(mode));
-        let channel = SeParams {
-            w1: &w1,
-            b1: b1.as_ref(),
-            w2: &w2,
-            b2: b2.as_ref(),
-            squeeze: se.config.squeeze,
-            gate: se.config.gate,
-        };
-        self.spatial
-            .forward_fused(x, Some(&channel), mode, pool)
-            .map(Some)
+        self.spatial.with_params(mode, |sp| {
+            self.channel.forward_fused(x, mode, Some(sp), pool)
+        })
     }
 
     /// # Shapes

@@ -6,13 +6,16 @@
 //! `k` from C by the paper's eq. (12) (gamma 2, b 1, nearest odd) unless set. Parameter
 //! `ca{i}.conv.weight` `[1, 1, k]` (as `nn.Conv1d(1, 1, k, bias=False)` named `conv`;
 //! `ca{i}.conv.bias` `[1]` with `attention_bias`). With the `avg_max` squeeze, both descriptors
-//! are convolved and summed before the gate.
+//! are convolved and summed before the gate. With the fast CPU kernels the module runs as one op
+//! ([`crate::ops::attention`]; in the seed CNN's blocks, inside the block's).
 
 use candle_core::{Device, Result, Tensor};
 
 use super::{scale_channels, squeeze_channels, GateValues};
 use crate::init;
 use crate::layers::{apply_gate, Mode, Param};
+use crate::ops::attention::attend;
+use crate::ops::block::{ChannelGate, EcaParams};
 use crate::ops::generic;
 use crate::ops::kernels::Kernels;
 use crate::spec::{GateFunction, Squeeze};
@@ -134,6 +137,18 @@ impl Eca {
     /// # Shapes
     /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, channel gate `[B, C]`).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
+        if self.kernels.use_fast(x.device(), x.dtype()) {
+            // One op ([`crate::ops::attention`]).
+            let weight = self.weight.get(mode);
+            let bias = self.bias.as_ref().map(|b| b.get(mode));
+            let gate = ChannelGate::Eca(EcaParams {
+                weight: &weight,
+                bias: bias.as_ref(),
+                squeeze: self.config.squeeze,
+                gate: self.config.gate,
+            });
+            return Ok(attend(x, Some(&gate), None, false)?.into());
+        }
         let g = self.channel_gate(x, mode)?;
         let y = scale_channels(x, &g)?;
         Ok((

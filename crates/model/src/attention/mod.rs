@@ -30,6 +30,18 @@ pub struct GateValues {
     pub spatial: Option<Tensor>,
 }
 
+impl From<crate::ops::attention::Attended> for (Tensor, GateValues) {
+    fn from(a: crate::ops::attention::Attended) -> Self {
+        (
+            a.y,
+            GateValues {
+                channel: a.channel_gate,
+                spatial: a.spatial_gate,
+            },
+        )
+    }
+}
+
 /// The `state_dict` prefixes of an attention module's parts: its channel attention (SE, ECA,
 /// CBAM's first half; `ca1`, `layer2.0.ca`) and its spatial attention (`sa1`, `layer2.0.sa`).
 #[derive(Clone, Copy, Debug)]
@@ -178,9 +190,9 @@ impl Attention {
 }
 
 impl Attention {
-    /// The module followed by a 2x2 max-pool as one op, where there is one: spatial attention
-    /// and CBAM with the fast CPU kernels ([`crate::ops::cbam`]); `None` for the others and
-    /// elsewhere.
+    /// The module followed by a 2x2 max-pool as one op, for spatial attention and CBAM with the
+    /// fast CPU kernels ([`crate::ops::attention`]; SE and ECA fuse into the seed CNN's block op
+    /// instead); `None` for the others and elsewhere.
     ///
     /// # Shapes
     /// x: `[B, C, H, W]` -> (`[B, C, H/2, W/2]`, gates).
@@ -190,7 +202,7 @@ impl Attention {
         mode: Mode,
     ) -> Result<Option<(Tensor, GateValues)>> {
         match self {
-            Attention::Spatial(m) if m.fuses(x) => m.forward_fused(x, None, mode, true).map(Some),
+            Attention::Spatial(m) => m.forward_fused(x, mode, true),
             Attention::Cbam(m) => m.forward_fused(x, mode, true),
             _ => Ok(None),
         }

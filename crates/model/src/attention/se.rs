@@ -4,12 +4,15 @@
 //! seed's `nn.Sequential(Linear, ReLU, Linear, Sigmoid)` named `ca{i}.fc`: parameters
 //! `ca{i}.fc.0.weight` `[hidden, C]` and `ca{i}.fc.2.weight` `[C, hidden]` (plus `.bias` with
 //! `attention_bias`). With the `avg_max` squeeze, both descriptors go through the shared MLP and
-//! are summed before the gate, as CBAM's channel attention.
+//! are summed before the gate, as CBAM's channel attention. With the fast CPU kernels the module
+//! runs as one op ([`crate::ops::attention`]; in the seed CNN's blocks, inside the block's).
 
 use candle_core::{Device, Result, Tensor};
 
 use super::{scale_channels, squeeze_channels, GateValues};
 use crate::layers::{apply_gate, Linear, LinearConfig, Mode, Param};
+use crate::ops::attention::{attend, SpatialGateParams};
+use crate::ops::block::{ChannelGate, SeParams};
 use crate::spec::{GateFunction, Squeeze};
 
 /// Configuration of an [`Se`] module.
@@ -101,9 +104,44 @@ impl Se {
         apply_gate(&z, self.config.gate, kernels)
     }
 
+    /// The module as one op ([`crate::ops::attention`]), with the spatial gate `spatial` after
+    /// it (CBAM) and then a 2x2 max-pool with `pool`, where the fast CPU kernels run for `x`;
+    /// `None` elsewhere.
+    ///
+    /// # Shapes
+    /// x: `[B, C, H, W]` -> as [`Se::forward`] (`[B, C, H/2, W/2]` with `pool`; with `spatial`
+    /// also the spatial gate).
+    pub(crate) fn forward_fused(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        spatial: Option<&SpatialGateParams<'_>>,
+        pool: bool,
+    ) -> Result<Option<(Tensor, GateValues)>> {
+        let kernels = self.fc0.kernels;
+        if !(kernels.use_fast(x.device(), x.dtype()) && self.fc2.kernels == kernels) {
+            return Ok(None);
+        }
+        let (w1, w2) = (self.fc0.weight.get(mode), self.fc2.weight.get(mode));
+        let b1 = self.fc0.bias.as_ref().map(|b| b.get(mode));
+        let b2 = self.fc2.bias.as_ref().map(|b| b.get(mode));
+        let gate = ChannelGate::Se(SeParams {
+            w1: &w1,
+            b1: b1.as_ref(),
+            w2: &w2,
+            b2: b2.as_ref(),
+            squeeze: self.config.squeeze,
+            gate: self.config.gate,
+        });
+        Ok(Some(attend(x, Some(&gate), spatial, pool)?.into()))
+    }
+
     /// # Shapes
     /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, channel gate `[B, C]`).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
+        if let Some(out) = self.forward_fused(x, mode, None, false)? {
+            return Ok(out);
+        }
         let g = self.channel_gate(x, mode)?;
         let y = scale_channels(x, &g)?;
         Ok((

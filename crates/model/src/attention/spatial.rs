@@ -7,14 +7,13 @@
 //! bias=False)` named `conv`; `sa{i}.conv.bias` `[1]` with `attention_bias`). No BatchNorm after
 //! the convolution (the paper's reference code has one; the common re-implementations and this
 //! project's issue do not). With the fast CPU kernels the module runs as one op
-//! ([`crate::ops::cbam`]).
+//! ([`crate::ops::attention`]).
 
 use candle_core::{Device, Result, Tensor};
 
 use super::GateValues;
 use crate::layers::{apply_gate, Conv2d, Conv2dConfig, Mode, Param};
-use crate::ops::block::SeParams;
-use crate::ops::cbam::SpatialGateParams;
+use crate::ops::attention::{attend, SpatialGateParams};
 use crate::spec::GateFunction;
 
 /// Configuration of a [`SpatialAttention`] module.
@@ -96,40 +95,44 @@ impl SpatialAttention {
         self.conv.kernels.use_fast(x.device(), x.dtype())
     }
 
-    /// `x ⊙ cg ⊙ sg` as one op ([`crate::ops::cbam`]), then 2x2 max-pooled with `pool`: CBAM
-    /// with `channel`, this module alone without it. CPU and f32 only.
-    ///
-    /// # Shapes
-    /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, or `[B, C, H/2, W/2]` with `pool`; gates).
-    pub(crate) fn forward_fused(
+    /// Calls `f` with the module's parameters as the fused op takes them.
+    pub(crate) fn with_params<R>(
         &self,
-        x: &Tensor,
-        channel: Option<&SeParams<'_>>,
         mode: Mode,
-        pool: bool,
-    ) -> Result<(Tensor, GateValues)> {
+        f: impl FnOnce(&SpatialGateParams<'_>) -> R,
+    ) -> R {
         let weight = self.conv.weight.get(mode);
         let bias = self.conv.bias.as_ref().map(|b| b.get(mode));
-        let spatial = SpatialGateParams {
+        f(&SpatialGateParams {
             weight: &weight,
             bias: bias.as_ref(),
             gate: self.config.gate,
-        };
-        let out = crate::ops::cbam::cbam(x, channel, &spatial, pool)?;
-        Ok((
-            out.y,
-            GateValues {
-                channel: out.channel_gate,
-                spatial: Some(out.spatial_gate),
-            },
-        ))
+        })
+    }
+
+    /// The module as one op ([`crate::ops::attention`]), then 2x2 max-pooled with `pool`, where
+    /// the fast CPU kernels run for `x`; `None` elsewhere.
+    ///
+    /// # Shapes
+    /// x: `[B, C, H, W]` -> as [`SpatialAttention::forward`], `[B, C, H/2, W/2]` with `pool`.
+    pub(crate) fn forward_fused(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        pool: bool,
+    ) -> Result<Option<(Tensor, GateValues)>> {
+        if !self.fuses(x) {
+            return Ok(None);
+        }
+        let out = self.with_params(mode, |sp| attend(x, None, Some(sp), pool))?;
+        Ok(Some(out.into()))
     }
 
     /// # Shapes
     /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, spatial gate `[B, 1, H, W]`).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
-        if self.fuses(x) {
-            return self.forward_fused(x, None, mode, false);
+        if let Some(out) = self.forward_fused(x, mode, false)? {
+            return Ok(out);
         }
         let g = self.spatial_gate(x, mode)?;
         let y = crate::ops::scale::scale_pixels(x, &g, self.conv.kernels)?;

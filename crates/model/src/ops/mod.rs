@@ -1,16 +1,16 @@
 //! Custom candle ops for layers whose stock kernels are wrong or slow, and the choice between
 //! them ([`kernels::Kernels`]).
 //!
-//! The fused ops (`block`, `conv`, `bn_relu`, `bn_add_relu`, `linear`, `cbam`, `channel_pool`, `scale`,
+//! The fused ops (`block`, `conv`, `bn_relu`, `bn_add_relu`, `linear`, `attention`, `channel_pool`, `scale`,
 //! `maxpool`, `residual`) have
 //! CPU forwards and backwards; on other devices, and with `Kernels::Generic` on the CPU, the
 //! layers run the device-generic path (`generic`): candle ops and small custom ops whose
 //! gradients follow PyTorch's.
 
+pub mod attention;
 pub mod block;
 pub mod bn_add_relu;
 pub mod bn_relu;
-pub mod cbam;
 mod channel_gate;
 pub mod channel_pool;
 pub mod conv;

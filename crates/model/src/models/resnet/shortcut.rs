@@ -7,6 +7,7 @@
 use candle_core::{Device, Result, Tensor};
 
 use crate::layers::{BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Mode};
+use crate::ops::kernels::Kernels;
 use crate::ops::shortcut::subsample_zero_pad;
 use crate::spec::Shortcut;
 
@@ -78,10 +79,10 @@ impl ShortcutPath {
     /// # Shapes
     /// x: `[B, Cin, H, W]` -> `[B, Cout, H', W']` (`H' = H` for the identity, `ceil(H / 2)`
     /// otherwise).
-    pub(crate) fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor, mode: Mode, kernels: Kernels) -> Result<Tensor> {
         match self {
             ShortcutPath::Identity => Ok(x.clone()),
-            ShortcutPath::ZeroPad { out_channels } => subsample_zero_pad(x, *out_channels),
+            ShortcutPath::ZeroPad { out_channels } => subsample_zero_pad(x, *out_channels, kernels),
             ShortcutPath::Projection { conv, bn } => bn.forward(&conv.forward(x, mode)?, mode),
         }
     }

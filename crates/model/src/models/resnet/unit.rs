@@ -167,18 +167,24 @@ impl ResidualUnit {
         let out = if standard {
             let y = self.bn2.forward(&y, mode)?;
             let y = self.attend_at(y, Integration::Standard, mode, rec)?;
-            add_relu(&y, &self.shortcut_out(x, mode, rec)?, kernels)?
+            add_relu(&y, &self.shortcut_out(x, mode, kernels, rec)?, kernels)?
         } else {
             // BN, the addition and the ReLU as one op on the fast path.
             self.bn2
-                .forward_add_relu(&y, &self.shortcut_out(x, mode, rec)?, mode)?
+                .forward_add_relu(&y, &self.shortcut_out(x, mode, kernels, rec)?, mode)?
         };
         self.attend_at(out, Integration::Post, mode, rec)
     }
 
     /// The shortcut's output, with the attention module when it sits on the identity branch.
-    fn shortcut_out(&self, x: &Tensor, mode: Mode, rec: &mut Record<'_>) -> Result<Tensor> {
-        let s = self.shortcut.forward(x, mode)?;
+    fn shortcut_out(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        kernels: Kernels,
+        rec: &mut Record<'_>,
+    ) -> Result<Tensor> {
+        let s = self.shortcut.forward(x, mode, kernels)?;
         self.attend_at(s, Integration::Identity, mode, rec)
     }
 

@@ -89,11 +89,36 @@ pub enum ChannelGate<'a> {
 
 impl<'a> ChannelGate<'a> {
     /// The module's parameter tensors, in packed order.
-    fn tensors(&self) -> Vec<&'a Tensor> {
+    pub(crate) fn tensors(&self) -> Vec<&'a Tensor> {
         match *self {
             ChannelGate::Se(se) => se.tensors(),
             ChannelGate::Eca(eca) => [Some(eca.weight), eca.bias].into_iter().flatten().collect(),
         }
+    }
+
+    /// The module's sizes, checked against a map of `c` channels (`what` names the op in the
+    /// error).
+    pub(crate) fn dims(&self, c: usize, what: &str) -> Result<GateDims> {
+        let eca = match self {
+            ChannelGate::Se(se) => return se.dims(c, what),
+            ChannelGate::Eca(eca) => eca,
+        };
+        let k = match eca.weight.dims() {
+            &[1, 1, k] if k % 2 == 1 => k,
+            d => bail!("{what}: ECA weight {d:?}, expected [1, 1, k] with k odd"),
+        };
+        let bias = match eca.bias {
+            Some(b) if b.dims() == [1] => true,
+            Some(b) => bail!("{what}: ECA bias {:?}, expected [1]", b.dims()),
+            None => false,
+        };
+        Ok(GateDims {
+            c,
+            excite: Excite::Conv1d { kernel: k },
+            squeeze: eca.squeeze,
+            gate: eca.gate,
+            bias,
+        })
     }
 
     fn squeeze(&self) -> Squeeze {
@@ -203,28 +228,7 @@ impl BlockParams<'_> {
         if !self.pool {
             bail!("conv block: a fused channel attention needs the pool after it")
         }
-        let se = match gate {
-            ChannelGate::Se(se) => se,
-            ChannelGate::Eca(eca) => {
-                let k = match eca.weight.dims() {
-                    &[1, 1, k] if k % 2 == 1 => k,
-                    d => bail!("conv block: ECA weight {d:?}, expected [1, 1, k] with k odd"),
-                };
-                let bias = match eca.bias {
-                    Some(b) if b.dims() == [1] => true,
-                    Some(b) => bail!("conv block: ECA bias {:?}, expected [1]", b.dims()),
-                    None => false,
-                };
-                return Ok(Some(GateDims {
-                    c,
-                    excite: Excite::Conv1d { kernel: k },
-                    squeeze: eca.squeeze,
-                    gate: eca.gate,
-                    bias,
-                }));
-            }
-        };
-        se.dims(c, "conv block").map(Some)
+        gate.dims(c, "conv block").map(Some)
     }
 
     fn check(&self, x: &Tensor) -> Result<Geom> {

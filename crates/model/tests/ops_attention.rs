@@ -1,13 +1,16 @@
-//! CBAM and spatial attention as one op (`ops::cbam`, what the modules run with the fast
-//! kernels) against the modules composed of plain candle ops (`Kernels::Reference`): output,
-//! gates, the input's and every parameter's gradient, on odd shapes (maps smaller than the
-//! kernel, one channel, one pixel), both gate functions, with and without biases, every channel
-//! descriptor; with the 2x2 max-pool that follows in the seed CNN's blocks (against the modules
-//! then `max_pool2x2`); thread counts.
+//! The attention modules as one op (`ops::attention::attend`, what SE, ECA, spatial attention
+//! and CBAM run with the fast kernels outside the seed CNN's fused blocks) against the modules
+//! composed of plain candle ops (`Kernels::Reference`): output, gates, the input's and every
+//! parameter's gradient, on odd shapes (maps smaller than the kernel, one channel, one pixel),
+//! both gate functions, with and without biases, every channel descriptor; with the 2x2
+//! max-pool that follows in the seed CNN's blocks (against the modules then `max_pool2x2`);
+//! thread counts.
 
-use ablate_model::attention::{Attention, Cbam, Names, SeConfig, SpatialAttention, SpatialConfig};
-use ablate_model::ops::block::SeParams;
-use ablate_model::ops::cbam::{cbam, SpatialGateParams};
+use ablate_model::attention::{
+    Attention, Cbam, Eca, EcaConfig, Names, Se, SeConfig, SpatialAttention, SpatialConfig,
+};
+use ablate_model::ops::attention::{attend, SpatialGateParams};
+use ablate_model::ops::block::{ChannelGate, EcaParams, SeParams};
 use ablate_model::ops::kernels::Kernels;
 use ablate_model::ops::max_pool2x2;
 use ablate_model::{DropoutMasks, GateFunction, Mode, Squeeze};
@@ -16,46 +19,69 @@ use candle_core::{Device, Result, Tensor, Var};
 mod common;
 use common::{rand_tensor, rel_err, rng, with_threads};
 
-/// One case: map shape, spatial kernel, biases, gate function, channel gate (its descriptor).
+/// Which module.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Se,
+    Eca,
+    Spatial,
+    Cbam,
+}
+
+/// One case: module, map shape, kernel (spatial or ECA), biases, gate function, channel
+/// descriptor.
 #[derive(Clone, Copy, Debug)]
 struct Case {
+    kind: Kind,
     shape: (usize, usize, usize, usize),
     kernel: usize,
     bias: bool,
     gate: GateFunction,
-    channel: Option<Squeeze>,
+    squeeze: Squeeze,
 }
 
 const fn case(
+    kind: Kind,
     shape: (usize, usize, usize, usize),
     kernel: usize,
     bias: bool,
     gate: GateFunction,
-    channel: Option<Squeeze>,
+    squeeze: Squeeze,
 ) -> Case {
     Case {
+        kind,
         shape,
         kernel,
         bias,
         gate,
-        channel,
+        squeeze,
     }
 }
 
 const SIG: GateFunction = GateFunction::Sigmoid;
 const HARD: GateFunction = GateFunction::HardSigmoid;
+const AVG: Squeeze = Squeeze::Avg;
+const MAX: Squeeze = Squeeze::Max;
+const BOTH: Squeeze = Squeeze::AvgMax;
 
 const CASES: &[Case] = &[
-    case((4, 32, 8, 8), 7, false, SIG, Some(Squeeze::AvgMax)),
-    case((3, 5, 7, 6), 7, true, SIG, Some(Squeeze::AvgMax)),
-    case((2, 16, 9, 11), 3, true, HARD, Some(Squeeze::AvgMax)),
-    case((2, 8, 5, 4), 5, false, SIG, Some(Squeeze::Avg)),
-    case((2, 8, 5, 4), 5, true, HARD, Some(Squeeze::Max)),
-    case((1, 1, 1, 1), 7, true, SIG, Some(Squeeze::AvgMax)),
-    case((3, 1, 4, 3), 3, false, SIG, None),
-    case((4, 32, 8, 8), 7, false, SIG, None),
-    case((2, 6, 3, 2), 7, true, HARD, None),
-    case((2, 64, 16, 16), 7, false, SIG, None),
+    case(Kind::Cbam, (4, 32, 8, 8), 7, false, SIG, BOTH),
+    case(Kind::Cbam, (3, 5, 7, 6), 7, true, SIG, BOTH),
+    case(Kind::Cbam, (2, 16, 9, 11), 3, true, HARD, BOTH),
+    case(Kind::Cbam, (2, 8, 5, 4), 5, false, SIG, AVG),
+    case(Kind::Cbam, (2, 8, 5, 4), 5, true, HARD, MAX),
+    case(Kind::Cbam, (1, 1, 1, 1), 7, true, SIG, BOTH),
+    case(Kind::Spatial, (3, 1, 4, 3), 3, false, SIG, AVG),
+    case(Kind::Spatial, (4, 32, 8, 8), 7, false, SIG, AVG),
+    case(Kind::Spatial, (2, 6, 3, 2), 7, true, HARD, AVG),
+    case(Kind::Spatial, (2, 64, 16, 16), 7, false, SIG, AVG),
+    case(Kind::Se, (4, 32, 8, 8), 0, false, SIG, AVG),
+    case(Kind::Se, (3, 5, 7, 6), 0, true, HARD, BOTH),
+    case(Kind::Se, (2, 16, 3, 2), 0, true, SIG, MAX),
+    case(Kind::Se, (1, 1, 1, 1), 0, false, SIG, AVG),
+    case(Kind::Eca, (4, 32, 8, 8), 3, false, SIG, AVG),
+    case(Kind::Eca, (3, 5, 7, 6), 5, true, HARD, BOTH),
+    case(Kind::Eca, (2, 16, 3, 2), 3, false, SIG, MAX),
 ];
 
 fn module(c: &Case, kernels: Kernels) -> Result<Attention> {
@@ -65,25 +91,34 @@ fn module(c: &Case, kernels: Kernels) -> Result<Attention> {
         gate: c.gate,
         bias: c.bias,
     };
+    let se = SeConfig {
+        channels,
+        hidden: (channels / 2).max(1),
+        squeeze: c.squeeze,
+        gate: c.gate,
+        bias: c.bias,
+    };
+    let names = Names {
+        channel: "ca1",
+        spatial: "sa1",
+    };
     let dev = Device::Cpu;
-    let mut m = match c.channel {
-        Some(squeeze) => Attention::Cbam(Cbam::new(
-            SeConfig {
+    let mut m = match c.kind {
+        Kind::Cbam => Attention::Cbam(Cbam::new(se, spatial, names, 7, &dev)?),
+        Kind::Spatial => Attention::Spatial(SpatialAttention::new(spatial, "sa1", 7, &dev)?),
+        Kind::Se => Attention::Se(Se::new(se, "ca1", 7, &dev)?),
+        Kind::Eca => Attention::Eca(Eca::new(
+            EcaConfig {
                 channels,
-                hidden: (channels / 2).max(1),
-                squeeze,
+                kernel: c.kernel,
+                squeeze: c.squeeze,
                 gate: c.gate,
                 bias: c.bias,
             },
-            spatial,
-            Names {
-                channel: "ca1",
-                spatial: "sa1",
-            },
+            "ca1",
             7,
             &dev,
         )?),
-        None => Attention::Spatial(SpatialAttention::new(spatial, "sa1", 7, &dev)?),
     };
     m.set_kernels(kernels);
     Ok(m)
@@ -127,7 +162,7 @@ fn fused_op_matches_candle_composition() -> Result<()> {
     Ok(())
 }
 
-/// As [`run`], the module followed by a 2x2 max-pool: one op (`ops::cbam::cbam` with `pool`)
+/// As [`run`], the module followed by a 2x2 max-pool: one op (`attend` with `pool`)
 /// or the reference module then `max_pool2x2`.
 fn run_pooled(seed: u64, c: &Case, fused: bool) -> Result<Vec<(String, Tensor)>> {
     let (b, ch, h, w) = c.shape;
@@ -141,37 +176,52 @@ fn run_pooled(seed: u64, c: &Case, fused: bool) -> Result<Vec<(String, Tensor)>>
     let x = Var::from_tensor(&rand_tensor(&mut r, &[b, ch, h, w], -2.0, 2.0)?)?;
     let rr = rand_tensor(&mut r, &[b, ch, h / 2, w / 2], -1.0, 1.0)?;
     let y = if fused {
-        let (spatial, channel) = match &m {
-            Attention::Cbam(m) => (&m.spatial, Some(&m.channel)),
-            Attention::Spatial(m) => (m, None),
-            _ => unreachable!("CBAM or spatial attention"),
-        };
         let t = |p: &ablate_model::layers::Param| p.var.as_tensor().clone();
-        let (sw, sb) = (t(&spatial.conv.weight), spatial.conv.bias.as_ref().map(t));
-        let se = channel.map(|se| {
-            let b = |l: &ablate_model::layers::Linear| l.bias.as_ref().map(t);
+        let b = |l: &ablate_model::layers::Linear| l.bias.as_ref().map(t);
+        let (se, spatial) = match &m {
+            Attention::Cbam(m) => (Some(&m.channel), Some(&m.spatial)),
+            Attention::Spatial(m) => (None, Some(m)),
+            Attention::Se(m) => (Some(m), None),
+            Attention::Eca(_) => (None, None),
+        };
+        let se = se.map(|se| {
+            let cfg = se.config;
             (
                 t(&se.fc0.weight),
                 b(&se.fc0),
                 t(&se.fc2.weight),
                 b(&se.fc2),
-                se.config,
+                cfg,
             )
         });
-        let se_params = se.as_ref().map(|(w1, b1, w2, b2, cfg)| SeParams {
-            w1,
-            b1: b1.as_ref(),
-            w2,
-            b2: b2.as_ref(),
-            squeeze: cfg.squeeze,
-            gate: cfg.gate,
-        });
-        let sp = SpatialGateParams {
-            weight: &sw,
-            bias: sb.as_ref(),
-            gate: c.gate,
+        let eca = match &m {
+            Attention::Eca(e) => Some((t(&e.weight), e.bias.as_ref().map(t), e.config)),
+            _ => None,
         };
-        cbam(x.as_tensor(), se_params.as_ref(), &sp, true)?.y
+        let channel = match (&se, &eca) {
+            (Some((w1, b1, w2, b2, cfg)), _) => Some(ChannelGate::Se(SeParams {
+                w1,
+                b1: b1.as_ref(),
+                w2,
+                b2: b2.as_ref(),
+                squeeze: cfg.squeeze,
+                gate: cfg.gate,
+            })),
+            (None, Some((w, b, cfg))) => Some(ChannelGate::Eca(EcaParams {
+                weight: w,
+                bias: b.as_ref(),
+                squeeze: cfg.squeeze,
+                gate: cfg.gate,
+            })),
+            _ => None,
+        };
+        let sp = spatial.map(|s| (t(&s.conv.weight), s.conv.bias.as_ref().map(t)));
+        let sp = sp.as_ref().map(|(w, b)| SpatialGateParams {
+            weight: w,
+            bias: b.as_ref(),
+            gate: c.gate,
+        });
+        attend(x.as_tensor(), channel.as_ref(), sp.as_ref(), true)?.y
     } else {
         let train = Mode::Train {
             dropout: DropoutMasks::Off,
@@ -242,12 +292,14 @@ fn bad_parameters_are_errors() -> Result<()> {
     let dev = Device::Cpu;
     let x = Tensor::zeros((1, 2, 4, 4), candle_core::DType::F32, &dev)?;
     let even = Tensor::zeros((1, 2, 4, 4), candle_core::DType::F32, &dev)?;
-    let p = ablate_model::ops::cbam::SpatialGateParams {
+    let p = SpatialGateParams {
         weight: &even,
         bias: None,
         gate: SIG,
     };
-    let e = ablate_model::ops::cbam::cbam(&x, None, &p, false).unwrap_err();
+    let e = attend(&x, None, Some(&p), false).unwrap_err();
     assert!(e.to_string().contains("k odd"), "{e}");
+    let e = attend(&x, None, None, false).unwrap_err();
+    assert!(e.to_string().contains("neither"), "{e}");
     Ok(())
 }

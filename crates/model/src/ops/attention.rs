@@ -1,24 +1,24 @@
-//! CBAM's attention (S. Woo, J. Park, J.-Y. Lee, I. S. Kweon, "CBAM: Convolutional Block
-//! Attention Module", ECCV 2018) as one candle custom op with a CPU forward and backward: an
-//! optional channel gate (CBAM's first half: SE's MLP over the average- and max-pooled
-//! descriptors, `crate::attention::Cbam`), then the spatial gate (the channel-wise mean and
-//! maximum through one `k x k` convolution to one map; without the channel gate this is
-//! `crate::attention::SpatialAttention`):
+//! Attention modules as one candle custom op with a CPU forward and backward: a channel gate
+//! (squeeze-and-excitation, J. Hu, L. Shen, G. Sun, CVPR 2018; ECA, Q. Wang et al., CVPR 2020;
+//! CBAM's channel half), a spatial gate (S. Woo, J. Park, J.-Y. Lee, I. S. Kweon, "CBAM:
+//! Convolutional Block Attention Module", ECCV 2018: the channel-wise mean and maximum through
+//! one `k x k` convolution to one map), or both in that order (CBAM):
 //!
 //! ```text
 //! xc  = z ⊙ cg                                        cg = channel gate [C] (1 without it)
-//! sg  = gate(conv_kxk([mean_c xc, max_c xc]) + b)     [H, W]
+//! sg  = gate(conv_kxk([mean_c xc, max_c xc]) + b)     [H, W] (1 without it)
 //! out = xc ⊙ sg
 //! ```
 //!
-//! Composed of candle ops and our smaller ops (`channel_pool`, `conv`, `scale`), the module is
-//! about twenty autograd nodes, whose gradients candle allocates, zeroes and adds, several at
-//! the map's size, and the map's gradient arrives by three paths. Here, per image (in parallel),
-//! the forward reads the map twice (descriptors and channel pooling, then the output); the
-//! backward reads it and the output's gradient twice and writes the input's gradient once.
-//! Everything else is per image and small: the spatial convolution runs as shifted row
-//! segments ([`for_each_tap_row`]), `2·k²` multiply-adds per pixel. The parameter gradients of
-//! the images are summed in image order: the result does not depend on the number of threads.
+//! Composed of candle ops and our smaller ops (`channel_pool`, `conv`, `linear`, `scale`), a
+//! module is ten to twenty autograd nodes, whose gradients candle allocates, zeroes and adds,
+//! several at the map's size, and the map's gradient arrives by two or three paths. Here, per
+//! image (in parallel), the forward reads the map twice (descriptors and channel pooling, then
+//! the output); the backward reads it and the output's gradient twice and writes the input's
+//! gradient once. Everything else is per image and small: the channel gate's MLP or 1-D
+//! convolution (`super::channel_gate`), the spatial convolution as shifted row segments
+//! ([`for_each_tap_row`]), `2·k²` multiply-adds per pixel. The parameter gradients of the
+//! images are summed in image order: the result does not depend on the number of threads.
 //!
 //! With `pool`, a 2x2 max-pool (stride 2, floor, PyTorch's tie and NaN rules) follows, as in the
 //! seed CNN's blocks with the module between ReLU and pool: each image's re-weighted map then
@@ -30,14 +30,14 @@
 //!
 //! The callers (`crate::attention`) run this op with [`super::kernels::Kernels::Fast`] on the
 //! CPU for f32 maps and compose the separate ops everywhere else; the op tests
-//! (`tests/ops_cbam.rs`) check it against that composition with plain candle ops.
+//! (`tests/ops_attention.rs`) check it against that composition with plain candle ops.
 
 use std::sync::{Arc, Mutex};
 
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::block::{argmax_positions, pool_plane, SeParams};
+use super::block::{argmax_positions, pool_plane, ChannelGate};
 use super::channel_gate::{self, gate_slope, gate_value, GateDims, GateImage, GateWeights};
 use super::kernels::cpu_f32;
 use crate::spec::{GateFunction, Squeeze};
@@ -60,49 +60,47 @@ pub struct Attended {
     pub y: Tensor,
     /// The channel gate `[B, C]`, with a channel gate.
     pub channel_gate: Option<Tensor>,
-    /// The spatial gate `[B, 1, H, W]`.
-    pub spatial_gate: Tensor,
+    /// The spatial gate `[B, 1, H, W]`, with a spatial gate.
+    pub spatial_gate: Option<Tensor>,
 }
 
-/// `x ⊙ cg ⊙ sg`, then max-pooled 2x2 with `pool`: CBAM with `channel` (SE parameters; CBAM
-/// uses the `avg_max` descriptor), or spatial attention alone without it. CPU and f32 only.
+/// `x ⊙ cg ⊙ sg`, then max-pooled 2x2 with `pool`: the channel gate `channel` (SE or ECA;
+/// CBAM's is SE's with the `avg_max` descriptor), the spatial gate `spatial`, or both (CBAM).
+/// CPU and f32 only.
 ///
 /// # Shapes
 /// `x`: `[B, C, H, W]` -> [`Attended`] (`y`: `[B, C, H / 2, W / 2]` with `pool`, floor).
-pub fn cbam(
+pub fn attend(
     x: &Tensor,
-    channel: Option<&SeParams<'_>>,
-    spatial: &SpatialGateParams<'_>,
+    channel: Option<&ChannelGate<'_>>,
+    spatial: Option<&SpatialGateParams<'_>>,
     pool: bool,
 ) -> Result<Attended> {
     let (b, c, h, w) = x.dims4()?;
     if !(x.device().is_cpu() && x.dtype() == candle_core::DType::F32) {
-        bail!("cbam: the fused op needs an f32 cpu tensor")
+        bail!("attention: the fused op needs an f32 cpu tensor")
     }
     if c == 0 || h * w == 0 {
-        bail!("cbam: empty map {:?}", x.dims())
+        bail!("attention: empty map {:?}", x.dims())
     }
-    let k = match spatial.weight.dims() {
-        &[1, 2, k, k2] if k == k2 && k % 2 == 1 => k,
-        d => bail!("cbam: spatial weight {d:?}, expected [1, 2, k, k] with k odd"),
-    };
-    if let Some(bias) = spatial.bias.filter(|t| t.dims() != [1]) {
-        bail!("cbam: spatial bias {:?}, expected [1]", bias.dims())
+    if channel.is_none() && spatial.is_none() {
+        bail!("attention: neither a channel nor a spatial gate")
     }
-    let gate = channel.map(|se| se.dims(c, "cbam")).transpose()?;
+    let gate = channel.map(|g| g.dims(c, "attention")).transpose()?;
+    let spatial_dims = spatial.map(SpatialDims::of).transpose()?;
     let mut parts: Vec<Tensor> = Vec::new();
-    for t in channel.map(|se| se.tensors()).unwrap_or_default() {
+    for t in channel.map(|g| g.tensors()).unwrap_or_default() {
         parts.push(t.flatten_all()?);
     }
-    parts.push(spatial.weight.flatten_all()?);
-    parts.extend(spatial.bias.cloned());
+    if let Some(sp) = spatial {
+        parts.push(sp.weight.flatten_all()?);
+        parts.extend(sp.bias.cloned());
+    }
     let packed = Tensor::cat(&parts, 0)?.contiguous()?;
     let saved = Arc::new(Mutex::new(None));
-    let op = CbamOp {
+    let op = AttendOp {
         gate,
-        k,
-        spatial_bias: spatial.bias.is_some(),
-        spatial_gate: spatial.gate,
+        spatial: spatial_dims,
         pool,
         saved: saved.clone(),
     };
@@ -111,7 +109,7 @@ pub fn cbam(
         .lock()
         .map_err(|_| poisoned())?
         .clone()
-        .ok_or_else(|| candle_core::Error::Msg("cbam: the forward saved nothing".into()))?;
+        .ok_or_else(|| candle_core::Error::Msg("attention: the forward saved nothing".into()))?;
     let dev = x.device();
     let channel_gate = match gate {
         Some(_) => {
@@ -120,16 +118,52 @@ pub fn cbam(
         }
         None => None,
     };
-    let sg: Vec<f32> = images.iter().flat_map(|im| im.sg.iter().copied()).collect();
+    let spatial_gate = match spatial_dims {
+        Some(_) => {
+            let g: Vec<f32> = images.iter().flat_map(|im| im.sg.iter().copied()).collect();
+            Some(Tensor::from_vec(g, (b, 1, h, w), dev)?)
+        }
+        None => None,
+    };
     Ok(Attended {
         y,
         channel_gate,
-        spatial_gate: Tensor::from_vec(sg, (b, 1, h, w), dev)?,
+        spatial_gate,
     })
 }
 
+/// The spatial gate's sizes and options.
+#[derive(Debug, Clone, Copy)]
+struct SpatialDims {
+    k: usize,
+    bias: bool,
+    gate: GateFunction,
+}
+
+impl SpatialDims {
+    fn of(p: &SpatialGateParams<'_>) -> Result<SpatialDims> {
+        let k = match p.weight.dims() {
+            &[1, 2, k, k2] if k == k2 && k % 2 == 1 => k,
+            d => bail!("attention: spatial weight {d:?}, expected [1, 2, k, k] with k odd"),
+        };
+        if let Some(bias) = p.bias.filter(|t| t.dims() != [1]) {
+            bail!("attention: spatial bias {:?}, expected [1]", bias.dims())
+        }
+        Ok(SpatialDims {
+            k,
+            bias: p.bias.is_some(),
+            gate: p.gate,
+        })
+    }
+
+    /// Packed parameters: the weight `[2, k, k]`, then the bias if any.
+    fn n_params(&self) -> usize {
+        2 * self.k * self.k + usize::from(self.bias)
+    }
+}
+
 fn poisoned() -> candle_core::Error {
-    candle_core::Error::Msg("cbam: lock poisoned".into())
+    candle_core::Error::Msg("attention: lock poisoned".into())
 }
 
 /// What one image's forward keeps for the backward.
@@ -141,10 +175,11 @@ struct ImageSaved {
     pre: Vec<f32>,
     g: Vec<f32>,
     maxpos: Vec<u32>,
-    /// The channel-pooled maps `[2, HW]` (mean, max) and each pixel's first maximal channel.
+    /// Spatial gate: the channel-pooled maps `[2, HW]` (mean, max) and each pixel's first
+    /// maximal channel (empty without it).
     pooled: Vec<f32>,
     argmax: Vec<u32>,
-    /// The spatial gate's logits and values `[HW]`.
+    /// The spatial gate's logits and values `[HW]` (empty without it).
     spre: Vec<f32>,
     sg: Vec<f32>,
     /// With the pool: each pooled output's window position of its maximum (0..4).
@@ -153,11 +188,9 @@ struct ImageSaved {
 
 /// The op: arguments `(x, packed)` with `packed = [channel gate's (GateDims order), spatial
 /// weight (2·k²), spatial bias (if any)]`.
-struct CbamOp {
+struct AttendOp {
     gate: Option<GateDims>,
-    k: usize,
-    spatial_bias: bool,
-    spatial_gate: GateFunction,
+    spatial: Option<SpatialDims>,
     pool: bool,
     saved: Arc<Mutex<Option<Arc<Vec<ImageSaved>>>>>,
 }
@@ -243,28 +276,33 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum()
 }
 
-impl CbamOp {
+impl AttendOp {
     fn n_gate_params(&self) -> usize {
         self.gate.map_or(0, |d| d.n_params())
     }
 
-    /// The unpacked parameters: channel gate's, spatial weight, spatial bias.
+    /// The unpacked parameters: channel gate's, spatial weight and bias (0 without one).
     fn unpack<'a>(&self, p: &'a [f32]) -> (Option<GateWeights<'a>>, &'a [f32], f32) {
         let (gp, rest) = p.split_at(self.n_gate_params());
-        let (sw, rest) = rest.split_at(2 * self.k * self.k);
-        let sb = if self.spatial_bias { rest[0] } else { 0.0 };
+        let (sw, sb) = match self.spatial {
+            Some(sd) => {
+                let (sw, rest) = rest.split_at(2 * sd.k * sd.k);
+                (sw, if sd.bias { rest[0] } else { 0.0 })
+            }
+            None => (rest, 0.0),
+        };
         (self.gate.map(|d| GateWeights::unpack(&d, gp)), sw, sb)
     }
 
     fn check_packed(&self, len: usize) -> Result<()> {
-        let want = self.n_gate_params() + 2 * self.k * self.k + usize::from(self.spatial_bias);
+        let want = self.n_gate_params() + self.spatial.map_or(0, |sd| sd.n_params());
         if len != want {
-            bail!("cbam: {len} packed parameters, expected {want}")
+            bail!("attention: {len} packed parameters, expected {want}")
         }
         Ok(())
     }
 
-    /// One image's forward: `z` `[C, HW]` -> `out` `[C, HW]`.
+    /// One image's forward: `z` `[C, HW]` -> `out` (`[C, HW]`, or pooled).
     fn forward_image(
         &self,
         m: Map,
@@ -274,17 +312,20 @@ impl CbamOp {
     ) -> ImageSaved {
         let (c, hw) = (m.c, m.hw());
         let (nb, hid) = self.gate.map_or((0, 0), |d| (d.branches(), d.hidden()));
-        let on = self.gate.is_some();
+        let (on, hw_s) = (
+            self.gate.is_some(),
+            if self.spatial.is_some() { hw } else { 0 },
+        );
         let mut sv = ImageSaved {
             s: vec![0.0; nb * c],
             h: vec![0.0; nb * hid],
             pre: vec![0.0; if on { c } else { 0 }],
             g: vec![0.0; if on { c } else { 0 }],
             maxpos: vec![0; if on { c } else { 0 }],
-            pooled: vec![0.0; 2 * hw],
-            argmax: vec![0; hw],
-            spre: vec![sb; hw],
-            sg: vec![0.0; hw],
+            pooled: vec![0.0; 2 * hw_s],
+            argmax: vec![0; hw_s],
+            spre: vec![sb; hw_s],
+            sg: vec![0.0; hw_s],
             pool_argmax: Vec::new(),
         };
         if let (Some(d), Some(wt)) = (&self.gate, gw) {
@@ -297,46 +338,28 @@ impl CbamOp {
             };
             channel_gate::forward(d, wt, z, hw, &mut gi);
         }
-        let gain = |ch: usize| if on { sv.g[ch] } else { 1.0 };
-        let (mean, max) = sv.pooled.split_at_mut(hw);
-        for (ch, plane) in z.chunks_exact(hw).enumerate() {
-            let gc = gain(ch);
-            if ch == 0 {
-                for p in 0..hw {
-                    let v = plane[p] * gc;
-                    mean[p] = v;
-                    max[p] = v;
+        if let Some(sd) = self.spatial {
+            spatial_forward(&sd, m, sw, z, &mut sv);
+        }
+        // One plane of the re-weighted map: `z ⊙ cg ⊙ sg` (the factors that exist).
+        let sv = sv;
+        let reweight = |ch: usize, plane: &[f32], put: &mut dyn FnMut(usize, f32)| {
+            let gc = if on { sv.g[ch] } else { 1.0 };
+            if self.spatial.is_some() {
+                for (p, (&v, &g)) in plane.iter().zip(&sv.sg).enumerate() {
+                    put(p, v * gc * g);
                 }
-                continue;
+            } else {
+                for (p, &v) in plane.iter().enumerate() {
+                    put(p, v * gc);
+                }
             }
-            for p in 0..hw {
-                let v = plane[p] * gc;
-                mean[p] += v;
-                // `>`: ties keep the first channel.
-                let take = v > max[p];
-                max[p] = if take { v } else { max[p] };
-                sv.argmax[p] = if take { ch as u32 } else { sv.argmax[p] };
-            }
-        }
-        let inv = 1.0 / c as f32;
-        for v in mean.iter_mut() {
-            *v *= inv;
-        }
-        for_each_tap_row(self.k, m.h, m.w, |tap, o, i, len| {
-            let wv = sw[tap];
-            for (a, &v) in sv.spre[o..o + len].iter_mut().zip(&sv.pooled[i..i + len]) {
-                *a += wv * v;
-            }
-        });
-        for (g, &p) in sv.sg.iter_mut().zip(&sv.spre) {
-            *g = gate_value(self.spatial_gate, p);
-        }
+        };
         if !self.pool {
             for (ch, (o, plane)) in out.chunks_exact_mut(hw).zip(z.chunks_exact(hw)).enumerate() {
-                let gc = gain(ch);
-                for ((o, &v), &g) in o.iter_mut().zip(plane).zip(&sv.sg) {
-                    o.write(v * gc * g);
-                }
+                reweight(ch, plane, &mut |p, v| {
+                    o[p].write(v);
+                });
             }
             return sv;
         }
@@ -348,14 +371,12 @@ impl CbamOp {
                     .chunks_exact_mut(ph * pw)
                     .zip(ix.chunks_exact_mut(ph * pw));
                 for (ch, ((o, ixp), plane)) in planes.zip(z.chunks_exact(hw)).enumerate() {
-                    let gc = gain(ch);
-                    for ((d, &v), &g) in buf.iter_mut().zip(plane).zip(&sv.sg) {
-                        *d = v * gc * g;
-                    }
+                    reweight(ch, plane, &mut |p, v| buf[p] = v);
                     pool_plane(buf, m.w, (ph, pw), |v| v, o, ixp);
                 }
             });
         }
+        let mut sv = sv;
         sv.pool_argmax = ix;
         sv
     }
@@ -371,7 +392,7 @@ impl CbamOp {
     }
 
     /// One image's backward with the pool: the pooled gradient `dy` spread to the maxima in a
-    /// per-thread buffer, then [`CbamOp::backward_image`].
+    /// per-thread buffer, then [`AttendOp::backward_image`].
     fn backward_pooled_image(
         &self,
         m: Map,
@@ -412,53 +433,22 @@ impl CbamOp {
     ) -> Vec<f32> {
         let (c, hw) = (m.c, m.hw());
         let n_gate = self.n_gate_params();
-        let kk2 = 2 * self.k * self.k;
-        let mut dp = vec![0f32; n_gate + kk2 + usize::from(self.spatial_bias)];
+        let n_spatial = self.spatial.map_or(0, |sd| sd.n_params());
+        let mut dp = vec![0f32; n_gate + n_spatial];
         let on = self.gate.is_some();
-        let gain = |ch: usize| if on { sv.g[ch] } else { 1.0 };
-        // The spatial gate's gradient, then its logits'.
-        let mut dsp = vec![0f32; hw];
-        for (ch, (zp, dp_)) in z.chunks_exact(hw).zip(dy.chunks_exact(hw)).enumerate() {
-            let gc = gain(ch);
-            for ((a, &v), &d) in dsp.iter_mut().zip(zp).zip(dp_) {
-                *a += d * (v * gc);
-            }
-        }
-        for ((a, &p), &g) in dsp.iter_mut().zip(&sv.spre).zip(&sv.sg) {
-            *a *= gate_slope(self.spatial_gate, p, g);
-        }
-        // The convolution's backward: weight, bias, the pooled maps' gradient.
-        let mut dpooled = vec![0f32; 2 * hw];
-        for_each_tap_row(self.k, m.h, m.w, |tap, o, i, len| {
-            dp[n_gate + tap] += dot(&dsp[o..o + len], &sv.pooled[i..i + len]);
-            let wv = sw[tap];
-            for (a, &d) in dpooled[i..i + len].iter_mut().zip(&dsp[o..o + len]) {
-                *a += wv * d;
-            }
-        });
-        if self.spatial_bias {
-            dp[n_gate + kk2] = dsp.iter().sum();
-        }
-        // The gradient at xc = z ⊙ cg, and the channel gate's.
-        let (dmean, dmax) = dpooled.split_at(hw);
-        let inv = 1.0 / c as f32;
-        let mut dcg = vec![0f32; if on { c } else { 0 }];
-        for (ch, (row, (dyp, zp))) in dz
-            .chunks_exact_mut(hw)
-            .zip(dy.chunks_exact(hw).zip(z.chunks_exact(hw)))
-            .enumerate()
-        {
-            for p in 0..hw {
-                let hit = sv.argmax[p] == ch as u32;
-                row[p] = dyp[p] * sv.sg[p] + dmean[p] * inv + if hit { dmax[p] } else { 0.0 };
-            }
-            if on {
-                dcg[ch] = dot(row, zp);
-            }
+        // The gradient at xc = z ⊙ cg (into `dz`), and the channel gate's.
+        match self.spatial {
+            Some(sd) => spatial_backward(&sd, m, sw, sv, z, dy, dz, &mut dp[n_gate..]),
+            None => dz.copy_from_slice(dy),
         }
         let (Some(d), Some(wt)) = (&self.gate, gw) else {
             return dp;
         };
+        let dcg: Vec<f32> = dz
+            .chunks_exact(hw)
+            .zip(z.chunks_exact(hw))
+            .map(|(row, zp)| dot(row, zp))
+            .collect();
         let mut ds = vec![0f32; d.branches() * c];
         channel_gate::backward(
             d,
@@ -477,6 +467,7 @@ impl CbamOp {
             Squeeze::Max => Some(0),
             Squeeze::AvgMax => Some(1),
         };
+        debug_assert!(on);
         for (ch, row) in dz.chunks_exact_mut(hw).enumerate() {
             let (gc, avg) = (sv.g[ch], if has_avg { ds[ch] / hw as f32 } else { 0.0 });
             for v in row.iter_mut() {
@@ -490,9 +481,102 @@ impl CbamOp {
     }
 }
 
-impl CustomOp2 for CbamOp {
+/// The spatial gate's forward of one image (`z` `[C, HW]`, the channel gate's values in
+/// `sv.g` if any): the channel pooling of `z ⊙ cg`, the convolution, the gate, into `sv`.
+fn spatial_forward(sd: &SpatialDims, m: Map, sw: &[f32], z: &[f32], sv: &mut ImageSaved) {
+    let (c, hw) = (m.c, m.hw());
+    let on = !sv.g.is_empty();
+    let (mean, max) = sv.pooled.split_at_mut(hw);
+    for (ch, plane) in z.chunks_exact(hw).enumerate() {
+        let gc = if on { sv.g[ch] } else { 1.0 };
+        if ch == 0 {
+            for p in 0..hw {
+                let v = plane[p] * gc;
+                mean[p] = v;
+                max[p] = v;
+            }
+            continue;
+        }
+        for p in 0..hw {
+            let v = plane[p] * gc;
+            mean[p] += v;
+            // `>`: ties keep the first channel.
+            let take = v > max[p];
+            max[p] = if take { v } else { max[p] };
+            sv.argmax[p] = if take { ch as u32 } else { sv.argmax[p] };
+        }
+    }
+    let inv = 1.0 / c as f32;
+    for v in mean.iter_mut() {
+        *v *= inv;
+    }
+    for_each_tap_row(sd.k, m.h, m.w, |tap, o, i, len| {
+        let wv = sw[tap];
+        for (a, &v) in sv.spre[o..o + len].iter_mut().zip(&sv.pooled[i..i + len]) {
+            *a += wv * v;
+        }
+    });
+    for (g, &p) in sv.sg.iter_mut().zip(&sv.spre) {
+        *g = gate_value(sd.gate, p);
+    }
+}
+
+/// The spatial gate's backward of one image: from `dy` to the gradient at `xc = z ⊙ cg`
+/// (into `dxc`), the convolution's parameter gradients added into `dp` (`[2·k², bias?]`).
+#[allow(clippy::too_many_arguments)]
+fn spatial_backward(
+    sd: &SpatialDims,
+    m: Map,
+    sw: &[f32],
+    sv: &ImageSaved,
+    z: &[f32],
+    dy: &[f32],
+    dxc: &mut [f32],
+    dp: &mut [f32],
+) {
+    let (c, hw) = (m.c, m.hw());
+    let on = !sv.g.is_empty();
+    // The spatial gate's gradient, then its logits'.
+    let mut dsp = vec![0f32; hw];
+    for (ch, (zp, dyp)) in z.chunks_exact(hw).zip(dy.chunks_exact(hw)).enumerate() {
+        let gc = if on { sv.g[ch] } else { 1.0 };
+        for ((a, &v), &d) in dsp.iter_mut().zip(zp).zip(dyp) {
+            *a += d * (v * gc);
+        }
+    }
+    for ((a, &p), &g) in dsp.iter_mut().zip(&sv.spre).zip(&sv.sg) {
+        *a *= gate_slope(sd.gate, p, g);
+    }
+    // The convolution's backward: weight, bias, the pooled maps' gradient.
+    let kk2 = 2 * sd.k * sd.k;
+    let mut dpooled = vec![0f32; 2 * hw];
+    for_each_tap_row(sd.k, m.h, m.w, |tap, o, i, len| {
+        dp[tap] += dot(&dsp[o..o + len], &sv.pooled[i..i + len]);
+        let wv = sw[tap];
+        for (a, &d) in dpooled[i..i + len].iter_mut().zip(&dsp[o..o + len]) {
+            *a += wv * d;
+        }
+    });
+    if sd.bias {
+        dp[kk2] = dsp.iter().sum();
+    }
+    let (dmean, dmax) = dpooled.split_at(hw);
+    let inv = 1.0 / c as f32;
+    for (ch, (row, dyp)) in dxc
+        .chunks_exact_mut(hw)
+        .zip(dy.chunks_exact(hw))
+        .enumerate()
+    {
+        for p in 0..hw {
+            let hit = sv.argmax[p] == ch as u32;
+            row[p] = dyp[p] * sv.sg[p] + dmean[p] * inv + if hit { dmax[p] } else { 0.0 };
+        }
+    }
+}
+
+impl CustomOp2 for AttendOp {
     fn name(&self) -> &'static str {
-        "ablate-cbam"
+        "ablate-attention"
     }
 
     fn cpu_fwd(
@@ -515,7 +599,7 @@ impl CustomOp2 for CbamOp {
             .map(|(o, z)| self.forward_image(m, (gw.as_ref(), sw, sb), z, o))
             .collect();
         if images.len() != b {
-            bail!("cbam: pooling a {h}x{w} map 2x2 leaves no pixels")
+            bail!("attention: pooling a {h}x{w} map 2x2 leaves no pixels")
         }
         // SAFETY: `forward_image` wrote every element of each image's chunk, and the chunks
         // cover all `n_out` elements.
@@ -544,7 +628,7 @@ impl CustomOp2 for CbamOp {
             .lock()
             .map_err(|_| poisoned())?
             .clone()
-            .ok_or_else(|| candle_core::Error::Msg("cbam: backward before forward".into()))?;
+            .ok_or_else(|| candle_core::Error::Msg("attention: backward before forward".into()))?;
         let (b, c, h, w) = x.dims4()?;
         let m = Map { c, h, w };
         let grad = grad.contiguous()?;
@@ -553,11 +637,11 @@ impl CustomOp2 for CbamOp {
             let (sp, lp) = packed.storage_and_layout();
             let (sd, ld) = grad.storage_and_layout();
             let (Storage::Cpu(sx), Storage::Cpu(sp), Storage::Cpu(sd)) = (&*sx, &*sp, &*sd) else {
-                bail!("cbam: the backward needs cpu tensors")
+                bail!("attention: the backward needs cpu tensors")
             };
             let (xs, ps, dy) = (cpu_f32(sx, lx)?, cpu_f32(sp, lp)?, cpu_f32(sd, ld)?);
             if images.len() != b || dy.len() != b * self.out_img(m) {
-                bail!("cbam: backward shapes differ from the forward's")
+                bail!("attention: backward shapes differ from the forward's")
             }
             let (gw, sw, _) = self.unpack(ps);
             let mut dx = vec![0f32; xs.len()];
