@@ -77,7 +77,7 @@ impl Cbam {
         let cg = self.channel.channel_gate(x, mode)?;
         let xc = scale_channels(x, &cg)?;
         let sg = self.spatial.spatial_gate(&xc, mode)?;
-        let y = crate::ops::scale::scale_pixels(&xc, &sg, self.spatial.conv.kernels)?;
+        let y = xc.broadcast_mul(&sg)?;
         Ok((
             y,
             GateValues {

@@ -228,8 +228,8 @@ pub fn squeeze_channels(
     })
 }
 
-/// Multiplies `x` by a channel gate (candle's `broadcast_mul`: measured faster end to end than
-/// a custom op for this shape, see `crate::ops::scale`).
+/// Multiplies `x` by a channel gate (candle's `broadcast_mul`; the fast CPU path re-weights
+/// inside [`crate::ops::attention`] or the block op).
 ///
 /// # Shapes
 /// x: `[B, C, H, W]`, gate `[B, C]` -> `[B, C, H, W]`.

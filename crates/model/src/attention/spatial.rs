@@ -14,6 +14,7 @@ use candle_core::{Device, Result, Tensor};
 use super::GateValues;
 use crate::layers::{apply_gate, Conv2d, Conv2dConfig, Mode, Param};
 use crate::ops::attention::{attend, SpatialGateParams};
+use crate::ops::kernels::Kernels;
 use crate::spec::GateFunction;
 
 /// Configuration of a [`SpatialAttention`] module.
@@ -82,7 +83,7 @@ impl SpatialAttention {
     /// # Shapes
     /// x: `[B, C, H, W]` -> `[B, 1, H, W]`.
     pub fn spatial_gate(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let pooled = crate::ops::channel_pool::channel_mean_max(x, self.conv.kernels)?;
+        let pooled = channel_mean_max(x, self.conv.kernels)?;
         apply_gate(
             &self.conv.forward(&pooled, mode)?,
             self.config.gate,
@@ -135,7 +136,7 @@ impl SpatialAttention {
             return Ok(out);
         }
         let g = self.spatial_gate(x, mode)?;
-        let y = crate::ops::scale::scale_pixels(x, &g, self.conv.kernels)?;
+        let y = x.broadcast_mul(&g)?;
         Ok((
             y,
             GateValues {
@@ -144,4 +145,14 @@ impl SpatialAttention {
             },
         ))
     }
+}
+
+/// The channel-wise mean and maximum, stacked in that order (`[B, C, H, W] -> [B, 2, H, W]`):
+/// candle's `mean_keepdim` and `kernels`' maximum over the channels ([`Kernels::max_keepdim`]:
+/// on the generic path the gradient goes to the first maximal channel, as
+/// `torch.max(x, dim=1)`). The fast CPU path computes it inside [`crate::ops::attention`].
+fn channel_mean_max(x: &Tensor, kernels: Kernels) -> Result<Tensor> {
+    let avg = x.mean_keepdim(1)?;
+    let max = kernels.max_keepdim(x, 1)?;
+    Tensor::cat(&[&avg, &max], 1)
 }

@@ -1,8 +1,8 @@
 //! Custom candle ops for layers whose stock kernels are wrong or slow, and the choice between
 //! them ([`kernels::Kernels`]).
 //!
-//! The fused ops (`block`, `conv`, `bn_relu`, `bn_add_relu`, `linear`, `attention`, `channel_pool`, `scale`,
-//! `maxpool`, `residual`) have
+//! The fused ops (`block`, `conv`, `bn_relu`, `bn_add_relu`, `linear`, `attention`, `maxpool`,
+//! `residual`, `shortcut`) have
 //! CPU forwards and backwards; on other devices, and with `Kernels::Generic` on the CPU, the
 //! layers run the device-generic path (`generic`): candle ops and small custom ops whose
 //! gradients follow PyTorch's.
@@ -12,7 +12,6 @@ pub mod block;
 pub mod bn_add_relu;
 pub mod bn_relu;
 mod channel_gate;
-pub mod channel_pool;
 pub mod conv;
 mod direct3x3;
 pub mod generic;
@@ -21,7 +20,6 @@ pub mod kernels;
 pub mod linear;
 pub mod maxpool;
 pub mod residual;
-pub mod scale;
 mod scratch;
 pub mod shortcut;
 

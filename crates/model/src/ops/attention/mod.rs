@@ -10,7 +10,7 @@
 //! out = xc ⊙ sg
 //! ```
 //!
-//! Composed of candle ops and our smaller ops (`channel_pool`, `conv`, `linear`, `scale`), a
+//! Composed of candle ops and our smaller ops (`conv`, `linear`), a
 //! module is ten to twenty autograd nodes, whose gradients candle allocates, zeroes and adds,
 //! several at the map's size, and the map's gradient arrives by two or three paths. Here, per
 //! image (in parallel), the forward reads the map twice (descriptors and channel pooling, then
