@@ -204,6 +204,30 @@ impl Map {
     }
 }
 
+/// One plane of the re-weighted map, `z ⊙ cg ⊙ sg` (the factors that exist: `gc` is 1 without
+/// a channel gate, `sg` `None` without a spatial gate), handed to `put` element by element.
+#[inline(always)]
+fn reweight<T>(
+    plane: &[f32],
+    gc: f32,
+    sg: Option<&[f32]>,
+    out: &mut [T],
+    put: impl Fn(&mut T, f32),
+) {
+    match sg {
+        Some(sg) => {
+            for ((o, &v), &g) in out.iter_mut().zip(plane).zip(sg) {
+                put(o, v * gc * g);
+            }
+        }
+        None => {
+            for (o, &v) in out.iter_mut().zip(plane) {
+                put(o, v * gc);
+            }
+        }
+    }
+}
+
 /// `Σ a·b` in eight f32 lanes (vectorizes), fixed order.
 #[inline]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -286,24 +310,12 @@ impl AttendOp {
         if let Some(sd) = self.spatial {
             spatial::forward(&sd, m, sw, z, &mut sv);
         }
-        // One plane of the re-weighted map: `z ⊙ cg ⊙ sg` (the factors that exist).
-        let sv = sv;
-        let reweight = |ch: usize, plane: &[f32], put: &mut dyn FnMut(usize, f32)| {
-            let gc = if on { sv.g[ch] } else { 1.0 };
-            if self.spatial.is_some() {
-                for (p, (&v, &g)) in plane.iter().zip(&sv.sg).enumerate() {
-                    put(p, v * gc * g);
-                }
-            } else {
-                for (p, &v) in plane.iter().enumerate() {
-                    put(p, v * gc);
-                }
-            }
-        };
+        let gain = |ch: usize| if on { sv.g[ch] } else { 1.0 };
+        let sg = self.spatial.map(|_| sv.sg.as_slice());
         if !self.pool {
             for (ch, (o, plane)) in out.chunks_exact_mut(hw).zip(z.chunks_exact(hw)).enumerate() {
-                reweight(ch, plane, &mut |p, v| {
-                    o[p].write(v);
+                reweight(plane, gain(ch), sg, o, |o, v| {
+                    o.write(v);
                 });
             }
             return sv;
@@ -316,12 +328,11 @@ impl AttendOp {
                     .chunks_exact_mut(ph * pw)
                     .zip(ix.chunks_exact_mut(ph * pw));
                 for (ch, ((o, ixp), plane)) in planes.zip(z.chunks_exact(hw)).enumerate() {
-                    reweight(ch, plane, &mut |p, v| buf[p] = v);
+                    reweight(plane, gain(ch), sg, buf, |o, v| *o = v);
                     pool_plane(buf, m.w, (ph, pw), |v| v, o, ixp);
                 }
             });
         }
-        let mut sv = sv;
         sv.pool_argmax = ix;
         sv
     }
