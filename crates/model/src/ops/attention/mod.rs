@@ -17,7 +17,7 @@
 //! the output); the backward reads it and the output's gradient twice and writes the input's
 //! gradient once. Everything else is per image and small: the channel gate's MLP or 1-D
 //! convolution (`super::channel_gate`), the spatial convolution as shifted row segments
-//! ([`for_each_tap_row`]), `2·k²` multiply-adds per pixel. The parameter gradients of the
+//! (`spatial.rs`), `2·k²` multiply-adds per pixel. The parameter gradients of the
 //! images are summed in image order: the result does not depend on the number of threads.
 //!
 //! With `pool`, a 2x2 max-pool (stride 2, floor, PyTorch's tie and NaN rules) follows, as in the
