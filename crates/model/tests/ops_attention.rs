@@ -135,11 +135,17 @@ fn run(seed: u64, c: &Case, kernels: Kernels) -> Result<Vec<(String, Tensor)>> {
         dropout: DropoutMasks::Off,
     };
     let (y, gates) = m.forward(x.as_tensor(), train)?;
-    let grads = (&y * &rr)?.sum_all()?.backward()?;
-    let mut out = vec![("output".to_string(), y)];
+    let mut out = vec![("output".to_string(), y.clone())];
     out.extend(gates.channel.map(|g| ("channel gate".to_string(), g)));
     out.extend(gates.spatial.map(|g| ("spatial gate".to_string(), g)));
-    out.push(("dx".into(), grads.get(&x).cloned().expect("dx")));
+    out.extend(gradients(&y, &rr, &x, &m)?);
+    Ok(out)
+}
+
+/// The gradients of the input and of every parameter of `m` for `Σ y ⊙ r`, named.
+fn gradients(y: &Tensor, r: &Tensor, x: &Var, m: &Attention) -> Result<Vec<(String, Tensor)>> {
+    let grads = (y * r)?.sum_all()?.backward()?;
+    let mut out = vec![("dx".to_string(), grads.get(x).cloned().expect("dx"))];
     for p in m.params() {
         let g = grads.get(&p.var).cloned().expect("parameter gradient");
         out.push((format!("d {}", p.name), g));
@@ -229,13 +235,8 @@ fn run_pooled(seed: u64, c: &Case, fused: bool) -> Result<Vec<(String, Tensor)>>
         let (y, _) = m.forward(x.as_tensor(), train)?;
         max_pool2x2(&y, Kernels::Reference)?
     };
-    let grads = (&y * &rr)?.sum_all()?.backward()?;
-    let mut out = vec![("output".to_string(), y)];
-    out.push(("dx".into(), grads.get(&x).cloned().expect("dx")));
-    for p in m.params() {
-        let g = grads.get(&p.var).cloned().expect("parameter gradient");
-        out.push((format!("d {}", p.name), g));
-    }
+    let mut out = vec![("output".to_string(), y.clone())];
+    out.extend(gradients(&y, &rr, &x, &m)?);
     Ok(out)
 }
 

@@ -19,8 +19,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, T
 use rayon::prelude::*;
 
 use super::bn_relu::{
-    backward_cpu, batch_norm_eval, batch_norm_train, batch_stats, check_params, BatchStats, Mode,
-    Stats,
+    backward_cpu, batch_norm_eval, batch_norm_train, check_params, BatchStats, Mode, Stats,
 };
 use super::kernels::{cpu_f32, Kernels};
 use super::residual::add_relu;
@@ -143,17 +142,6 @@ struct BnAddReluOp {
     eps: f64,
 }
 
-impl BnAddReluOp {
-    fn stats(&self) -> Result<Stats> {
-        match &self.mode {
-            Mode::Eval(s) => Ok(s.clone()),
-            Mode::Train(cell) => cell.lock().map_err(|_| poisoned())?.clone().ok_or_else(|| {
-                candle_core::Error::Msg("batch_norm: backward before forward".into())
-            }),
-        }
-    }
-}
-
 /// `relu((x - mean)·γ/σ + β + r)`, parallel over images.
 fn forward_cpu(x: &[f32], r: &[f32], c: usize, hw: usize, s: &Stats, packed: &[f32]) -> Vec<f32> {
     let (gamma, beta) = packed.split_at(c);
@@ -195,14 +183,7 @@ impl CustomOp3 for BnAddReluOp {
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = l1.shape().dims4()?;
         let (x, packed, r) = (cpu_f32(s1, l1)?, cpu_f32(s2, l2)?, cpu_f32(s3, l3)?);
-        let stats = match &self.mode {
-            Mode::Eval(s) => s.clone(),
-            Mode::Train(cell) => {
-                let s = batch_stats(x, n, c, h * w, self.eps);
-                *cell.lock().map_err(|_| poisoned())? = Some(s.clone());
-                s
-            }
-        };
+        let stats = self.mode.forward_stats(x, (n, c, h * w), self.eps)?;
         let y = forward_cpu(x, r, c, h * w, &stats, packed);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
@@ -220,7 +201,7 @@ impl CustomOp3 for BnAddReluOp {
             return Ok((None, None, None));
         }
         let (n, c, h, w) = x.dims4()?;
-        let stats = self.stats()?;
+        let stats = self.mode.saved()?;
         let grad = grad.contiguous()?;
         let g = {
             let (sx, lx) = x.storage_and_layout();

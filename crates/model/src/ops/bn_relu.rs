@@ -266,7 +266,35 @@ struct BnReluOp {
 
 impl BnReluOp {
     fn stats(&self) -> Result<Stats> {
-        match &self.mode {
+        self.mode.saved()
+    }
+}
+
+impl Mode {
+    /// The forward's statistics: the running ones, or, in training, those of `x` (`[n, c, hw]`),
+    /// recorded for the layer and the backward.
+    pub(super) fn forward_stats(
+        &self,
+        x: &[f32],
+        (n, c, hw): (usize, usize, usize),
+        eps: f64,
+    ) -> Result<Stats> {
+        match self {
+            Mode::Eval(s) => Ok(s.clone()),
+            Mode::Train(cell) => {
+                let s = batch_stats(x, n, c, hw, eps);
+                match cell.lock() {
+                    Ok(mut g) => *g = Some(s.clone()),
+                    Err(_) => bail!("batch_norm: statistics lock poisoned"),
+                }
+                Ok(s)
+            }
+        }
+    }
+
+    /// The statistics the forward used, for the backward.
+    pub(super) fn saved(&self) -> Result<Stats> {
+        match self {
             Mode::Eval(s) => Ok(s.clone()),
             Mode::Train(cell) => match cell.lock() {
                 Ok(g) => match &*g {
@@ -467,17 +495,7 @@ impl CustomOp3 for BnReluOp {
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = l1.shape().dims4()?;
         let (x, gamma, beta) = (cpu_f32(s1, l1)?, cpu_f32(s2, l2)?, cpu_f32(s3, l3)?);
-        let stats = match &self.mode {
-            Mode::Eval(s) => s.clone(),
-            Mode::Train(cell) => {
-                let s = batch_stats(x, n, c, h * w, self.eps);
-                match cell.lock() {
-                    Ok(mut g) => *g = Some(s.clone()),
-                    Err(_) => bail!("batch_norm: statistics lock poisoned"),
-                }
-                s
-            }
-        };
+        let stats = self.mode.forward_stats(x, (n, c, h * w), self.eps)?;
         let y = forward_cpu(x, c, h * w, &stats, gamma, beta, self.relu);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
