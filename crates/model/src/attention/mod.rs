@@ -177,19 +177,6 @@ impl Attention {
         }
     }
 
-    /// # Shapes
-    /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, gates).
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
-        match self {
-            Attention::Se(m) => m.forward(x, mode),
-            Attention::Eca(m) => m.forward(x, mode),
-            Attention::Spatial(m) => m.forward(x, mode),
-            Attention::Cbam(m) => m.forward(x, mode),
-        }
-    }
-}
-
-impl Attention {
     /// The module followed by a 2x2 max-pool as one op, for spatial attention and CBAM with the
     /// fast CPU kernels ([`crate::ops::attention`]; SE and ECA fuse into the seed CNN's block op
     /// instead); `None` for the others and elsewhere.
@@ -205,6 +192,17 @@ impl Attention {
             Attention::Spatial(m) => m.forward_fused(x, mode, true),
             Attention::Cbam(m) => m.forward_fused(x, mode, true),
             _ => Ok(None),
+        }
+    }
+
+    /// # Shapes
+    /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, gates).
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
+        match self {
+            Attention::Se(m) => m.forward(x, mode),
+            Attention::Eca(m) => m.forward(x, mode),
+            Attention::Spatial(m) => m.forward(x, mode),
+            Attention::Cbam(m) => m.forward(x, mode),
         }
     }
 }

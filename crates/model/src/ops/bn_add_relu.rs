@@ -13,13 +13,12 @@
 //! On a non-CPU device, for non-f32 tensors, or off [`Kernels::Fast`], the functions compose
 //! [`super::bn_relu`]'s reference path with [`super::residual::add_relu`].
 
-use std::sync::{Arc, Mutex};
-
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 use super::bn_relu::{
-    backward_cpu, batch_norm_eval, batch_norm_train, check_params, BatchStats, Mode, Stats,
+    backward_cpu, batch_norm_eval, batch_norm_train, check_params, recorded, train_mode,
+    BatchStats, Mode, Stats,
 };
 use super::kernels::{cpu_f32, Kernels};
 use super::residual::add_relu;
@@ -42,24 +41,10 @@ pub fn batch_norm_add_relu_train(
         let (y, stats) = batch_norm_train(x, gamma, beta, eps, false, kernels)?;
         return Ok((add_relu(&y, residual, kernels)?, stats));
     }
-    let (n, _, h, w) = check(x, gamma, beta, residual)?;
-    if n * h * w < 2 {
-        bail!(
-            "batch_norm: expected more than 1 value per channel in training, got input {:?}",
-            x.dims()
-        )
-    }
-    let cell = Arc::new(Mutex::new(None));
-    let op = BnAddReluOp {
-        mode: Mode::Train(cell.clone()),
-        eps,
-    };
-    let y = apply(x, gamma, beta, residual, op)?;
-    let stats = cell.lock().map_err(|_| poisoned())?.clone();
-    let Some(stats) = stats else {
-        bail!("batch_norm: the forward kernel did not record batch statistics")
-    };
-    Ok((y, stats.batch_stats(x.device())?))
+    check(x, gamma, beta, residual)?;
+    let (mode, cell) = train_mode(x)?;
+    let y = apply(x, gamma, beta, residual, BnAddReluOp { mode, eps })?;
+    Ok((y, recorded(&cell, x.device())?))
 }
 
 /// Evaluation mode: `relu(bn(x) + residual)` with the running statistics.
@@ -130,10 +115,6 @@ fn apply(
     let packed = Tensor::cat(&[gamma, beta], 0)?.contiguous()?;
     x.contiguous()?
         .apply_op3(&packed, &residual.contiguous()?, op)
-}
-
-fn poisoned() -> candle_core::Error {
-    candle_core::Error::Msg("batch_norm_add_relu: statistics lock poisoned".into())
 }
 
 /// The custom op: arguments `(x, [γ, β], residual)`.

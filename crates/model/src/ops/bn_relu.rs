@@ -58,8 +58,22 @@ pub fn batch_norm_train(
     if !kernels.use_fast(x.device(), x.dtype()) {
         return batch_norm_train_reference(x, gamma, beta, eps, relu, kernels);
     }
-    let (n, c, h, w) = x.dims4()?;
-    check_params(c, gamma, beta)?;
+    check_params(x.dims4()?.1, gamma, beta)?;
+    let (mode, cell) = train_mode(x)?;
+    let op = BnReluOp { eps, relu, mode };
+    let y = x
+        .contiguous()?
+        .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    Ok((y, recorded(&cell, x.device())?))
+}
+
+/// Where a training-mode forward records its batch statistics.
+pub(super) type StatsCell = Arc<Mutex<Option<Stats>>>;
+
+/// A training [`Mode`] for `x` and the cell its forward records the batch statistics in; an
+/// error, as PyTorch's, when `x` has a single value per channel.
+pub(super) fn train_mode(x: &Tensor) -> Result<(Mode, StatsCell)> {
+    let (n, _, h, w) = x.dims4()?;
     if n * h * w < 2 {
         bail!(
             "batch_norm: expected more than 1 value per channel in training, got input {:?}",
@@ -67,14 +81,11 @@ pub fn batch_norm_train(
         )
     }
     let cell = Arc::new(Mutex::new(None));
-    let op = BnReluOp {
-        eps,
-        relu,
-        mode: Mode::Train(cell.clone()),
-    };
-    let y = x
-        .contiguous()?
-        .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    Ok((Mode::Train(cell.clone()), cell))
+}
+
+/// The batch statistics the forward recorded in `cell`, as tensors on `device`.
+pub(super) fn recorded(cell: &StatsCell, device: &candle_core::Device) -> Result<BatchStats> {
     let stats = cell
         .lock()
         .map_err(|_| candle_core::Error::Msg("batch_norm: statistics lock poisoned".into()))?
@@ -82,7 +93,7 @@ pub fn batch_norm_train(
     let Some(stats) = stats else {
         bail!("batch_norm: the forward kernel did not record batch statistics")
     };
-    Ok((y, stats.batch_stats(x.device())?))
+    stats.batch_stats(device)
 }
 
 /// Evaluation-mode BatchNorm2d (running statistics), followed by ReLU when `relu` is set.
@@ -252,7 +263,7 @@ impl Stats {
 
 pub(super) enum Mode {
     /// Batch statistics, recorded by the forward kernel for the layer and the backward.
-    Train(Arc<Mutex<Option<Stats>>>),
+    Train(StatsCell),
     /// Running statistics, given.
     Eval(Stats),
 }
