@@ -22,6 +22,7 @@ use super::shortcut::ShortcutPath;
 use crate::attention::{Attention, Names};
 use crate::layers::{BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Mode, Param};
 use crate::models::{attend, conv_bn_relu, push_batch_norm, push_params, record, Record};
+use crate::ops::block::{conv_bn_eval, BlockParams, Epilogue};
 use crate::ops::kernels::Kernels;
 use crate::ops::residual::add_relu;
 use crate::spec::{Integration, ModelSpec};
@@ -161,6 +162,9 @@ impl ResidualUnit {
     ) -> Result<Tensor> {
         let branch_in = self.attend_at(x.clone(), Integration::Pre, mode, rec)?;
         let y = conv_bn_relu(&self.conv1, &self.bn1, &branch_in, mode)?;
+        if matches!(mode, Mode::Eval) && rec.is_none() {
+            return self.forward_eval_tail(x, &y, kernels);
+        }
         let y = self.conv2.forward(&y, mode)?;
         record(rec, || format!("block{}.conv", self.index), &y);
         let standard = self.attention.is_some() && self.integration == Integration::Standard;
@@ -174,6 +178,52 @@ impl ResidualUnit {
                 .forward_add_relu(&y, &self.shortcut_out(x, mode, kernels, rec)?, mode)?
         };
         self.attend_at(out, Integration::Post, mode, rec)
+    }
+
+    /// Evaluation without recording, from conv1's block output `y` on: conv2 and bn2 as one op
+    /// with the addition and the ReLU (`conv_bn_eval`), or, with the module at `standard`,
+    /// conv2 and bn2 as one op, the module, then the addition and the ReLU.
+    fn forward_eval_tail(&self, x: &Tensor, y: &Tensor, kernels: Kernels) -> Result<Tensor> {
+        let mode = Mode::Eval;
+        let mut rec: Record<'_> = None;
+        let shortcut = self.shortcut_out(x, mode, kernels, &mut rec)?;
+        let (weight, gamma, beta) = (
+            self.conv2.weight.get(mode),
+            self.bn2.weight.get(mode),
+            self.bn2.bias.get(mode),
+        );
+        let p = BlockParams {
+            weight: &weight,
+            bias: None,
+            padding: self.conv2.config.padding,
+            stride: self.conv2.config.stride,
+            gamma: &gamma,
+            beta: &beta,
+            eps: self.bn2.config.eps,
+            pool: false,
+            gate: None,
+        };
+        let (rm, rv) = (
+            self.bn2.running_mean.as_tensor().detach(),
+            self.bn2.running_var.as_tensor().detach(),
+        );
+        let standard = self.attention.is_some() && self.integration == Integration::Standard;
+        let out = if standard {
+            let plain = Epilogue {
+                residual: None,
+                relu: false,
+            };
+            let z = conv_bn_eval(y, &p, &rm, &rv, plain, kernels)?;
+            let z = self.attend_at(z, Integration::Standard, mode, &mut rec)?;
+            add_relu(&z, &shortcut, kernels)?
+        } else {
+            let tail = Epilogue {
+                residual: Some(&shortcut),
+                relu: true,
+            };
+            conv_bn_eval(y, &p, &rm, &rv, tail, kernels)?
+        };
+        self.attend_at(out, Integration::Post, mode, &mut rec)
     }
 
     /// The shortcut's output, with the attention module when it sits on the identity branch.

@@ -36,6 +36,7 @@
 //! entry points); `op.rs` the custom op and its forward; `backward.rs` its backward passes.
 
 mod backward;
+mod eval;
 mod op;
 
 use std::sync::{Arc, Mutex};
@@ -50,6 +51,7 @@ use super::maxpool::max_pool2x2;
 use crate::attention::{scale_channels, squeeze_channels};
 use crate::layers::apply_gate;
 use crate::spec::{GateFunction, Squeeze};
+pub use eval::{conv_bn_eval, Epilogue};
 use op::{BlockOp, OpMode};
 /// One 2x2 max-pooled plane with its window argmax, and the positions back (shared with
 /// `super::cbam`).
