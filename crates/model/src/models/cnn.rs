@@ -9,15 +9,15 @@
 
 use candle_core::{Device, Result, Tensor, Var};
 
-use super::{attend, push_batch_norm, push_params, record, set_attention_kernels, Record};
+use super::{
+    attend, push_batch_norm, push_params, record, set_attention_kernels, GateTensors, Record,
+};
 use crate::attention::Attention;
 use crate::layers::{
     dropout, BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Linear, LinearConfig, Mode,
     Param,
 };
-use crate::ops::block::{
-    conv_bn_relu_eval, conv_bn_relu_train, BlockParams, ChannelGate, EcaParams, SeParams,
-};
+use crate::ops::block::{conv_bn_relu_eval, conv_bn_relu_train, BlockParams};
 use crate::ops::kernels::Kernels;
 use crate::ops::max_pool2x2;
 use crate::spec::{ModelSpec, Placement, BLOCK_CHANNELS, BLOCK_INPUT_SIDE};
@@ -221,40 +221,9 @@ impl SeedCnn {
         let weight = conv.weight.get(mode);
         let bias = conv.bias.as_ref().map(|b| b.get(mode));
         let (gamma, beta) = (bn.weight.get(mode), bn.bias.get(mode));
-        // The fused channel gate's tensors, owned here (`ChannelGate` borrows them).
         let gated = what == Fused::GatePooled;
-        let gate_tensors: Vec<Option<Tensor>> = match &block.attention {
-            Some(Attention::Se(se)) if gated => vec![
-                Some(se.fc0.weight.get(mode)),
-                se.fc0.bias.as_ref().map(|b| b.get(mode)),
-                Some(se.fc2.weight.get(mode)),
-                se.fc2.bias.as_ref().map(|b| b.get(mode)),
-            ],
-            Some(Attention::Eca(eca)) if gated => vec![
-                Some(eca.weight.get(mode)),
-                eca.bias.as_ref().map(|b| b.get(mode)),
-            ],
-            _ => Vec::new(),
-        };
-        let gate = match (&block.attention, gate_tensors.as_slice()) {
-            (Some(Attention::Se(se)), [Some(w1), b1, Some(w2), b2]) => {
-                Some(ChannelGate::Se(SeParams {
-                    w1,
-                    b1: b1.as_ref(),
-                    w2,
-                    b2: b2.as_ref(),
-                    squeeze: se.config.squeeze,
-                    gate: se.config.gate,
-                }))
-            }
-            (Some(Attention::Eca(eca)), [Some(w), b]) => Some(ChannelGate::Eca(EcaParams {
-                weight: w,
-                bias: b.as_ref(),
-                squeeze: eca.config.squeeze,
-                gate: eca.config.gate,
-            })),
-            _ => None,
-        };
+        let gate_tensors = GateTensors::of(block.attention.as_ref().filter(|_| gated), mode);
+        let gate = gate_tensors.as_ref().and_then(GateTensors::gate);
         let p = BlockParams {
             weight: &weight,
             bias: bias.as_ref(),

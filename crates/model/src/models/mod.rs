@@ -16,7 +16,9 @@ use candle_core::{Result, Tensor, Var};
 
 use crate::attention::Attention;
 use crate::layers::{BatchNorm2d, Conv2d, Mode, Param};
-use crate::ops::block::{conv_bn_relu_eval, conv_bn_relu_train, BlockParams};
+use crate::ops::block::{
+    conv_bn_relu_eval, conv_bn_relu_train, BlockParams, ChannelGate, EcaParams, SeParams,
+};
 use crate::ops::kernels::Kernels;
 
 /// Input channels the networks are built for (CIFAR: 3 x 32 x 32).
@@ -75,6 +77,57 @@ pub(crate) fn push_params<'a>(v: &mut Vec<(String, &'a Var)>, params: Vec<&'a Pa
 pub(crate) fn set_attention_kernels(att: &mut Option<Attention>, kernels: Kernels) {
     if let Some(a) = att {
         a.set_kernels(kernels);
+    }
+}
+
+/// A channel-attention module's (SE's or ECA's) tensors for a fused op, owned here because
+/// [`ChannelGate`] borrows them.
+pub(crate) struct GateTensors<'a> {
+    attention: &'a Attention,
+    tensors: Vec<Option<Tensor>>,
+}
+
+impl<'a> GateTensors<'a> {
+    /// The tensors of `attention` in `mode` when it is a channel gate (SE or ECA), else `None`.
+    pub(crate) fn of(attention: Option<&'a Attention>, mode: Mode) -> Option<GateTensors<'a>> {
+        let tensors = match attention? {
+            Attention::Se(se) => vec![
+                Some(se.fc0.weight.get(mode)),
+                se.fc0.bias.as_ref().map(|b| b.get(mode)),
+                Some(se.fc2.weight.get(mode)),
+                se.fc2.bias.as_ref().map(|b| b.get(mode)),
+            ],
+            Attention::Eca(eca) => vec![
+                Some(eca.weight.get(mode)),
+                eca.bias.as_ref().map(|b| b.get(mode)),
+            ],
+            _ => return None,
+        };
+        Some(GateTensors {
+            attention: attention?,
+            tensors,
+        })
+    }
+
+    /// The module as the fused ops take it.
+    pub(crate) fn gate(&self) -> Option<ChannelGate<'_>> {
+        match (self.attention, self.tensors.as_slice()) {
+            (Attention::Se(se), [Some(w1), b1, Some(w2), b2]) => Some(ChannelGate::Se(SeParams {
+                w1,
+                b1: b1.as_ref(),
+                w2,
+                b2: b2.as_ref(),
+                squeeze: se.config.squeeze,
+                gate: se.config.gate,
+            })),
+            (Attention::Eca(eca), [Some(w), b]) => Some(ChannelGate::Eca(EcaParams {
+                weight: w,
+                bias: b.as_ref(),
+                squeeze: eca.config.squeeze,
+                gate: eca.config.gate,
+            })),
+            _ => None,
+        }
     }
 }
 

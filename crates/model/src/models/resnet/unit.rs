@@ -21,7 +21,9 @@ use candle_core::{Device, Result, Tensor, Var};
 use super::shortcut::ShortcutPath;
 use crate::attention::{Attention, Names};
 use crate::layers::{BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Mode, Param};
-use crate::models::{attend, conv_bn_relu, push_batch_norm, push_params, record, Record};
+use crate::models::{
+    attend, conv_bn_relu, push_batch_norm, push_params, record, GateTensors, Record,
+};
 use crate::ops::block::{conv_bn_eval, BlockParams, Epilogue};
 use crate::ops::kernels::Kernels;
 use crate::ops::residual::add_relu;
@@ -180,9 +182,10 @@ impl ResidualUnit {
         self.attend_at(out, Integration::Post, mode, rec)
     }
 
-    /// Evaluation without recording, from conv1's block output `y` on: conv2 and bn2 as one op
-    /// with the addition and the ReLU (`conv_bn_eval`), or, with the module at `standard`,
-    /// conv2 and bn2 as one op, the module, then the addition and the ReLU.
+    /// Evaluation without recording, from conv1's block output `y` on: conv2, bn2, SE or ECA
+    /// at `standard`, the addition and the ReLU as one op (`conv_bn_eval`); with spatial
+    /// attention or CBAM at `standard`, conv2 and bn2 as one op, the module, then the addition
+    /// and the ReLU.
     fn forward_eval_tail(&self, x: &Tensor, y: &Tensor, kernels: Kernels) -> Result<Tensor> {
         let mode = Mode::Eval;
         let mut rec: Record<'_> = None;
@@ -208,8 +211,13 @@ impl ResidualUnit {
             self.bn2.running_var.as_tensor().detach(),
         );
         let standard = self.attention.is_some() && self.integration == Integration::Standard;
-        let out = if standard {
+        // SE and ECA at `standard` run inside the op; spatial attention and CBAM between it and
+        // the addition.
+        let gate_tensors = GateTensors::of(self.attention.as_ref().filter(|_| standard), mode);
+        let gate = gate_tensors.as_ref().and_then(GateTensors::gate);
+        let out = if standard && gate.is_none() {
             let plain = Epilogue {
+                gate: None,
                 residual: None,
                 relu: false,
             };
@@ -218,6 +226,7 @@ impl ResidualUnit {
             add_relu(&z, &shortcut, kernels)?
         } else {
             let tail = Epilogue {
+                gate,
                 residual: Some(&shortcut),
                 relu: true,
             };

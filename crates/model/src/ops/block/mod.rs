@@ -381,47 +381,58 @@ pub fn conv_bn_relu_reference(
         }
     };
     let z = match &p.gate {
-        Some(gate) => {
-            let (first, second) = squeeze_channels(&z, gate.squeeze(), kernels)?;
-            let excite = |s: &Tensor| -> Result<Tensor> {
-                match gate {
-                    ChannelGate::Se(se) => {
-                        let h = s.matmul(&se.w1.t()?)?;
-                        let h = match se.b1 {
-                            Some(b) => h.broadcast_add(b)?,
-                            None => h,
-                        };
-                        let o = kernels.relu(&h)?.matmul(&se.w2.t()?)?;
-                        match se.b2 {
-                            Some(b) => o.broadcast_add(b),
-                            None => Ok(o),
-                        }
-                    }
-                    ChannelGate::Eca(eca) if kernels.use_generic(s.device()) => {
-                        super::generic::conv1d_channels(s, eca.weight, eca.bias)
-                    }
-                    ChannelGate::Eca(eca) => {
-                        let (b, c) = s.dims2()?;
-                        let k = eca.weight.dim(2)?;
-                        let o = s
-                            .reshape((b, 1, c))?
-                            .conv1d(eca.weight, (k - 1) / 2, 1, 1, 1)?
-                            .reshape((b, c))?;
-                        match eca.bias {
-                            Some(bias) => o.broadcast_add(bias),
-                            None => Ok(o),
-                        }
-                    }
-                }
-            };
-            let mut pre = excite(&first)?;
-            if let Some(s) = second {
-                pre = (pre + excite(&s)?)?;
-            }
-            scale_channels(&z, &apply_gate(&pre, gate.gate_fn(), kernels)?)?
-        }
+        Some(gate) => gate_reference(&z, gate, kernels)?,
         None => z,
     };
     let z = if p.pool { max_pool2x2(&z, kernels)? } else { z };
     Ok((z, stats))
+}
+
+/// `z` scaled by the channel gate computed from it, composed of separate ops on the path
+/// `kernels` selects (the reference of the fused ops' gate).
+///
+/// # Shapes
+/// `z`: `[N, C, H, W]` -> same.
+pub(super) fn gate_reference(
+    z: &Tensor,
+    gate: &ChannelGate<'_>,
+    kernels: Kernels,
+) -> Result<Tensor> {
+    let (first, second) = squeeze_channels(z, gate.squeeze(), kernels)?;
+    let excite = |s: &Tensor| -> Result<Tensor> {
+        match gate {
+            ChannelGate::Se(se) => {
+                let h = s.matmul(&se.w1.t()?)?;
+                let h = match se.b1 {
+                    Some(b) => h.broadcast_add(b)?,
+                    None => h,
+                };
+                let o = kernels.relu(&h)?.matmul(&se.w2.t()?)?;
+                match se.b2 {
+                    Some(b) => o.broadcast_add(b),
+                    None => Ok(o),
+                }
+            }
+            ChannelGate::Eca(eca) if kernels.use_generic(s.device()) => {
+                super::generic::conv1d_channels(s, eca.weight, eca.bias)
+            }
+            ChannelGate::Eca(eca) => {
+                let (b, c) = s.dims2()?;
+                let k = eca.weight.dim(2)?;
+                let o = s
+                    .reshape((b, 1, c))?
+                    .conv1d(eca.weight, (k - 1) / 2, 1, 1, 1)?
+                    .reshape((b, c))?;
+                match eca.bias {
+                    Some(bias) => o.broadcast_add(bias),
+                    None => Ok(o),
+                }
+            }
+        }
+    };
+    let mut pre = excite(&first)?;
+    if let Some(s) = second {
+        pre = (pre + excite(&s)?)?;
+    }
+    scale_channels(z, &apply_gate(&pre, gate.gate_fn(), kernels)?)
 }
