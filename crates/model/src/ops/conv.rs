@@ -23,6 +23,7 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use super::direct3x3;
+pub(crate) use super::direct3x3::Store;
 pub(crate) use super::im2col::Geom;
 use super::im2col::{col2im, im2col};
 use super::kernels::{bias_or_zeros, cpu_f32, Kernels};
@@ -235,14 +236,54 @@ pub(crate) fn forward_image<'a>(
     bias: &[f32],
     yn: &'a mut [MaybeUninit<f32>],
 ) -> &'a mut [f32] {
-    let (k, hw) = (g.k(), g.hw_out());
-    assert_eq!(yn.len(), g.out_img());
+    forward_image_store(g, xn, wt, bias, Store::default(), yn)
+}
+
+/// [`forward_image`] with `store` applied to every output value (an evaluation-mode BatchNorm,
+/// a residual, a ReLU: [`Store`]): by the direct kernel as it stores its output, else in a pass
+/// over the image's output while it is in cache, the same operations in the same order.
+pub(crate) fn forward_image_store<'a>(
+    g: &Geom,
+    xn: &[f32],
+    wt: &[f32],
+    bias: &[f32],
+    store: Store<'_>,
+    yn: &'a mut [MaybeUninit<f32>],
+) -> &'a mut [f32] {
     if let Some(d) = g.direct3x3() {
         return with_buf(&COL, g.c_in * direct3x3::plane_len(g.h, g.w), |xp| {
             direct3x3::pad_planes(g.c_in, g.h, g.w, xn, xp);
-            direct3x3::forward_image(&d, xp, wt, bias, yn)
+            direct3x3::forward_image(&d, xp, wt, bias, store, yn)
         });
     }
+    let yn = forward_image_gemm(g, xn, wt, bias, yn);
+    let hw = g.hw_out();
+    for (ch, row) in yn.chunks_mut(hw.max(1)).enumerate() {
+        let r = store.residual.map(|r| &r[ch * hw..(ch + 1) * hw]);
+        if let Some(a) = store.affine {
+            let (m, k, b) = a[ch];
+            row.iter_mut().for_each(|v| *v = (*v - m) * k + b);
+        }
+        if let Some(r) = r {
+            row.iter_mut().zip(r).for_each(|(v, &rv)| *v += rv);
+        }
+        if store.relu {
+            row.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+    }
+    yn
+}
+
+/// [`forward_image`] by im2col (or the input itself for a 1x1 kernel) and gemm.
+fn forward_image_gemm<'a>(
+    g: &Geom,
+    xn: &[f32],
+    wt: &[f32],
+    bias: &[f32],
+    yn: &'a mut [MaybeUninit<f32>],
+) -> &'a mut [f32] {
+    let (k, hw) = (g.k(), g.hw_out());
+    assert_eq!(yn.len(), g.out_img());
     for (row, &b) in yn.chunks_mut(hw).zip(bias) {
         row.fill(MaybeUninit::new(b));
     }

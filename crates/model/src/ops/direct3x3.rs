@@ -123,22 +123,40 @@ fn lane_masks(h: usize, w: usize) -> Vec<[u16; 3]> {
         .collect()
 }
 
+/// What the forward kernel applies to each output value `t = bias[oc] + Σ ...` as it stores it,
+/// in this order: `t = (t - m)·k + b` with the channel's `(m, k, b)` (an evaluation-mode
+/// BatchNorm), `t += r` (the same element of a residual), `t = max(t, 0)` (a ReLU, +0 for NaN
+/// and for -0). Each is one IEEE operation per element, as the separate passes compute it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Store<'a> {
+    /// Per output channel `(m, k, b)`.
+    pub(crate) affine: Option<&'a [(f32, f32, f32)]>,
+    /// `[c_out, h*w]`.
+    pub(crate) residual: Option<&'a [f32]>,
+    pub(crate) relu: bool,
+}
+
 /// Forward of one image: writes every element of `y` with `bias[oc] + sum over ic and taps of
-/// wt[oc, ic] * x[ic]` (the sum formed first, then the bias added) and returns it as
-/// initialized.
+/// wt[oc, ic] * x[ic]` (the sum formed first, then the bias added), then `store` applied, and
+/// returns it as initialized.
 ///
 /// # Shapes
 /// `xp`: `c_in` zero-guarded planes ([`pad_planes`]); `wt`: `[c_out, c_in, 3, 3]`; `bias`:
-/// `[c_out]`; `y`: `[c_out, h*w]`.
+/// `[c_out]`; `y`: `[c_out, h*w]`; `store`: `[c_out]` and `[c_out, h*w]`.
 pub(crate) fn forward_image<'a>(
     g: &Dims,
     xp: &[f32],
     wt: &[f32],
     bias: &[f32],
+    store: Store<'_>,
     y: &'a mut [MaybeUninit<f32>],
 ) -> &'a mut [f32] {
     assert!(bias.len() >= g.c_out);
-    conv_planes(g.c_in, g.c_out, g.h, g.w, xp, wt, Some(bias), y)
+    assert!(store.affine.is_none_or(|a| a.len() >= g.c_out));
+    assert!(store
+        .residual
+        .is_none_or(|r| r.len() >= g.c_out * g.h * g.w));
+    conv_planes(g.c_in, g.c_out, g.h, g.w, xp, wt, Some(bias), store, y)
 }
 
 /// Input gradient of one image: writes every element of `dx` with `dy` convolved with the
@@ -153,7 +171,17 @@ pub(crate) fn input_grad_image<'a>(
     wt_flip: &[f32],
     dx: &'a mut [MaybeUninit<f32>],
 ) -> &'a mut [f32] {
-    conv_planes(g.c_out, g.c_in, g.h, g.w, dyp, wt_flip, None, dx)
+    conv_planes(
+        g.c_out,
+        g.c_in,
+        g.h,
+        g.w,
+        dyp,
+        wt_flip,
+        None,
+        Store::default(),
+        dx,
+    )
 }
 
 /// Per channel, the length of an `h x w` map with a one-pixel zero border: `(h + 2) * (w + 2)`.
@@ -205,7 +233,7 @@ pub(crate) fn weight_grad(g: &Dims, xb: &[f32], dy: &[f32], dyt: &mut [f32], dw_
 }
 
 /// The forward kernel over planes: `y[o] = bias[o] + sum over i, taps of k[o, i] * planes[i]`,
-/// every element of `y` written.
+/// then `store` applied, every element of `y` written (`store`'s slices bounded by the caller).
 #[allow(clippy::too_many_arguments)]
 fn conv_planes<'a>(
     c_in: usize,
@@ -215,6 +243,7 @@ fn conv_planes<'a>(
     planes: &[f32],
     k: &[f32],
     bias: Option<&[f32]>,
+    store: Store<'_>,
     y: &'a mut [MaybeUninit<f32>],
 ) -> &'a mut [f32] {
     let (hw, len) = (h * w, plane_len(h, w));
@@ -226,7 +255,7 @@ fn conv_planes<'a>(
     // reads and writes (its loads beyond a map are masked off, see `plane_len`).
     unsafe {
         let y = y.as_mut_ptr() as *mut f32;
-        avx512::forward(c_in, c_out, w, hw, len, &masks, planes, k, bias, y)
+        avx512::forward(c_in, c_out, w, hw, len, &masks, planes, k, bias, store, y)
     }
     // SAFETY: the kernel stored every pixel of every output channel (the masks of the vectors
     // of 16 pixels cover `0..hw`, the channel tiles `0..c_out`).
@@ -243,10 +272,10 @@ mod avx512 {
 
     use std::arch::x86_64::{
         _mm512_add_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
-        _mm512_set1_ps, _mm512_setzero_ps,
+        _mm512_max_ps, _mm512_mul_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_sub_ps,
     };
 
-    use super::{LANES, OC_BLOCK, PX_VECS};
+    use super::{Store, LANES, OC_BLOCK, PX_VECS};
 
     /// Plane geometry shared by the tiles.
     #[derive(Clone, Copy)]
@@ -276,6 +305,7 @@ mod avx512 {
         planes: &[f32],
         k: &[f32],
         bias: Option<&[f32]>,
+        store: Store<'_>,
         y: *mut f32,
     ) {
         let p = Planes {
@@ -296,10 +326,10 @@ mod avx512 {
                 macro_rules! tile {
                     ($o:literal) => {
                         match v {
-                            4 => fwd_tile::<$o, 4>(p, x, kp, bp, yp, oc, q),
-                            3 => fwd_tile::<$o, 3>(p, x, kp, bp, yp, oc, q),
-                            2 => fwd_tile::<$o, 2>(p, x, kp, bp, yp, oc, q),
-                            _ => fwd_tile::<$o, 1>(p, x, kp, bp, yp, oc, q),
+                            4 => fwd_tile::<$o, 4>(p, x, kp, bp, store, yp, oc, q),
+                            3 => fwd_tile::<$o, 3>(p, x, kp, bp, store, yp, oc, q),
+                            2 => fwd_tile::<$o, 2>(p, x, kp, bp, store, yp, oc, q),
+                            _ => fwd_tile::<$o, 1>(p, x, kp, bp, store, yp, oc, q),
                         }
                     };
                 }
@@ -318,12 +348,14 @@ mod avx512 {
     }
 
     /// `O` output channels from `oc` by `V` vectors of pixels from vector `q`.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     unsafe fn fwd_tile<const O: usize, const V: usize>(
         p: Planes<'_>,
         planes: *const f32,
         k: *const f32,
         bias: *const f32,
+        store: Store<'_>,
         y: *mut f32,
         oc: usize,
         q: usize,
@@ -359,9 +391,25 @@ mod avx512 {
             } else {
                 _mm512_set1_ps(*bias.add(oc + o))
             };
+            let affine = store.affine.map(|a| {
+                let (m, k, b) = a[oc + o];
+                (_mm512_set1_ps(m), _mm512_set1_ps(k), _mm512_set1_ps(b))
+            });
             for v in 0..V {
-                let at = y.wrapping_add((oc + o) * p.hw + (q + v) * LANES);
-                _mm512_mask_storeu_ps(at, m[v][1], _mm512_add_ps(acc[o][v], b));
+                let off = (oc + o) * p.hw + (q + v) * LANES;
+                let mut t = _mm512_add_ps(acc[o][v], b);
+                if let Some((m, k, b)) = affine {
+                    t = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(t, m), k), b);
+                }
+                if let Some(r) = store.residual {
+                    t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m[v][1], r.as_ptr().add(off)));
+                }
+                if store.relu {
+                    // `max(t, 0)`: the second operand for NaN and for equal zeros, as `f32::max`
+                    // against 0 compiles.
+                    t = _mm512_max_ps(t, _mm512_setzero_ps());
+                }
+                _mm512_mask_storeu_ps(y.wrapping_add(off), m[v][1], t);
             }
         }
     }
@@ -564,7 +612,14 @@ mod tests {
             pad_planes(ci, h, w, &x, &mut xp);
             let bias = data(co, 3);
             let mut y = vec![MaybeUninit::new(f32::NAN); co * h * w];
-            let y = forward_image(&geom(ci, co, h, w), &xp, &wt, &bias, &mut y);
+            let y = forward_image(
+                &geom(ci, co, h, w),
+                &xp,
+                &wt,
+                &bias,
+                Store::default(),
+                &mut y,
+            );
             let mut want: Vec<f64> = (0..co * h * w).map(|i| bias[i / (h * w)] as f64).collect();
             for_each_tap(geom(ci, co, h, w), |y, k, xi| {
                 want[y] += wt[k] as f64 * x[xi] as f64

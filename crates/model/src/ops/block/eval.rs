@@ -5,13 +5,14 @@
 //! integration point of J. Hu et al., "Squeeze-and-Excitation Networks", TPAMI 2019, Fig. 5.
 //!
 //! Composed, the convolution writes its whole-batch output to memory and the BatchNorm (or
-//! `bn_add_relu`) op reads it back. Here each image's convolution output lives only in a
-//! per-thread buffer (cache-sized: `C·H·W` floats) and the output is written from it in the same
-//! task, as the block op's evaluation mode does for `conv -> BN -> ReLU`. The arithmetic is the
-//! composed ops', term for term: `((v - m)·k + b + r).max(0)` with `k = γ·invstd` (with a
-//! gate, `z` is stored, the gate computed from it as the attention op does, `super::channel_gate`,
-//! then `(z·g + r).max(0)`), so the result is bit-identical to them; images run in parallel, each
-//! in a fixed order.
+//! `bn_add_relu`) op reads it back. Here the convolution kernel applies the BatchNorm, the
+//! residual and the ReLU to each value as it stores it (`crate::ops::conv::Store`); with a
+//! gate, which needs the whole normalized map first, each image's convolution output lives in a
+//! per-thread buffer (cache-sized: `C·H·W` floats) and the output is written from it. The
+//! arithmetic is the composed ops', term for term: `((v - m)·k + b + r).max(0)` with
+//! `k = γ·invstd` (with a gate, `z` is stored, the gate computed from it as the attention op
+//! does, `super::channel_gate`, then `(z·g + r).max(0)`), so the result is bit-identical to
+//! them; images run in parallel, each in a fixed order.
 //!
 //! No backward: with an input or a parameter that takes part in autograd, on a non-CPU device,
 //! for non-f32 tensors or off [`Kernels::Fast`], [`conv_bn_eval`] composes the separate ops.
@@ -25,7 +26,7 @@ use super::op::{GateSaved, IMG};
 use super::{gate_reference, BlockParams, ChannelGate};
 use crate::ops::bn_relu::{batch_norm_eval, Stats};
 use crate::ops::channel_gate::{self, GateDims, GateWeights};
-use crate::ops::conv::{conv2d_strided, forward_image, with_buf};
+use crate::ops::conv::{conv2d_strided, forward_image, forward_image_store, with_buf, Store};
 use crate::ops::kernels::{cpu_f32, Kernels};
 use crate::ops::residual::add_relu;
 
@@ -137,62 +138,32 @@ pub fn conv_bn_eval(
             .for_each(|(img, on)| {
                 let xn = &x[img * in_img..(img + 1) * in_img];
                 let rn = r.map(|r| &r[img * out_img..(img + 1) * out_img]);
+                let Some((d, w)) = &gate else {
+                    // The BatchNorm, the residual and the ReLU as the kernel stores each value.
+                    let store = Store {
+                        affine: Some(&affine),
+                        residual: rn,
+                        relu: epilogue.relu,
+                    };
+                    forward_image_store(&g, xn, wt, &bias, store, on);
+                    return;
+                };
                 with_buf(&IMG, out_img, |buf| {
                     // SAFETY: `forward_image` only writes initialized values.
                     let buf = unsafe { &mut *(buf as *mut [f32] as *mut [MaybeUninit<f32>]) };
                     let yn = forward_image(&g, xn, wt, &bias, buf);
-                    match &gate {
-                        Some((d, w)) => emit_gated(yn, rn, &affine, (d, w), epilogue.relu, on),
-                        None => emit(yn, rn, &affine, g.hw_out(), epilogue.relu, on),
-                    }
+                    emit_gated(yn, rn, &affine, (d, w), epilogue.relu, on);
                 });
             });
-        // SAFETY: `emit` wrote every element of every image.
+        // SAFETY: the kernel or `emit_gated` wrote every element of every image.
         unsafe { out.set_len(total) };
         out
     };
     Tensor::from_vec(out, (g.n, g.c_out, g.oh, g.ow), x.device())
 }
 
-/// One image's output from its convolution output `y` (`[C, hw]`): `f((v - m)·k + b [+ r])`.
-fn emit(
-    y: &[f32],
-    r: Option<&[f32]>,
-    affine: &[(f32, f32, f32)],
-    hw: usize,
-    relu: bool,
-    out: &mut [MaybeUninit<f32>],
-) {
-    for (ch, &(m, k, b)) in affine.iter().enumerate() {
-        let rows = ch * hw..(ch + 1) * hw;
-        let (o, y) = (&mut out[rows.clone()], &y[rows.clone()]);
-        match (r.map(|r| &r[rows]), relu) {
-            (Some(r), true) => {
-                for ((o, &v), &rv) in o.iter_mut().zip(y).zip(r) {
-                    o.write(((v - m) * k + b + rv).max(0.0));
-                }
-            }
-            (Some(r), false) => {
-                for ((o, &v), &rv) in o.iter_mut().zip(y).zip(r) {
-                    o.write((v - m) * k + b + rv);
-                }
-            }
-            (None, true) => {
-                for (o, &v) in o.iter_mut().zip(y) {
-                    o.write(((v - m) * k + b).max(0.0));
-                }
-            }
-            (None, false) => {
-                for (o, &v) in o.iter_mut().zip(y) {
-                    o.write((v - m) * k + b);
-                }
-            }
-        }
-    }
-}
-
-/// [`emit`] with a channel gate: `y` becomes `z`, the gate is computed from it, then
-/// `f(z·g [+ r])` is written.
+/// One image's output with a channel gate, from its convolution output `y` (`[C, hw]`): `y`
+/// becomes `z = (y - m)·k + b`, the gate is computed from it, then `f(z·g [+ r])` is written.
 fn emit_gated(
     y: &mut [f32],
     r: Option<&[f32]>,

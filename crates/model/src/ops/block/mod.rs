@@ -314,6 +314,15 @@ pub fn conv_bn_relu_eval(
         return conv_bn_relu_reference(x, p, Some((running_mean, running_var)), kernels)
             .map(|r| r.0);
     }
+    if !p.pool && p.gate.is_none() {
+        // The BatchNorm and the ReLU as the convolution kernel stores each value.
+        let relu = Epilogue {
+            gate: None,
+            residual: None,
+            relu: true,
+        };
+        return conv_bn_eval(x, p, running_mean, running_var, relu, Kernels::Fast);
+    }
     let g = p.check(x)?;
     let mean = running_mean.flatten_all()?.to_vec1::<f32>()?;
     let var = running_var.flatten_all()?.to_vec1::<f32>()?;
