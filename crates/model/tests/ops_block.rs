@@ -2,13 +2,13 @@
 //! in one candle custom op) against the composition of the reference ops
 //! (`conv_bn_relu_reference`: candle's `conv2d` + plain-candle BatchNorm/ReLU + the argmax
 //! max-pool, differentiated by candle's autograd): outputs, batch statistics and every
-//! gradient, in training and evaluation mode; and whole networks with the fused path against
-//! the same networks on `Kernels::Reference`.
+//! gradient, in training and evaluation mode, with and without the ReLU (`conv_bn_train`); and
+//! whole networks with the fused path against the same networks on `Kernels::Reference`.
 
 use ablate_model::layers::{DropoutMasks, Mode};
 use ablate_model::ops::block::{
-    conv_bn_relu_eval, conv_bn_relu_reference, conv_bn_relu_train, BlockParams, ChannelGate,
-    EcaParams, SeParams,
+    conv_bn_reference, conv_bn_relu_eval, conv_bn_relu_reference, conv_bn_relu_train,
+    conv_bn_train, BlockParams, ChannelGate, EcaParams, SeParams,
 };
 use ablate_model::ops::kernels::Kernels;
 use ablate_model::{GateFunction, Squeeze};
@@ -89,18 +89,18 @@ impl Case {
     }
 }
 
-/// Output, statistics and gradients of `Σ out ⊙ r` for `r` seeded like the output's shape.
+/// Output, statistics and gradients of `Σ out ⊙ r` for `r` seeded like the output's shape;
+/// without the ReLU unless `relu`.
 fn train_run(
     c: &Case,
-    bias: bool,
-    pool: bool,
+    (bias, pool, relu): (bool, bool, bool),
     fused: bool,
 ) -> Result<(Tensor, Vec<Tensor>, Vec<Tensor>)> {
     let p = c.params(bias, pool);
     let (out, stats) = if fused {
-        conv_bn_relu_train(c.x.as_tensor(), &p)?
+        conv_bn_train(c.x.as_tensor(), &p, relu)?
     } else {
-        conv_bn_relu_reference(c.x.as_tensor(), &p, None, Kernels::Reference)?
+        conv_bn_reference(c.x.as_tensor(), &p, None, Kernels::Reference, relu)?
     };
     let r = rand_tensor(&mut rng(out.elem_count() as u64), out.dims(), -1.0, 1.0)?;
     let grads = (&out * &r)?.sum_all()?.backward()?;
@@ -120,11 +120,20 @@ fn train_run(
 #[test]
 fn train_mode_matches_the_reference_composition() -> Result<()> {
     for (i, &s) in SHAPES.iter().enumerate() {
-        for (pool, bias) in [(true, true), (false, true), (true, false), (false, false)] {
+        // (pool, bias, relu): without the ReLU, a residual unit's conv2 -> bn2 before a module.
+        let variants = [
+            (true, true, true),
+            (false, true, true),
+            (true, false, true),
+            (false, false, true),
+            (false, true, false),
+            (false, false, false),
+        ];
+        for (pool, bias, relu) in variants {
             let c = case(i as u64, s)?;
-            let (a, sa, ga) = train_run(&c, bias, pool, true)?;
-            let (b, sb, gb) = train_run(&c, bias, pool, false)?;
-            let what = format!("shape {s:?} pool {pool} bias {bias}");
+            let (a, sa, ga) = train_run(&c, (bias, pool, relu), true)?;
+            let (b, sb, gb) = train_run(&c, (bias, pool, relu), false)?;
+            let what = format!("shape {s:?} pool {pool} bias {bias} relu {relu}");
             assert_eq!(a.dims(), b.dims(), "{what}");
             let e = rel_err(&a, &b)?;
             assert!(e < 1e-5, "{what}: output rel err {e}");
@@ -166,8 +175,8 @@ fn strided_convolution_matches_the_reference_composition() -> Result<()> {
         for (pool, bias) in [(false, false), (true, true)] {
             let mut c = case(50 + i as u64, s)?;
             c.stride = 2;
-            let (a, sa, ga) = train_run(&c, bias, pool, true)?;
-            let (b, sb, gb) = train_run(&c, bias, pool, false)?;
+            let (a, sa, ga) = train_run(&c, (bias, pool, true), true)?;
+            let (b, sb, gb) = train_run(&c, (bias, pool, true), false)?;
             let what = format!("strided shape {s:?} pool {pool} bias {bias}");
             assert_eq!(a.dims(), b.dims(), "{what}");
             assert!(rel_err(&a, &b)? < 1e-5, "{what}: output");
@@ -243,8 +252,8 @@ fn all_negative_windows_pass_no_gradient() -> Result<()> {
     // gradient of everything but β's own sum must vanish, as in the reference.
     let c = case(7, (3, 2, 6, 6, 3, 3, 1))?;
     c.beta.set(&Tensor::full(-100f32, 3, &Device::Cpu)?)?;
-    let (a, _, ga) = train_run(&c, true, true, true)?;
-    let (_, _, gb) = train_run(&c, true, true, false)?;
+    let (a, _, ga) = train_run(&c, (true, true, true), true)?;
+    let (_, _, gb) = train_run(&c, (true, true, true), false)?;
     assert_eq!(a.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
     for (x, y) in ga.iter().zip(&gb) {
         assert_eq!(x.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
@@ -258,7 +267,7 @@ fn results_do_not_depend_on_thread_count() -> Result<()> {
     let c = case(42, (13, 4, 7, 6, 5, 3, 1))?;
     let run = |threads: usize| -> Result<Vec<Vec<f32>>> {
         with_threads(threads, || {
-            let (out, stats, grads) = train_run(&c, true, true, true)?;
+            let (out, stats, grads) = train_run(&c, (true, true, true), true)?;
             std::iter::once(out)
                 .chain(stats)
                 .chain(grads)

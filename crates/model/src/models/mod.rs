@@ -17,7 +17,7 @@ use candle_core::{Result, Tensor, Var};
 use crate::attention::Attention;
 use crate::layers::{BatchNorm2d, Conv2d, Mode, Param};
 use crate::ops::block::{
-    conv_bn_relu_eval, conv_bn_relu_train, BlockParams, ChannelGate, EcaParams, SeParams,
+    conv_bn_eval, conv_bn_train, BlockParams, ChannelGate, EcaParams, Epilogue, SeParams,
 };
 use crate::ops::kernels::Kernels;
 
@@ -142,10 +142,26 @@ pub(crate) fn conv_bn_relu(
     x: &Tensor,
     mode: Mode,
 ) -> Result<Tensor> {
+    conv_bn(conv, bn, x, mode, true)
+}
+
+/// [`conv_bn_relu`] with the ReLU only if `relu`.
+pub(crate) fn conv_bn(
+    conv: &Conv2d,
+    bn: &BatchNorm2d,
+    x: &Tensor,
+    mode: Mode,
+    relu: bool,
+) -> Result<Tensor> {
     let fast =
         conv.kernels.use_fast(x.device(), x.dtype()) && bn.kernels.use_fast(x.device(), x.dtype());
     if !fast {
-        return bn.forward_relu(&conv.forward(x, mode)?, mode);
+        let y = conv.forward(x, mode)?;
+        return if relu {
+            bn.forward_relu(&y, mode)
+        } else {
+            bn.forward(&y, mode)
+        };
     }
     let weight = conv.weight.get(mode);
     let bias = conv.bias.as_ref().map(|b| b.get(mode));
@@ -162,15 +178,21 @@ pub(crate) fn conv_bn_relu(
         gate: None,
     };
     match mode {
-        Mode::Eval => conv_bn_relu_eval(
-            x,
-            &p,
-            &bn.running_mean.as_tensor().detach(),
-            &bn.running_var.as_tensor().detach(),
-        ),
+        Mode::Eval => {
+            let (rm, rv) = (
+                bn.running_mean.as_tensor().detach(),
+                bn.running_var.as_tensor().detach(),
+            );
+            let epilogue = Epilogue {
+                gate: None,
+                residual: None,
+                relu,
+            };
+            conv_bn_eval(x, &p, &rm, &rv, epilogue, conv.kernels)
+        }
         Mode::Train { .. } => {
             let (y, stats) =
-                conv_bn_relu_train(x, &p).map_err(|e| e.context(bn.prefix().to_string()))?;
+                conv_bn_train(x, &p, relu).map_err(|e| e.context(bn.prefix().to_string()))?;
             bn.update_running_from(&stats)?;
             Ok(y)
         }

@@ -22,7 +22,7 @@ use super::shortcut::ShortcutPath;
 use crate::attention::{Attention, Names};
 use crate::layers::{BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Mode, Param};
 use crate::models::{
-    attend, conv_bn_relu, push_batch_norm, push_params, record, GateTensors, Record,
+    attend, conv_bn, conv_bn_relu, push_batch_norm, push_params, record, GateTensors, Record,
 };
 use crate::ops::block::{conv_bn_eval, BlockParams, Epilogue};
 use crate::ops::kernels::Kernels;
@@ -164,12 +164,21 @@ impl ResidualUnit {
     ) -> Result<Tensor> {
         let branch_in = self.attend_at(x.clone(), Integration::Pre, mode, rec)?;
         let y = conv_bn_relu(&self.conv1, &self.bn1, &branch_in, mode)?;
-        if matches!(mode, Mode::Eval) && rec.is_none() {
-            return self.forward_eval_tail(x, &y, kernels);
+        let standard = self.attention.is_some() && self.integration == Integration::Standard;
+        if rec.is_none() {
+            if matches!(mode, Mode::Eval) {
+                return self.forward_eval_tail(x, &y, kernels);
+            }
+            if standard {
+                // conv2 -> bn2 as one op (no ReLU), the module, the addition and the ReLU.
+                let z = conv_bn(&self.conv2, &self.bn2, &y, mode, false)?;
+                let z = self.attend_at(z, Integration::Standard, mode, rec)?;
+                let out = add_relu(&z, &self.shortcut_out(x, mode, kernels, rec)?, kernels)?;
+                return self.attend_at(out, Integration::Post, mode, rec);
+            }
         }
         let y = self.conv2.forward(&y, mode)?;
         record(rec, || format!("block{}.conv", self.index), &y);
-        let standard = self.attention.is_some() && self.integration == Integration::Standard;
         let out = if standard {
             let y = self.bn2.forward(&y, mode)?;
             let y = self.attend_at(y, Integration::Standard, mode, rec)?;

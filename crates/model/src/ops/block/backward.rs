@@ -119,7 +119,7 @@ impl BlockOp {
                         let mut a = [0f32; 8];
                         let mut b = [0f32; 8];
                         for (i, ((&rv, &dv), &yv)) in r.iter().zip(d).zip(yp).enumerate() {
-                            let dz = if rv > 0.0 { dv } else { 0.0 };
+                            let dz = if !self.relu || rv > 0.0 { dv } else { 0.0 };
                             a[i % 8] += dz;
                             b[i % 8] += dz * ((yv - m) * is);
                         }
@@ -166,7 +166,7 @@ impl BlockOp {
                     }
                 } else {
                     for (((dv, &yv), &rv), &gv) in dp.iter_mut().zip(yp).zip(r).zip(d) {
-                        let dz = if rv > 0.0 { gv } else { 0.0 };
+                        let dz = if !self.relu || rv > 0.0 { gv } else { 0.0 };
                         *dv = k * dz - ka - (yv - m) * kb;
                     }
                 }

@@ -1,6 +1,9 @@
 //! One block of the seed CNN, convolution -> BatchNorm2d -> ReLU, optionally followed by a
 //! 2x2 max-pool with, before it, a channel-attention module (SE or ECA: [`ChannelGate`]), as a
-//! single candle custom op with a CPU forward and backward.
+//! single candle custom op with a CPU forward and backward. Without pool and gate the ReLU is
+//! optional ([`conv_bn_train`]: a residual unit's conv2 -> bn2 when a module follows bn2), and in
+//! evaluation `eval.rs` ([`conv_bn_eval`]) also adds a residual unit's shortcut and its SE or
+//! ECA module.
 //!
 //! Same arithmetic as the separate ops ([`super::conv`], [`super::bn_relu`],
 //! [`super::maxpool`]), but candle's autograd sees one node per block instead of three or four:
@@ -33,7 +36,8 @@
 //! autograd, the functions compose the reference ops instead ([`conv_bn_relu_reference`]).
 //!
 //! Code map: this file holds the API (parameters, the training, evaluation and reference
-//! entry points); `op.rs` the custom op and its forward; `backward.rs` its backward passes.
+//! entry points); `op.rs` the custom op and its forward; `backward.rs` its backward passes;
+//! `eval.rs` the evaluation-only op of a residual unit's second half.
 
 mod backward;
 mod eval;
@@ -256,8 +260,21 @@ impl BlockParams<'_> {
 /// `x`: `[N, Cin, H, W]`; returns `[N, Cout, H', W']` (`H' = (H + 2p - k) / stride + 1`), or
 /// `[N, Cout, H'/2, W'/2]` (floor) with `pool`, and two `[Cout]` statistics.
 pub fn conv_bn_relu_train(x: &Tensor, p: &BlockParams<'_>) -> Result<(Tensor, BatchStats)> {
+    conv_bn_train(x, p, true)
+}
+
+/// [`conv_bn_relu_train`] with the ReLU only if `relu`: without it, `conv -> BN` (a residual
+/// unit's second convolution when an attention module follows its BatchNorm). Without the ReLU,
+/// `p` must have neither `pool` nor `gate`.
+///
+/// # Shapes
+/// As [`conv_bn_relu_train`].
+pub fn conv_bn_train(x: &Tensor, p: &BlockParams<'_>, relu: bool) -> Result<(Tensor, BatchStats)> {
+    if !relu && (p.pool || p.gate.is_some()) {
+        bail!("conv block: a pool or a channel gate needs the ReLU")
+    }
     if !(x.device().is_cpu() && x.dtype() == candle_core::DType::F32) {
-        return conv_bn_relu_reference(x, p, None, Kernels::Generic);
+        return conv_bn_reference(x, p, None, Kernels::Generic, relu);
     }
     let g = p.check(x)?;
     if g.n * g.hw_out() < 2 {
@@ -267,7 +284,10 @@ pub fn conv_bn_relu_train(x: &Tensor, p: &BlockParams<'_>) -> Result<(Tensor, Ba
         )
     }
     let stats = Arc::new(Mutex::new(None));
-    let op = BlockOp::new(p, g.c_out, OpMode::Train(stats.clone()))?;
+    let op = BlockOp {
+        relu,
+        ..BlockOp::new(p, g.c_out, OpMode::Train(stats.clone()))?
+    };
     let y = x
         .contiguous()?
         .apply_op3(&p.weight.contiguous()?, &p.packed()?, op)?;
@@ -351,6 +371,7 @@ impl BlockOp {
             stride: p.stride,
             eps: p.eps,
             pool: p.pool,
+            relu: true,
             has_bias: p.bias.is_some(),
             gate: p.gate_dims(c)?,
             mode,
@@ -373,15 +394,26 @@ pub fn conv_bn_relu_reference(
     running: Option<(&Tensor, &Tensor)>,
     kernels: Kernels,
 ) -> Result<(Tensor, BatchStats)> {
+    conv_bn_reference(x, p, running, kernels, true)
+}
+
+/// [`conv_bn_relu_reference`] with the ReLU only if `relu`.
+pub fn conv_bn_reference(
+    x: &Tensor,
+    p: &BlockParams<'_>,
+    running: Option<(&Tensor, &Tensor)>,
+    kernels: Kernels,
+    relu: bool,
+) -> Result<(Tensor, BatchStats)> {
     let y = if kernels.use_generic(x.device()) {
         super::generic::conv2d_strided(x, p.weight, p.bias, p.padding, p.stride)?
     } else {
         conv2d_reference_strided(x, p.weight, p.bias, p.padding, p.stride)?
     };
     let (z, stats) = match running {
-        None => batch_norm_train_reference(&y, p.gamma, p.beta, p.eps, true, kernels)?,
+        None => batch_norm_train_reference(&y, p.gamma, p.beta, p.eps, relu, kernels)?,
         Some((rm, rv)) => {
-            let z = batch_norm_eval_reference(&y, p.gamma, p.beta, rm, rv, p.eps, true, kernels)?;
+            let z = batch_norm_eval_reference(&y, p.gamma, p.beta, rm, rv, p.eps, relu, kernels)?;
             let stats = BatchStats {
                 mean: rm.clone(),
                 var_unbiased: rv.clone(),

@@ -83,6 +83,8 @@ pub(super) struct BlockOp {
     pub(super) stride: usize,
     pub(super) eps: f64,
     pub(super) pool: bool,
+    /// Whether the ReLU follows the BatchNorm (always with `pool`).
+    pub(super) relu: bool,
     pub(super) has_bias: bool,
     /// The fused channel gate's sizes (SE or ECA), if any.
     pub(super) gate: Option<GateDims>,
@@ -188,9 +190,16 @@ pub(super) struct Affine {
 }
 
 impl Affine {
+    /// `relu((v - m) * k + b)`.
     #[inline(always)]
     pub(super) fn apply(self, v: f32) -> f32 {
-        ((v - self.m) * self.k + self.b).max(0.0)
+        self.normalize(v).max(0.0)
+    }
+
+    /// `(v - m) * k + b`: the BatchNorm alone.
+    #[inline(always)]
+    pub(super) fn normalize(self, v: f32) -> f32 {
+        (v - self.m) * self.k + self.b
     }
 }
 
@@ -238,13 +247,16 @@ pub(super) fn se_views<'a>(
     }
 }
 
-/// Writes one image's output from its convolution output `yn` (`[C, oh*ow]`): dense, or pooled
-/// with the argmax positions in `idx`; with an SE stage, pooled after scaling by its gate.
+/// Writes one image's output from its convolution output `yn` (`[C, oh*ow]`): dense (without
+/// the ReLU unless `relu`), or pooled with the argmax positions in `idx`; with an SE stage,
+/// pooled after scaling by its gate.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn emit_image(
     yn: &[f32],
     g: &Geom,
     aff: &[Affine],
     pool: bool,
+    relu: bool,
     out: &mut [MaybeUninit<f32>],
     idx: &mut [u8],
     se: Option<SeStage<'_, '_>>,
@@ -252,8 +264,14 @@ pub(super) fn emit_image(
     let (hw, oh, ow) = (g.hw_out(), g.oh, g.ow);
     if !pool {
         for ((o, y), a) in out.chunks_mut(hw).zip(yn.chunks(hw)).zip(aff) {
-            for (o, &v) in o.iter_mut().zip(y) {
-                o.write(a.apply(v));
+            if relu {
+                for (o, &v) in o.iter_mut().zip(y) {
+                    o.write(a.apply(v));
+                }
+            } else {
+                for (o, &v) in o.iter_mut().zip(y) {
+                    o.write(a.normalize(v));
+                }
             }
         }
         return;
@@ -337,7 +355,8 @@ impl BlockOp {
                 .for_each(|(img, ((on, ixn), se))| {
                     let mut se = Some(se);
                     y_of(img, &mut |yn| {
-                        emit_image(yn, g, aff, self.pool, on, ixn, se.take().flatten())
+                        let se = se.take().flatten();
+                        emit_image(yn, g, aff, self.pool, self.relu, on, ixn, se)
                     });
                 });
         }
