@@ -300,7 +300,15 @@ fn forward_image_gemm<'a>(
     yn
 }
 
-/// Gradients of one convolution.
+/// Which gradients a convolution's backward computes besides the weight's: the input's, and
+/// the bias's (a serial sum over the output gradient, skipped for a convolution without one).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Need {
+    pub(crate) dx: bool,
+    pub(crate) db: bool,
+}
+
+/// Gradients of one convolution (`db` all zeros unless [`Need::db`]).
 pub(crate) struct ConvGrads {
     pub(crate) dx: Option<Vec<f32>>,
     pub(crate) dw: Vec<f32>,
@@ -308,11 +316,9 @@ pub(crate) struct ConvGrads {
 }
 
 /// Backward kernel. `dy` is the output gradient `[N, Cout, oh, ow]`.
-fn backward_cpu(g: &Geom, x: &[f32], wt: &[f32], dy: &[f32], need_dx: bool) -> ConvGrads {
+fn backward_cpu(g: &Geom, x: &[f32], wt: &[f32], dy: &[f32], need: Need) -> ConvGrads {
     let out = g.out_img();
-    backward_cpu_with(g, x, wt, need_dx, |img, f| {
-        f(&dy[img * out..(img + 1) * out])
-    })
+    backward_cpu_with(g, x, wt, need, |img, f| f(&dy[img * out..(img + 1) * out]))
 }
 
 /// Backward kernel with the output gradient supplied one image at a time: `dy_of(img, f)`
@@ -326,13 +332,14 @@ pub(crate) fn backward_cpu_with<D>(
     g: &Geom,
     x: &[f32],
     wt: &[f32],
-    need_dx: bool,
+    need: Need,
     dy_of: D,
 ) -> ConvGrads
 where
     D: Fn(usize, &mut dyn FnMut(&[f32])) + Sync,
 {
     let (k, co) = (g.k(), g.c_out);
+    let need_dx = need.dx;
     let wsz = co * k;
     let part = wsz + co;
     let n_chunks = g.n.div_ceil(GRAD_CHUNK);
@@ -368,8 +375,10 @@ where
             for (j, img) in (first..last).enumerate() {
                 let xn = &x[img * g.in_img()..(img + 1) * g.in_img()];
                 dy_of(img, &mut |dyn_: &[f32]| {
-                    for (db, row) in pdb.iter_mut().zip(dyn_.chunks(g.hw_out())) {
-                        *db += row.iter().sum::<f32>();
+                    if need.db {
+                        for (db, row) in pdb.iter_mut().zip(dyn_.chunks(g.hw_out())) {
+                            *db += row.iter().sum::<f32>();
+                        }
                     }
                     weight_grad(g, direct, xn, dyn_, pdw);
                     if need_dx {
@@ -521,7 +530,10 @@ impl CustomOp3 for Conv2dOp {
                     cpu_f32(sx, lx)?,
                     cpu_f32(sw, lw)?,
                     cpu_f32(sg, lg)?,
-                    need_dx,
+                    Need {
+                        dx: need_dx,
+                        db: need_db,
+                    },
                 ),
                 _ => bail!("ablate-conv2d: backward of the fast kernel needs cpu tensors"),
             }

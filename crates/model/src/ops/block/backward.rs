@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::op::{unpack, Affine, BlockOp, GateSaved, OpMode, Saved, Unpacked, IMG};
 use crate::ops::channel_gate::{self, GateDims, GateWeights};
-use crate::ops::conv::{backward_cpu_with, with_buf, Geom};
+use crate::ops::conv::{backward_cpu_with, with_buf, Geom, Need};
 use crate::spec::Squeeze;
 
 /// `(Σ dz, Σ dz·(y - m)·is)` over one plane with `dz` masked by the ReLU (`af.apply(y) > 0`),
@@ -57,6 +57,15 @@ pub(crate) fn argmax_positions(
 }
 
 impl BlockOp {
+    /// The convolution gradients to compute besides the weight's: the input's if `need_dx`, the
+    /// bias's if the convolution has one.
+    fn conv_need(&self, need_dx: bool) -> Need {
+        Need {
+            dx: need_dx,
+            db: self.has_bias,
+        }
+    }
+
     /// Returns `(dx, dweight, dpacked)`.
     ///
     /// Long on purpose: one fused kernel whose passes (pool routing, BatchNorm sums, the
@@ -173,7 +182,7 @@ impl BlockOp {
             }
         };
         let out = g.out_img();
-        let grads = backward_cpu_with(g, x, wt, need_dx, |img, f| {
+        let grads = backward_cpu_with(g, x, wt, self.conv_need(need_dx), |img, f| {
             with_buf(&IMG, out, |buf| {
                 fill(img, buf);
                 f(buf)
@@ -312,7 +321,7 @@ impl BlockOp {
             })
             .collect();
         let out = g.out_img();
-        let grads = backward_cpu_with(g, x, wt, need_dx, |img, f| {
+        let grads = backward_cpu_with(g, x, wt, self.conv_need(need_dx), |img, f| {
             with_buf(&IMG, out, |buf| {
                 fill_dz(img, &per_image[img].1, buf);
                 for (ch, &(k, ka, kb)) in coef.iter().enumerate() {
