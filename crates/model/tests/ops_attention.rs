@@ -9,7 +9,7 @@
 use ablate_model::attention::{
     Attention, Cbam, Eca, EcaConfig, Names, Se, SeConfig, SpatialAttention, SpatialConfig,
 };
-use ablate_model::ops::attention::{attend, SpatialGateParams};
+use ablate_model::ops::attention::{attend, SpatialGateParams, Then};
 use ablate_model::ops::block::{ChannelGate, EcaParams, SeParams};
 use ablate_model::ops::kernels::Kernels;
 use ablate_model::ops::max_pool2x2;
@@ -168,12 +168,62 @@ fn fused_op_matches_candle_composition() -> Result<()> {
     Ok(())
 }
 
-/// As [`run`], the module followed by a 2x2 max-pool: one op (`attend` with `pool`)
+/// The module `m` (built for case `c`) on `x` as one op with its own parameters, then `then`.
+fn fused(m: &Attention, c: &Case, x: &Tensor, then: Then<'_>) -> Result<Tensor> {
+    let t = |p: &ablate_model::layers::Param| p.var.as_tensor().clone();
+    let b = |l: &ablate_model::layers::Linear| l.bias.as_ref().map(t);
+    let (se, spatial) = match &m {
+        Attention::Cbam(m) => (Some(&m.channel), Some(&m.spatial)),
+        Attention::Spatial(m) => (None, Some(m)),
+        Attention::Se(m) => (Some(m), None),
+        Attention::Eca(_) => (None, None),
+    };
+    let se = se.map(|se| {
+        let cfg = se.config;
+        (
+            t(&se.fc0.weight),
+            b(&se.fc0),
+            t(&se.fc2.weight),
+            b(&se.fc2),
+            cfg,
+        )
+    });
+    let eca = match &m {
+        Attention::Eca(e) => Some((t(&e.weight), e.bias.as_ref().map(t), e.config)),
+        _ => None,
+    };
+    let channel = match (&se, &eca) {
+        (Some((w1, b1, w2, b2, cfg)), _) => Some(ChannelGate::Se(SeParams {
+            w1,
+            b1: b1.as_ref(),
+            w2,
+            b2: b2.as_ref(),
+            squeeze: cfg.squeeze,
+            gate: cfg.gate,
+        })),
+        (None, Some((w, b, cfg))) => Some(ChannelGate::Eca(EcaParams {
+            weight: w,
+            bias: b.as_ref(),
+            squeeze: cfg.squeeze,
+            gate: cfg.gate,
+        })),
+        _ => None,
+    };
+    let sp = spatial.map(|s| (t(&s.conv.weight), s.conv.bias.as_ref().map(t)));
+    let sp = sp.as_ref().map(|(w, b)| SpatialGateParams {
+        weight: w,
+        bias: b.as_ref(),
+        gate: c.gate,
+    });
+    Ok(attend(x, channel.as_ref(), sp.as_ref(), then)?.y)
+}
+
+/// As [`run`], the module followed by a 2x2 max-pool: one op (`attend` with `Then::Pool`)
 /// or the reference module then `max_pool2x2`.
-fn run_pooled(seed: u64, c: &Case, fused: bool) -> Result<Vec<(String, Tensor)>> {
+fn run_pooled(seed: u64, c: &Case, fused_op: bool) -> Result<Vec<(String, Tensor)>> {
     let (b, ch, h, w) = c.shape;
     let mut r = rng(seed);
-    let kernels = if fused {
+    let kernels = if fused_op {
         Kernels::Fast
     } else {
         Kernels::Reference
@@ -181,53 +231,8 @@ fn run_pooled(seed: u64, c: &Case, fused: bool) -> Result<Vec<(String, Tensor)>>
     let m = module(c, kernels)?;
     let x = Var::from_tensor(&rand_tensor(&mut r, &[b, ch, h, w], -2.0, 2.0)?)?;
     let rr = rand_tensor(&mut r, &[b, ch, h / 2, w / 2], -1.0, 1.0)?;
-    let y = if fused {
-        let t = |p: &ablate_model::layers::Param| p.var.as_tensor().clone();
-        let b = |l: &ablate_model::layers::Linear| l.bias.as_ref().map(t);
-        let (se, spatial) = match &m {
-            Attention::Cbam(m) => (Some(&m.channel), Some(&m.spatial)),
-            Attention::Spatial(m) => (None, Some(m)),
-            Attention::Se(m) => (Some(m), None),
-            Attention::Eca(_) => (None, None),
-        };
-        let se = se.map(|se| {
-            let cfg = se.config;
-            (
-                t(&se.fc0.weight),
-                b(&se.fc0),
-                t(&se.fc2.weight),
-                b(&se.fc2),
-                cfg,
-            )
-        });
-        let eca = match &m {
-            Attention::Eca(e) => Some((t(&e.weight), e.bias.as_ref().map(t), e.config)),
-            _ => None,
-        };
-        let channel = match (&se, &eca) {
-            (Some((w1, b1, w2, b2, cfg)), _) => Some(ChannelGate::Se(SeParams {
-                w1,
-                b1: b1.as_ref(),
-                w2,
-                b2: b2.as_ref(),
-                squeeze: cfg.squeeze,
-                gate: cfg.gate,
-            })),
-            (None, Some((w, b, cfg))) => Some(ChannelGate::Eca(EcaParams {
-                weight: w,
-                bias: b.as_ref(),
-                squeeze: cfg.squeeze,
-                gate: cfg.gate,
-            })),
-            _ => None,
-        };
-        let sp = spatial.map(|s| (t(&s.conv.weight), s.conv.bias.as_ref().map(t)));
-        let sp = sp.as_ref().map(|(w, b)| SpatialGateParams {
-            weight: w,
-            bias: b.as_ref(),
-            gate: c.gate,
-        });
-        attend(x.as_tensor(), channel.as_ref(), sp.as_ref(), true)?.y
+    let y = if fused_op {
+        fused(&m, c, x.as_tensor(), Then::Pool)?
     } else {
         let train = Mode::Train {
             dropout: DropoutMasks::Off,
@@ -237,6 +242,37 @@ fn run_pooled(seed: u64, c: &Case, fused: bool) -> Result<Vec<(String, Tensor)>>
     };
     let mut out = vec![("output".to_string(), y.clone())];
     out.extend(gradients(&y, &rr, &x, &m)?);
+    Ok(out)
+}
+
+/// As [`run`], the module followed by a residual unit's end, `relu(out + res)`: one op
+/// (`attend` with `Then::AddRelu`) or the reference module, `add`, `relu`; the residual's
+/// gradient last.
+fn run_add_relu(seed: u64, c: &Case, fused_op: bool) -> Result<Vec<(String, Tensor)>> {
+    let (b, ch, h, w) = c.shape;
+    let mut r = rng(seed);
+    let kernels = if fused_op {
+        Kernels::Fast
+    } else {
+        Kernels::Reference
+    };
+    let m = module(c, kernels)?;
+    let x = Var::from_tensor(&rand_tensor(&mut r, &[b, ch, h, w], -2.0, 2.0)?)?;
+    let rr = rand_tensor(&mut r, &[b, ch, h, w], -1.0, 1.0)?;
+    let res = Var::from_tensor(&rand_tensor(&mut r, &[b, ch, h, w], -1.0, 1.0)?)?;
+    let y = if fused_op {
+        fused(&m, c, x.as_tensor(), Then::AddRelu(res.as_tensor()))?
+    } else {
+        let train = Mode::Train {
+            dropout: DropoutMasks::Off,
+        };
+        let (y, _) = m.forward(x.as_tensor(), train)?;
+        (y + res.as_tensor())?.relu()?
+    };
+    let mut out = vec![("output".to_string(), y.clone())];
+    out.extend(gradients(&y, &rr, &x, &m)?);
+    let grads = (&y * &rr)?.sum_all()?.backward()?;
+    out.push(("dres".to_string(), grads.get(&res).cloned().expect("dres")));
     Ok(out)
 }
 
@@ -253,6 +289,21 @@ fn fused_op_with_pool_matches_module_then_pool() -> Result<()> {
             assert_eq!(a.dims(), b.dims(), "{c:?}: {name}");
             let e = rel_err(a, b)?;
             assert!(e < 1e-5, "{c:?} pooled: {name} rel err {e}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn fused_op_with_residual_matches_module_then_add_relu() -> Result<()> {
+    for (i, c) in CASES.iter().enumerate() {
+        let fused_op = run_add_relu(i as u64, c, true)?;
+        let reference = run_add_relu(i as u64, c, false)?;
+        assert_eq!(fused_op.len(), reference.len(), "{c:?}");
+        for ((name, a), (_, b)) in fused_op.iter().zip(&reference) {
+            assert_eq!(a.dims(), b.dims(), "{c:?}: {name}");
+            let e = rel_err(a, b)?;
+            assert!(e < 1e-5, "{c:?} add_relu: {name} rel err {e}");
         }
     }
     Ok(())
@@ -298,9 +349,9 @@ fn bad_parameters_are_errors() -> Result<()> {
         bias: None,
         gate: SIG,
     };
-    let e = attend(&x, None, Some(&p), false).unwrap_err();
+    let e = attend(&x, None, Some(&p), Then::Map).unwrap_err();
     assert!(e.to_string().contains("k odd"), "{e}");
-    let e = attend(&x, None, None, false).unwrap_err();
+    let e = attend(&x, None, None, Then::Map).unwrap_err();
     assert!(e.to_string().contains("neither"), "{e}");
     Ok(())
 }

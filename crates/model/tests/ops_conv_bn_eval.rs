@@ -6,7 +6,7 @@
 //! kernel and im2col + gemm), with and without a bias, a gate (SE with the average or both
 //! descriptors, ECA), a residual, a ReLU; thread counts; bad input.
 
-use ablate_model::ops::attention::attend;
+use ablate_model::ops::attention::{attend, Then};
 use ablate_model::ops::block::{
     conv_bn_eval, BlockParams, ChannelGate, EcaParams, Epilogue, SeParams,
 };
@@ -140,7 +140,7 @@ impl Case {
         let (g, b, m, v) = (&self.gamma, &self.beta, &self.mean, &self.var);
         if let Some(cg) = self.gate(gate) {
             let z = batch_norm_eval(&y, g, b, m, v, EPS, false, k)?;
-            let z = attend(&z, Some(&cg), None, false)?.y;
+            let z = attend(&z, Some(&cg), None, Then::Map)?.y;
             return match (residual, relu) {
                 (true, true) => add_relu(&z, &self.residual, k),
                 (true, false) => z + &self.residual,

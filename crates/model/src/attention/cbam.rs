@@ -11,6 +11,7 @@ use candle_core::{Device, Result, Tensor};
 
 use super::{scale_channels, GateValues, Names, Se, SeConfig, SpatialAttention, SpatialConfig};
 use crate::layers::{Mode, Param};
+use crate::ops::attention::Then;
 
 /// The CBAM module.
 #[derive(Clone, Debug)]
@@ -58,20 +59,20 @@ impl Cbam {
         &self,
         x: &Tensor,
         mode: Mode,
-        pool: bool,
+        then: Then<'_>,
     ) -> Result<Option<(Tensor, GateValues)>> {
         if !self.spatial.fuses(x) {
             return Ok(None);
         }
         self.spatial.with_params(mode, |sp| {
-            self.channel.forward_fused(x, mode, Some(sp), pool)
+            self.channel.forward_fused(x, mode, Some(sp), then)
         })
     }
 
     /// # Shapes
     /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, channel gate `[B, C]` and spatial gate `[B, 1, H, W]`).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
-        if let Some(out) = self.forward_fused(x, mode, false)? {
+        if let Some(out) = self.forward_fused(x, mode, Then::Map)? {
             return Ok(out);
         }
         let cg = self.channel.channel_gate(x, mode)?;

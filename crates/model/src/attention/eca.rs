@@ -14,7 +14,7 @@ use candle_core::{Device, Result, Tensor};
 use super::{scale_channels, squeeze_channels, GateValues};
 use crate::init;
 use crate::layers::{apply_gate, Mode, Param};
-use crate::ops::attention::attend;
+use crate::ops::attention::{attend, Then};
 use crate::ops::block::{ChannelGate, EcaParams};
 use crate::ops::generic;
 use crate::ops::kernels::Kernels;
@@ -134,20 +134,36 @@ impl Eca {
         apply_gate(&z, self.config.gate, self.kernels)
     }
 
+    /// The module as one op ([`crate::ops::attention`]), followed by `then`, where the fast
+    /// CPU kernels run for `x`; `None` elsewhere.
+    ///
+    /// # Shapes
+    /// x: `[B, C, H, W]` -> as [`Eca::forward`] (pooled with [`Then::Pool`]).
+    pub(crate) fn forward_fused(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        then: Then<'_>,
+    ) -> Result<Option<(Tensor, GateValues)>> {
+        if !self.kernels.use_fast(x.device(), x.dtype()) {
+            return Ok(None);
+        }
+        let weight = self.weight.get(mode);
+        let bias = self.bias.as_ref().map(|b| b.get(mode));
+        let gate = ChannelGate::Eca(EcaParams {
+            weight: &weight,
+            bias: bias.as_ref(),
+            squeeze: self.config.squeeze,
+            gate: self.config.gate,
+        });
+        Ok(Some(attend(x, Some(&gate), None, then)?.into()))
+    }
+
     /// # Shapes
     /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, channel gate `[B, C]`).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
-        if self.kernels.use_fast(x.device(), x.dtype()) {
-            // One op ([`crate::ops::attention`]).
-            let weight = self.weight.get(mode);
-            let bias = self.bias.as_ref().map(|b| b.get(mode));
-            let gate = ChannelGate::Eca(EcaParams {
-                weight: &weight,
-                bias: bias.as_ref(),
-                squeeze: self.config.squeeze,
-                gate: self.config.gate,
-            });
-            return Ok(attend(x, Some(&gate), None, false)?.into());
+        if let Some(out) = self.forward_fused(x, mode, Then::Map)? {
+            return Ok(out);
         }
         let g = self.channel_gate(x, mode)?;
         let y = scale_channels(x, &g)?;

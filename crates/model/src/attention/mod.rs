@@ -18,6 +18,7 @@ pub use se::{Se, SeConfig};
 pub use spatial::{SpatialAttention, SpatialConfig};
 
 use crate::layers::{Mode, Param};
+use crate::ops::attention::Then;
 use crate::ops::kernels::Kernels;
 use crate::spec::{AttentionKind, ModelSpec, Squeeze, BLOCK_CHANNELS};
 
@@ -189,9 +190,29 @@ impl Attention {
         mode: Mode,
     ) -> Result<Option<(Tensor, GateValues)>> {
         match self {
-            Attention::Spatial(m) => m.forward_fused(x, mode, true),
-            Attention::Cbam(m) => m.forward_fused(x, mode, true),
+            Attention::Spatial(m) => m.forward_fused(x, mode, Then::Pool),
+            Attention::Cbam(m) => m.forward_fused(x, mode, Then::Pool),
             _ => Ok(None),
+        }
+    }
+
+    /// `relu(module(x) + r)` as one op where the fast CPU kernels run for `x` (a residual unit's
+    /// end with the module at the `standard` point); `None` elsewhere.
+    ///
+    /// # Shapes
+    /// x, r: `[B, C, H, W]` -> (`[B, C, H, W]`, gates).
+    pub(crate) fn forward_add_relu(
+        &self,
+        x: &Tensor,
+        r: &Tensor,
+        mode: Mode,
+    ) -> Result<Option<(Tensor, GateValues)>> {
+        let then = Then::AddRelu(r);
+        match self {
+            Attention::Se(m) => m.forward_fused(x, mode, None, then),
+            Attention::Eca(m) => m.forward_fused(x, mode, then),
+            Attention::Spatial(m) => m.forward_fused(x, mode, then),
+            Attention::Cbam(m) => m.forward_fused(x, mode, then),
         }
     }
 

@@ -11,7 +11,7 @@ use candle_core::{Device, Result, Tensor};
 
 use super::{scale_channels, squeeze_channels, GateValues};
 use crate::layers::{apply_gate, Linear, LinearConfig, Mode, Param};
-use crate::ops::attention::{attend, SpatialGateParams};
+use crate::ops::attention::{attend, SpatialGateParams, Then};
 use crate::ops::block::{ChannelGate, SeParams};
 use crate::spec::{GateFunction, Squeeze};
 
@@ -116,7 +116,7 @@ impl Se {
         x: &Tensor,
         mode: Mode,
         spatial: Option<&SpatialGateParams<'_>>,
-        pool: bool,
+        then: Then<'_>,
     ) -> Result<Option<(Tensor, GateValues)>> {
         let kernels = self.fc0.kernels;
         if !(kernels.use_fast(x.device(), x.dtype()) && self.fc2.kernels == kernels) {
@@ -133,13 +133,13 @@ impl Se {
             squeeze: self.config.squeeze,
             gate: self.config.gate,
         });
-        Ok(Some(attend(x, Some(&gate), spatial, pool)?.into()))
+        Ok(Some(attend(x, Some(&gate), spatial, then)?.into()))
     }
 
     /// # Shapes
     /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, channel gate `[B, C]`).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
-        if let Some(out) = self.forward_fused(x, mode, None, false)? {
+        if let Some(out) = self.forward_fused(x, mode, None, Then::Map)? {
             return Ok(out);
         }
         let g = self.channel_gate(x, mode)?;

@@ -13,7 +13,7 @@ use candle_core::{Device, Result, Tensor};
 
 use super::GateValues;
 use crate::layers::{apply_gate, Conv2d, Conv2dConfig, Mode, Param};
-use crate::ops::attention::{attend, SpatialGateParams};
+use crate::ops::attention::{attend, SpatialGateParams, Then};
 use crate::ops::kernels::Kernels;
 use crate::spec::GateFunction;
 
@@ -120,19 +120,19 @@ impl SpatialAttention {
         &self,
         x: &Tensor,
         mode: Mode,
-        pool: bool,
+        then: Then<'_>,
     ) -> Result<Option<(Tensor, GateValues)>> {
         if !self.fuses(x) {
             return Ok(None);
         }
-        let out = self.with_params(mode, |sp| attend(x, None, Some(sp), pool))?;
+        let out = self.with_params(mode, |sp| attend(x, None, Some(sp), then))?;
         Ok(Some(out.into()))
     }
 
     /// # Shapes
     /// x: `[B, C, H, W]` -> (`[B, C, H, W]`, spatial gate `[B, 1, H, W]`).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, GateValues)> {
-        if let Some(out) = self.forward_fused(x, mode, false)? {
+        if let Some(out) = self.forward_fused(x, mode, Then::Map)? {
             return Ok(out);
         }
         let g = self.spatial_gate(x, mode)?;

@@ -170,10 +170,11 @@ impl ResidualUnit {
                 return self.forward_eval_tail(x, &y, kernels);
             }
             if standard {
-                // conv2 -> bn2 as one op (no ReLU), the module, the addition and the ReLU.
+                // conv2 -> bn2 as one op (no ReLU), then the module with the addition and the
+                // ReLU as another.
                 let z = conv_bn(&self.conv2, &self.bn2, &y, mode, false)?;
-                let z = self.attend_at(z, Integration::Standard, mode, rec)?;
-                let out = add_relu(&z, &self.shortcut_out(x, mode, kernels, rec)?, kernels)?;
+                let shortcut = self.shortcut_out(x, mode, kernels, rec)?;
+                let out = self.attend_add_relu(z, &shortcut, mode, kernels)?;
                 return self.attend_at(out, Integration::Post, mode, rec);
             }
         }
@@ -231,8 +232,7 @@ impl ResidualUnit {
                 relu: false,
             };
             let z = conv_bn_eval(y, &p, &rm, &rv, plain, kernels)?;
-            let z = self.attend_at(z, Integration::Standard, mode, &mut rec)?;
-            add_relu(&z, &shortcut, kernels)?
+            self.attend_add_relu(z, &shortcut, mode, kernels)?
         } else {
             let tail = Epilogue {
                 gate,
@@ -242,6 +242,24 @@ impl ResidualUnit {
             conv_bn_eval(y, &p, &rm, &rv, tail, kernels)?
         };
         self.attend_at(out, Integration::Post, mode, &mut rec)
+    }
+
+    /// `relu(module(z) + shortcut)` for the module at the `standard` point, not recorded: one
+    /// op on the fast path (`Attention::forward_add_relu`), else the module then `add_relu`.
+    fn attend_add_relu(
+        &self,
+        z: Tensor,
+        shortcut: &Tensor,
+        mode: Mode,
+        kernels: Kernels,
+    ) -> Result<Tensor> {
+        if let Some(att) = &self.attention {
+            if let Some((out, _gates)) = att.forward_add_relu(&z, shortcut, mode)? {
+                return Ok(out);
+            }
+        }
+        let z = self.attend_at(z, Integration::Standard, mode, &mut None)?;
+        add_relu(&z, shortcut, kernels)
     }
 
     /// The shortcut's output, with the attention module when it sits on the identity branch.

@@ -20,10 +20,12 @@
 //! (`spatial.rs`), `2·k²` multiply-adds per pixel. The parameter gradients of the
 //! images are summed in image order: the result does not depend on the number of threads.
 //!
-//! With `pool`, a 2x2 max-pool (stride 2, floor, PyTorch's tie and NaN rules) follows, as in the
-//! seed CNN's blocks with the module between ReLU and pool: each image's re-weighted map then
-//! lives only in a per-thread buffer, and the backward spreads the pooled gradient into one
-//! before the passes above.
+//! With [`Then::Pool`], a 2x2 max-pool (stride 2, floor, PyTorch's tie and NaN rules) follows, as
+//! in the seed CNN's blocks with the module between ReLU and pool: each image's re-weighted map
+//! then lives only in a per-thread buffer, and the backward spreads the pooled gradient into one
+//! before the passes above. With [`Then::AddRelu`], a residual unit's end follows the module at
+//! its `standard` point, `relu(out + r)` (`residual.rs`): the re-weighted map is never a tensor
+//! of its own.
 //!
 //! Maxima route their gradient to the first maximum: the channel pooling's to the first maximal
 //! channel (`torch.max(x, dim=1)`), the channel descriptor's to the first maximal pixel.
@@ -32,6 +34,7 @@
 //! CPU for f32 maps and compose the separate ops everywhere else; the op tests
 //! (`tests/ops_attention.rs`) check it against that composition with plain candle ops.
 
+mod residual;
 mod spatial;
 
 use std::sync::{Arc, Mutex};
@@ -67,17 +70,29 @@ pub struct Attended {
     pub spatial_gate: Option<Tensor>,
 }
 
-/// `x ⊙ cg ⊙ sg`, then max-pooled 2x2 with `pool`: the channel gate `channel` (SE or ECA;
-/// CBAM's is SE's with the `avg_max` descriptor), the spatial gate `spatial`, or both (CBAM).
-/// CPU and f32 only.
+/// What follows the re-weighting inside the op.
+#[derive(Debug, Clone, Copy)]
+pub enum Then<'a> {
+    /// Nothing: the re-weighted map.
+    Map,
+    /// The 2x2 max-pool (stride 2, floor).
+    Pool,
+    /// The residual added, then the ReLU: `relu(out + r)`, `r` of the map's shape.
+    AddRelu(&'a Tensor),
+}
+
+/// `x ⊙ cg ⊙ sg`, then as `then` says: the channel gate `channel` (SE or ECA; CBAM's is SE's
+/// with the `avg_max` descriptor), the spatial gate `spatial`, or both (CBAM). CPU and f32
+/// only.
 ///
 /// # Shapes
-/// `x`: `[B, C, H, W]` -> [`Attended`] (`y`: `[B, C, H / 2, W / 2]` with `pool`, floor).
+/// `x`: `[B, C, H, W]` -> [`Attended`] (`y`: `[B, C, H / 2, W / 2]` with [`Then::Pool`], floor;
+/// else `[B, C, H, W]`).
 pub fn attend(
     x: &Tensor,
     channel: Option<&ChannelGate<'_>>,
     spatial: Option<&SpatialGateParams<'_>>,
-    pool: bool,
+    then: Then<'_>,
 ) -> Result<Attended> {
     let (b, c, h, w) = x.dims4()?;
     if !(x.device().is_cpu() && x.dtype() == candle_core::DType::F32) {
@@ -104,10 +119,14 @@ pub fn attend(
     let op = AttendOp {
         gate,
         spatial: spatial_dims,
-        pool,
+        pool: matches!(then, Then::Pool),
         saved: saved.clone(),
     };
-    let y = x.contiguous()?.apply_op2(&packed, op)?;
+    let x = x.contiguous()?;
+    let y = match then {
+        Then::AddRelu(r) => residual::apply(&x, &packed, r, op)?,
+        Then::Map | Then::Pool => x.apply_op2(&packed, op)?,
+    };
     let images = saved
         .lock()
         .map_err(|_| poisoned())?
@@ -449,8 +468,35 @@ impl CustomOp2 for AttendOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        self.forward_cpu(l1, cpu_f32(s1, l1)?, cpu_f32(s2, l2)?, None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        packed: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        if !(x.track_op() || packed.track_op()) {
+            return Ok((None, None));
+        }
+        let (dx, dp) = self.backward(x, packed, &grad.contiguous()?)?;
+        Ok((Some(dx), Some(dp)))
+    }
+}
+
+impl AttendOp {
+    /// The forward over the batch (`l1`: the map's layout), with `residual`: `relu(out + r)`
+    /// per image while its output is in cache.
+    fn forward_cpu(
+        &self,
+        l1: &Layout,
+        x: &[f32],
+        packed: &[f32],
+        residual: Option<&[f32]>,
+    ) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l1.shape().dims4()?;
-        let (x, packed) = (cpu_f32(s1, l1)?, cpu_f32(s2, l2)?);
         self.check_packed(packed.len())?;
         let m = Map { c, h, w };
         let (gw, sw, sb) = self.unpack(packed);
@@ -459,7 +505,15 @@ impl CustomOp2 for AttendOp {
         let images: Vec<ImageSaved> = out.spare_capacity_mut()[..n_out]
             .par_chunks_mut(self.out_img(m).max(1))
             .zip(x.par_chunks(c * m.hw()))
-            .map(|(o, z)| self.forward_image(m, (gw.as_ref(), sw, sb), z, o))
+            .enumerate()
+            .map(|(img, (o, z))| {
+                let sv = self.forward_image(m, (gw.as_ref(), sw, sb), z, o);
+                if let Some(r) = residual {
+                    let rn = &r[img * o.len()..(img + 1) * o.len()];
+                    residual::add_relu_image(o, rn);
+                }
+                sv
+            })
             .collect();
         if images.len() != b {
             bail!("attention: pooling a {h}x{w} map 2x2 leaves no pixels")
@@ -476,16 +530,9 @@ impl CustomOp2 for AttendOp {
         Ok((CpuStorage::F32(out), shape))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        packed: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        if !(x.track_op() || packed.track_op()) {
-            return Ok((None, None));
-        }
+    /// The gradients of the map and of the packed parameters for the output gradient `grad`
+    /// (contiguous; with a residual, already masked by the ReLU).
+    fn backward(&self, x: &Tensor, packed: &Tensor, grad: &Tensor) -> Result<(Tensor, Tensor)> {
         let images = self
             .saved
             .lock()
@@ -494,7 +541,6 @@ impl CustomOp2 for AttendOp {
             .ok_or_else(|| candle_core::Error::Msg("attention: backward before forward".into()))?;
         let (b, c, h, w) = x.dims4()?;
         let m = Map { c, h, w };
-        let grad = grad.contiguous()?;
         let (dx, dparams) = {
             let (sx, lx) = x.storage_and_layout();
             let (sp, lp) = packed.storage_and_layout();
@@ -532,8 +578,8 @@ impl CustomOp2 for AttendOp {
         };
         let dev = x.device();
         Ok((
-            Some(Tensor::from_vec(dx, x.shape(), dev)?),
-            Some(Tensor::from_vec(dparams, packed.shape(), dev)?),
+            Tensor::from_vec(dx, x.shape(), dev)?,
+            Tensor::from_vec(dparams, packed.shape(), dev)?,
         ))
     }
 }
