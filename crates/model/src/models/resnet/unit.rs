@@ -24,7 +24,7 @@ use crate::layers::{BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Mode, 
 use crate::models::{
     attend, conv_bn, conv_bn_relu, push_batch_norm, push_params, record, GateTensors, Record,
 };
-use crate::ops::block::{conv_bn_eval, BlockParams, Epilogue};
+use crate::ops::block::{conv_bn_add_relu_train, conv_bn_eval, BlockParams, Epilogue};
 use crate::ops::kernels::Kernels;
 use crate::ops::residual::add_relu;
 use crate::spec::{Integration, ModelSpec};
@@ -169,14 +169,16 @@ impl ResidualUnit {
             if matches!(mode, Mode::Eval) {
                 return self.forward_eval_tail(x, &y, kernels);
             }
-            if standard {
+            let shortcut = self.shortcut_out(x, mode, kernels, rec)?;
+            let out = if standard {
                 // conv2 -> bn2 as one op (no ReLU), then the module with the addition and the
                 // ReLU as another.
                 let z = conv_bn(&self.conv2, &self.bn2, &y, mode, false)?;
-                let shortcut = self.shortcut_out(x, mode, kernels, rec)?;
-                let out = self.attend_add_relu(z, &shortcut, mode, kernels)?;
-                return self.attend_at(out, Integration::Post, mode, rec);
-            }
+                self.attend_add_relu(z, &shortcut, mode, kernels)?
+            } else {
+                self.conv_bn_add_relu_train(&y, &shortcut, mode)?
+            };
+            return self.attend_at(out, Integration::Post, mode, rec);
         }
         let y = self.conv2.forward(&y, mode)?;
         record(rec, || format!("block{}.conv", self.index), &y);
@@ -242,6 +244,39 @@ impl ResidualUnit {
             conv_bn_eval(y, &p, &rm, &rv, tail, kernels)?
         };
         self.attend_at(out, Integration::Post, mode, &mut rec)
+    }
+
+    /// Training: `relu(bn2(conv2(y)) + shortcut)`, one op on the fast path
+    /// (`conv_bn_add_relu_train`), else the convolution then `bn2` with the addition and the
+    /// ReLU; updates bn2's running statistics.
+    fn conv_bn_add_relu_train(&self, y: &Tensor, shortcut: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (conv, bn) = (&self.conv2, &self.bn2);
+        let fast = conv.kernels.use_fast(y.device(), y.dtype())
+            && bn.kernels.use_fast(y.device(), y.dtype());
+        if !fast {
+            return bn.forward_add_relu(&conv.forward(y, mode)?, shortcut, mode);
+        }
+        let (weight, gamma, beta) = (
+            conv.weight.get(mode),
+            bn.weight.get(mode),
+            bn.bias.get(mode),
+        );
+        let bias = conv.bias.as_ref().map(|b| b.get(mode));
+        let p = BlockParams {
+            weight: &weight,
+            bias: bias.as_ref(),
+            padding: conv.config.padding,
+            stride: conv.config.stride,
+            gamma: &gamma,
+            beta: &beta,
+            eps: bn.config.eps,
+            pool: false,
+            gate: None,
+        };
+        let (out, stats) = conv_bn_add_relu_train(y, &p, shortcut)
+            .map_err(|e| e.context(bn.prefix().to_string()))?;
+        bn.update_running_from(&stats)?;
+        Ok(out)
     }
 
     /// `relu(module(z) + shortcut)` for the module at the `standard` point, not recorded: one

@@ -42,6 +42,7 @@
 mod backward;
 mod eval;
 mod op;
+mod residual;
 
 use std::sync::{Arc, Mutex};
 
@@ -57,6 +58,7 @@ use crate::layers::apply_gate;
 use crate::spec::{GateFunction, Squeeze};
 pub use eval::{conv_bn_eval, Epilogue};
 use op::{BlockOp, OpMode};
+pub use residual::conv_bn_add_relu_train;
 /// One 2x2 max-pooled plane with its window argmax, and the positions back (shared with
 /// `super::cbam`).
 pub(crate) use {backward::argmax_positions, op::pool_plane};
