@@ -251,8 +251,8 @@ pub(crate) fn forward_image_store<'a>(
     yn: &'a mut [MaybeUninit<f32>],
 ) -> &'a mut [f32] {
     if let Some(d) = g.direct3x3() {
-        return with_buf(&COL, g.c_in * direct3x3::plane_len(g.h, g.w), |xp| {
-            direct3x3::pad_planes(g.c_in, g.h, g.w, xn, xp);
+        let planes = (g.c_in, g.h, g.w);
+        return direct3x3::with_padded(&direct3x3::PADDED_X, planes, xn, |xp| {
             direct3x3::forward_image(&d, xp, wt, bias, store, yn)
         });
     }
@@ -446,9 +446,7 @@ fn input_grad(
 ) {
     let (k, hw, co) = (g.k(), g.hw_out(), g.c_out);
     if let Some(d) = direct {
-        let len = direct3x3::plane_len(g.h, g.w);
-        with_buf(&DCOL, co * len, |dyp| {
-            direct3x3::pad_planes(co, g.h, g.w, dy, dyp);
+        direct3x3::with_padded(&direct3x3::PADDED_DY, (co, g.h, g.w), dy, |dyp| {
             direct3x3::input_grad_image(&d, dyp, w_in, dx);
         });
         return;

@@ -4,7 +4,7 @@
 //! times through memory and runs the gemm on small panels. The convolution op and the fused
 //! block op call it per image in place of im2col + gemm where [`applies`] says so.
 //!
-//! Layout: each channel plane is copied once into a zero-guarded plane ([`pad_planes`]):
+//! Layout: each channel plane is copied once into a zero-guarded plane ([`with_padded`]):
 //! `W + 1` zeros, the `H x W` image, then zeros. The image is read as one flat row of `H*W`
 //! pixels in vectors of 16; tap `(ki, kj)` of output pixel `p` reads plane index
 //! `p + ki*W + kj`: the zero rows are the vertical padding and a lane mask the horizontal one
@@ -26,6 +26,7 @@
 //! taps; the weight gradient: pixels in order), per image, so the result does not depend on the
 //! number of threads.
 
+use std::cell::RefCell;
 use std::mem::MaybeUninit;
 
 /// Output channels per register tile of the forward kernel.
@@ -69,15 +70,40 @@ pub(crate) fn plane_len(h: usize, w: usize) -> usize {
     (h * w).div_ceil(LANES) * LANES + 2 * w + 2
 }
 
-/// Copies `c` planes of `h x w` from `src` into zero-guarded planes of [`plane_len`] in `dst`.
-pub(crate) fn pad_planes(c: usize, h: usize, w: usize, src: &[f32], dst: &mut [f32]) {
+/// A per-thread buffer of zero-guarded planes and the `(c, h, w)` its guards were zeroed for.
+pub(crate) type PaddedBuf = RefCell<((usize, usize, usize), Vec<f32>)>;
+
+thread_local! {
+    /// Zero-guarded copies of a convolution's input (forward).
+    pub(crate) static PADDED_X: PaddedBuf = const { RefCell::new(((0, 0, 0), Vec::new())) };
+    /// Zero-guarded copies of an output gradient (input gradient).
+    pub(crate) static PADDED_DY: PaddedBuf = const { RefCell::new(((0, 0, 0), Vec::new())) };
+}
+
+/// Runs `f` on `c` zero-guarded planes of `h x w` copied from `src` (`[c, h*w]`) into this
+/// thread's buffer `key`: each plane of [`plane_len`] is `w + 1` zeros, the map, then zeros. The guards are zeroed only when the buffer last held another geometry: a layer's
+/// images come one after another, so per image only the planes' interiors are copied.
+pub(crate) fn with_padded<R>(
+    key: &'static std::thread::LocalKey<PaddedBuf>,
+    (c, h, w): (usize, usize, usize),
+    src: &[f32],
+    f: impl FnOnce(&[f32]) -> R,
+) -> R {
     let (hw, len) = (h * w, plane_len(h, w));
-    assert!(src.len() >= c * hw && dst.len() >= c * len);
-    for (plane, s) in dst.chunks_mut(len).zip(src.chunks(hw)).take(c) {
-        plane[..w + 1].fill(0.0);
-        plane[w + 1..w + 1 + hw].copy_from_slice(s);
-        plane[w + 1 + hw..].fill(0.0);
-    }
+    assert!(src.len() >= c * hw);
+    key.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        let (geometry, buf) = &mut *cached;
+        if *geometry != (c, h, w) || buf.len() != c * len {
+            buf.clear();
+            buf.resize(c * len, 0.0);
+            *geometry = (c, h, w);
+        }
+        for (plane, s) in buf.chunks_mut(len).zip(src.chunks(hw)).take(c) {
+            plane[w + 1..w + 1 + hw].copy_from_slice(s);
+        }
+        f(buf)
+    })
 }
 
 /// `out[ic, oc, ki, kj] = wt[oc, ic, 2 - ki, 2 - kj]`: the kernel whose forward convolution of
@@ -136,12 +162,30 @@ pub(crate) struct Store<'a> {
     pub(crate) relu: bool,
 }
 
+thread_local! {
+    /// This thread's [`lane_masks`] of the last map size it convolved: a layer's images come
+    /// one after another, so each thread computes them once per layer, not once per image.
+    static MASKS: RefCell<((usize, usize), Vec<[u16; 3]>)> =
+        const { RefCell::new(((0, 0), Vec::new())) };
+}
+
+/// Runs `f` on the lane masks of an `h x w` map, from this thread's cache.
+fn with_lane_masks<R>(h: usize, w: usize, f: impl FnOnce(&[[u16; 3]]) -> R) -> R {
+    MASKS.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != (h, w) || cached.1.is_empty() {
+            *cached = ((h, w), lane_masks(h, w));
+        }
+        f(&cached.1)
+    })
+}
+
 /// Forward of one image: writes every element of `y` with `bias[oc] + sum over ic and taps of
 /// wt[oc, ic] * x[ic]` (the sum formed first, then the bias added), then `store` applied, and
 /// returns it as initialized.
 ///
 /// # Shapes
-/// `xp`: `c_in` zero-guarded planes ([`pad_planes`]); `wt`: `[c_out, c_in, 3, 3]`; `bias`:
+/// `xp`: `c_in` zero-guarded planes ([`with_padded`]); `wt`: `[c_out, c_in, 3, 3]`; `bias`:
 /// `[c_out]`; `y`: `[c_out, h*w]`; `store`: `[c_out]` and `[c_out, h*w]`.
 pub(crate) fn forward_image<'a>(
     g: &Dims,
@@ -249,14 +293,15 @@ fn conv_planes<'a>(
     let (hw, len) = (h * w, plane_len(h, w));
     assert!(available());
     assert!(planes.len() >= c_in * len && k.len() >= c_out * c_in * 9 && y.len() == c_out * hw);
-    let masks = lane_masks(h, w);
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512F is present (asserted); the asserts above bound every slice the kernel
-    // reads and writes (its loads beyond a map are masked off, see `plane_len`).
-    unsafe {
-        let y = y.as_mut_ptr() as *mut f32;
-        avx512::forward(c_in, c_out, w, hw, len, &masks, planes, k, bias, store, y)
-    }
+    with_lane_masks(h, w, |masks| {
+        // SAFETY: AVX-512F is present (asserted); the asserts above bound every slice the
+        // kernel reads and writes (its loads beyond a map are masked off, see `plane_len`).
+        unsafe {
+            let y = y.as_mut_ptr() as *mut f32;
+            avx512::forward(c_in, c_out, w, hw, len, masks, planes, k, bias, store, y)
+        }
+    });
     // SAFETY: the kernel stored every pixel of every output channel (the masks of the vectors
     // of 16 pixels cover `0..hw`, the channel tiles `0..c_out`).
     unsafe { &mut *(y as *mut [MaybeUninit<f32>] as *mut [f32]) }
@@ -608,23 +653,17 @@ mod tests {
         }
         for (ci, co, h, w) in SHAPES {
             let (x, wt) = (data(ci * h * w, 1), data(co * ci * 9, 2));
-            let mut xp = vec![f32::NAN; ci * plane_len(h, w)];
-            pad_planes(ci, h, w, &x, &mut xp);
             let bias = data(co, 3);
             let mut y = vec![MaybeUninit::new(f32::NAN); co * h * w];
-            let y = forward_image(
-                &geom(ci, co, h, w),
-                &xp,
-                &wt,
-                &bias,
-                Store::default(),
-                &mut y,
-            );
+            let g = geom(ci, co, h, w);
+            let y = with_padded(&PADDED_X, (ci, h, w), &x, |xp| {
+                forward_image(&g, xp, &wt, &bias, Store::default(), &mut y).to_vec()
+            });
             let mut want: Vec<f64> = (0..co * h * w).map(|i| bias[i / (h * w)] as f64).collect();
             for_each_tap(geom(ci, co, h, w), |y, k, xi| {
                 want[y] += wt[k] as f64 * x[xi] as f64
             });
-            close(y, &want);
+            close(&y, &want);
         }
     }
 
@@ -635,16 +674,37 @@ mod tests {
         }
         for (ci, co, h, w) in SHAPES {
             let (dy, wt) = (data(co * h * w, 4), data(co * ci * 9, 5));
-            let mut dyp = vec![f32::NAN; co * plane_len(h, w)];
-            pad_planes(co, h, w, &dy, &mut dyp);
             let mut dx = vec![MaybeUninit::new(f32::NAN); ci * h * w];
             let wf = flip_transpose(&wt, co, ci);
-            let dx = input_grad_image(&geom(ci, co, h, w), &dyp, &wf, &mut dx);
+            let dx = with_padded(&PADDED_DY, (co, h, w), &dy, |dyp| {
+                input_grad_image(&geom(ci, co, h, w), dyp, &wf, &mut dx).to_vec()
+            });
             let mut want = vec![0f64; ci * h * w];
             for_each_tap(geom(ci, co, h, w), |y, k, x| {
                 want[x] += wt[k] as f64 * dy[y] as f64
             });
-            close(dx, &want);
+            close(&dx, &want);
+        }
+    }
+
+    #[test]
+    fn padded_planes_keep_zero_guards_across_geometries() {
+        let look = |(c, h, w): (usize, usize, usize), seed: u32| {
+            let src = data(c * h * w, seed);
+            with_padded(&PADDED_X, (c, h, w), &src, |buf| {
+                let (hw, len) = (h * w, plane_len(h, w));
+                assert_eq!(buf.len(), c * len);
+                for (plane, s) in buf.chunks(len).zip(src.chunks(hw)) {
+                    assert!(plane[..w + 1].iter().all(|&v| v == 0.0));
+                    assert_eq!(&plane[w + 1..w + 1 + hw], s);
+                    assert!(plane[w + 1 + hw..].iter().all(|&v| v == 0.0));
+                }
+            });
+        };
+        // The same geometry again, a larger one, a smaller one with fewer channels, back.
+        let sizes = [(3, 5, 7), (3, 5, 7), (6, 9, 9), (2, 4, 3), (3, 5, 7)];
+        for (seed, size) in sizes.into_iter().enumerate() {
+            look(size, seed as u32);
         }
     }
 
