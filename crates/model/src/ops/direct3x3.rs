@@ -162,11 +162,13 @@ pub(crate) struct Store<'a> {
     pub(crate) relu: bool,
 }
 
+/// A map size `(h, w)` and its [`lane_masks`].
+type MaskCache = ((usize, usize), Vec<[u16; 3]>);
+
 thread_local! {
     /// This thread's [`lane_masks`] of the last map size it convolved: a layer's images come
     /// one after another, so each thread computes them once per layer, not once per image.
-    static MASKS: RefCell<((usize, usize), Vec<[u16; 3]>)> =
-        const { RefCell::new(((0, 0), Vec::new())) };
+    static MASKS: RefCell<MaskCache> = const { RefCell::new(((0, 0), Vec::new())) };
 }
 
 /// Runs `f` on the lane masks of an `h x w` map, from this thread's cache.

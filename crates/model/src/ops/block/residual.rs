@@ -1,6 +1,6 @@
 //! A residual unit's second half in training (He et al., "Deep Residual Learning for Image
-//! Recognition", CVPR 2016, Fig. 2): convolution -> BatchNorm with the batch statistics ->
-//! + shortcut -> ReLU, `relu(bn(conv(x)) + r)`, as one candle custom op with arguments
+//! Recognition", CVPR 2016, Fig. 2): convolution, BatchNorm with the batch statistics, the
+//! shortcut added, ReLU: `relu(bn(conv(x)) + r)`, as one candle custom op with arguments
 //! `(x, r, [weight, bias (if any), γ, β])`.
 //!
 //! Composed (the convolution op, then `super::super::bn_add_relu`), the convolution's output is
