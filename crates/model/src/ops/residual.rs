@@ -32,6 +32,21 @@ pub fn add_relu(a: &Tensor, b: &Tensor, kernels: Kernels) -> Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
 }
 
+/// `dy ⊙ (out > 0)`: the gradient through a ReLU, from its output `out` and the output's
+/// gradient `dy` (PyTorch's rule: zero at 0), in parallel chunks. The ops that end in a ReLU
+/// (this one, the attention op and the conv -> BN op with the residual) share it.
+pub(crate) fn relu_grad(out: &[f32], dy: &[f32]) -> Vec<f32> {
+    let mut d = vec![0f32; dy.len()];
+    d.par_chunks_mut(CHUNK)
+        .zip(out.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+        .for_each(|(d, (o, g))| {
+            for ((d, &o), &g) in d.iter_mut().zip(o).zip(g) {
+                *d = if o > 0.0 { g } else { 0.0 };
+            }
+        });
+    d
+}
+
 /// The custom op: arguments `(a, b)`.
 struct AddRelu;
 
@@ -81,15 +96,7 @@ impl CustomOp2 for AddRelu {
             let (Storage::Cpu(so), Storage::Cpu(sg)) = (&*so, &*sg) else {
                 bail!("ablate-add-relu: backward of the fast kernel needs cpu tensors")
             };
-            let (out, g) = (cpu_f32(so, lo)?, cpu_f32(sg, lg)?);
-            let mut d = vec![0f32; g.len()];
-            d.par_chunks_mut(CHUNK)
-                .zip(out.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-                .for_each(|(d, (o, g))| {
-                    for ((d, &o), &g) in d.iter_mut().zip(o).zip(g) {
-                        *d = if o > 0.0 { g } else { 0.0 };
-                    }
-                });
+            let d = relu_grad(cpu_f32(so, lo)?, cpu_f32(sg, lg)?);
             Tensor::from_vec(d, res.shape(), res.device())?
         };
         Ok((need_a.then(|| masked.clone()), need_b.then_some(masked)))

@@ -12,14 +12,10 @@
 
 use std::mem::MaybeUninit;
 
-use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
-use rayon::prelude::*;
-
 use super::AttendOp;
 use crate::ops::kernels::cpu_f32;
-
-/// Elements per parallel chunk of the gradient mask.
-const CHUNK: usize = 1 << 14;
+use crate::ops::residual::relu_grad;
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 
 /// `relu(op(x, packed) + r)`.
 ///
@@ -91,15 +87,7 @@ impl CustomOp3 for AttendAddRelu {
             let (Storage::Cpu(so), Storage::Cpu(sg)) = (&*so, &*sg) else {
                 bail!("attention: the backward needs cpu tensors")
             };
-            let (out, g) = (cpu_f32(so, lo)?, cpu_f32(sg, lg)?);
-            let mut d = vec![0f32; g.len()];
-            d.par_chunks_mut(CHUNK)
-                .zip(out.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-                .for_each(|(d, (o, g))| {
-                    for ((d, &o), &g) in d.iter_mut().zip(o).zip(g) {
-                        *d = if o > 0.0 { g } else { 0.0 };
-                    }
-                });
+            let d = relu_grad(cpu_f32(so, lo)?, cpu_f32(sg, lg)?);
             Tensor::from_vec(d, res.shape(), res.device())?
         };
         let (dx, dp) = if need_x || need_p {

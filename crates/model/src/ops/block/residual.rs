@@ -30,11 +30,8 @@ use super::{conv_bn_reference, BlockParams};
 use crate::ops::bn_relu::BatchStats;
 use crate::ops::conv::{backward_cpu_with, forward_image, with_buf, Geom, Need};
 use crate::ops::kernels::{cpu_f32, Kernels};
-use crate::ops::residual::add_relu;
+use crate::ops::residual::{add_relu, relu_grad};
 use crate::ops::scratch::{self, Pooled};
-
-/// Elements per parallel chunk of the gradient mask.
-const CHUNK: usize = 1 << 14;
 
 /// Training mode: `relu(bn(conv(x)) + residual)` with the batch statistics, which come back for
 /// the running-statistics update. `p` must have neither `pool` nor `gate`.
@@ -297,14 +294,7 @@ impl ResidualOp {
             bail!("conv_bn_add_relu: backward shapes differ from the forward's")
         }
         // dz = dout where the output is positive: the residual's gradient and BatchNorm's.
-        let mut dz = vec![0f32; out.len()];
-        dz.par_chunks_mut(CHUNK)
-            .zip(out.par_chunks(CHUNK).zip(dout.par_chunks(CHUNK)))
-            .for_each(|(d, (o, gv))| {
-                for ((d, &o), &gv) in d.iter_mut().zip(o).zip(gv) {
-                    *d = if o > 0.0 { gv } else { 0.0 };
-                }
-            });
+        let dz = relu_grad(out, dout);
         // Per channel Σdz and Σdz·x̂: f32 lanes within a plane, f64 across planes in image
         // order.
         let sums: Vec<(f64, f64)> = (0..c)
