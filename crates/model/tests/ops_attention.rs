@@ -218,9 +218,19 @@ fn fused(m: &Attention, c: &Case, x: &Tensor, then: Then<'_>) -> Result<Tensor> 
     Ok(attend(x, channel.as_ref(), sp.as_ref(), then)?.y)
 }
 
-/// As [`run`], the module followed by a 2x2 max-pool: one op (`attend` with `Then::Pool`)
-/// or the reference module then `max_pool2x2`.
-fn run_pooled(seed: u64, c: &Case, fused_op: bool) -> Result<Vec<(String, Tensor)>> {
+/// What follows the module in [`run_after`].
+#[derive(Debug, Clone, Copy)]
+enum After {
+    /// A 2x2 max-pool.
+    Pool,
+    /// A residual unit's end, `relu(out + res)`.
+    AddRelu,
+}
+
+/// As [`run`], the module followed by `after`: one op (`attend` with `Then::Pool` or
+/// `Then::AddRelu`) or the reference module then `max_pool2x2`, or `add` and `relu`. With the
+/// residual, its gradient comes last.
+fn run_after(seed: u64, c: &Case, after: After, fused_op: bool) -> Result<Vec<(String, Tensor)>> {
     let (b, ch, h, w) = c.shape;
     let mut r = rng(seed);
     let kernels = if fused_op {
@@ -230,83 +240,62 @@ fn run_pooled(seed: u64, c: &Case, fused_op: bool) -> Result<Vec<(String, Tensor
     };
     let m = module(c, kernels)?;
     let x = Var::from_tensor(&rand_tensor(&mut r, &[b, ch, h, w], -2.0, 2.0)?)?;
-    let rr = rand_tensor(&mut r, &[b, ch, h / 2, w / 2], -1.0, 1.0)?;
+    let out_dims = match after {
+        After::Pool => [b, ch, h / 2, w / 2],
+        After::AddRelu => [b, ch, h, w],
+    };
+    let rr = rand_tensor(&mut r, &out_dims, -1.0, 1.0)?;
+    let res = Var::from_tensor(&rand_tensor(&mut r, &[b, ch, h, w], -1.0, 1.0)?)?;
     let y = if fused_op {
-        fused(&m, c, x.as_tensor(), Then::Pool)?
+        let then = match after {
+            After::Pool => Then::Pool,
+            After::AddRelu => Then::AddRelu(res.as_tensor()),
+        };
+        fused(&m, c, x.as_tensor(), then)?
     } else {
         let train = Mode::Train {
             dropout: DropoutMasks::Off,
         };
         let (y, _) = m.forward(x.as_tensor(), train)?;
-        max_pool2x2(&y, Kernels::Reference)?
+        match after {
+            After::Pool => max_pool2x2(&y, Kernels::Reference)?,
+            After::AddRelu => (y + res.as_tensor())?.relu()?,
+        }
     };
     let mut out = vec![("output".to_string(), y.clone())];
     out.extend(gradients(&y, &rr, &x, &m)?);
+    if let After::AddRelu = after {
+        let grads = (&y * &rr)?.sum_all()?.backward()?;
+        out.push(("dres".to_string(), grads.get(&res).cloned().expect("dres")));
+    }
     Ok(out)
 }
 
-/// As [`run`], the module followed by a residual unit's end, `relu(out + res)`: one op
-/// (`attend` with `Then::AddRelu`) or the reference module, `add`, `relu`; the residual's
-/// gradient last.
-fn run_add_relu(seed: u64, c: &Case, fused_op: bool) -> Result<Vec<(String, Tensor)>> {
-    let (b, ch, h, w) = c.shape;
-    let mut r = rng(seed);
-    let kernels = if fused_op {
-        Kernels::Fast
-    } else {
-        Kernels::Reference
-    };
-    let m = module(c, kernels)?;
-    let x = Var::from_tensor(&rand_tensor(&mut r, &[b, ch, h, w], -2.0, 2.0)?)?;
-    let rr = rand_tensor(&mut r, &[b, ch, h, w], -1.0, 1.0)?;
-    let res = Var::from_tensor(&rand_tensor(&mut r, &[b, ch, h, w], -1.0, 1.0)?)?;
-    let y = if fused_op {
-        fused(&m, c, x.as_tensor(), Then::AddRelu(res.as_tensor()))?
-    } else {
-        let train = Mode::Train {
-            dropout: DropoutMasks::Off,
-        };
-        let (y, _) = m.forward(x.as_tensor(), train)?;
-        (y + res.as_tensor())?.relu()?
-    };
-    let mut out = vec![("output".to_string(), y.clone())];
-    out.extend(gradients(&y, &rr, &x, &m)?);
-    let grads = (&y * &rr)?.sum_all()?.backward()?;
-    out.push(("dres".to_string(), grads.get(&res).cloned().expect("dres")));
-    Ok(out)
+/// [`run_after`] fused against the reference, within 1e-5, for every case whose map `after`
+/// can follow.
+fn check_after(after: After) -> Result<()> {
+    let fits = |c: &Case| matches!(after, After::AddRelu) || (c.shape.2 >= 2 && c.shape.3 >= 2);
+    for (i, c) in CASES.iter().enumerate().filter(|(_, c)| fits(c)) {
+        let fused_op = run_after(i as u64, c, after, true)?;
+        let reference = run_after(i as u64, c, after, false)?;
+        assert_eq!(fused_op.len(), reference.len(), "{c:?} {after:?}");
+        for ((name, a), (_, b)) in fused_op.iter().zip(&reference) {
+            assert_eq!(a.dims(), b.dims(), "{c:?} {after:?}: {name}");
+            let e = rel_err(a, b)?;
+            assert!(e < 1e-5, "{c:?} {after:?}: {name} rel err {e}");
+        }
+    }
+    Ok(())
 }
 
 #[test]
 fn fused_op_with_pool_matches_module_then_pool() -> Result<()> {
-    for (i, c) in CASES
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.shape.2 >= 2 && c.shape.3 >= 2)
-    {
-        let fused = run_pooled(i as u64, c, true)?;
-        let reference = run_pooled(i as u64, c, false)?;
-        for ((name, a), (_, b)) in fused.iter().zip(&reference) {
-            assert_eq!(a.dims(), b.dims(), "{c:?}: {name}");
-            let e = rel_err(a, b)?;
-            assert!(e < 1e-5, "{c:?} pooled: {name} rel err {e}");
-        }
-    }
-    Ok(())
+    check_after(After::Pool)
 }
 
 #[test]
 fn fused_op_with_residual_matches_module_then_add_relu() -> Result<()> {
-    for (i, c) in CASES.iter().enumerate() {
-        let fused_op = run_add_relu(i as u64, c, true)?;
-        let reference = run_add_relu(i as u64, c, false)?;
-        assert_eq!(fused_op.len(), reference.len(), "{c:?}");
-        for ((name, a), (_, b)) in fused_op.iter().zip(&reference) {
-            assert_eq!(a.dims(), b.dims(), "{c:?}: {name}");
-            let e = rel_err(a, b)?;
-            assert!(e < 1e-5, "{c:?} add_relu: {name} rel err {e}");
-        }
-    }
-    Ok(())
+    check_after(After::AddRelu)
 }
 
 #[test]

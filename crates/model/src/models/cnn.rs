@@ -10,14 +10,15 @@
 use candle_core::{Device, Result, Tensor, Var};
 
 use super::{
-    attend, push_batch_norm, push_params, record, set_attention_kernels, GateTensors, Record,
+    attend, push_batch_norm, push_params, record, set_attention_kernels, ConvBn, GateTensors,
+    Record,
 };
 use crate::attention::Attention;
 use crate::layers::{
     dropout, BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Linear, LinearConfig, Mode,
     Param,
 };
-use crate::ops::block::{conv_bn_relu_eval, conv_bn_relu_train, BlockParams};
+use crate::ops::block::{conv_bn_relu_eval, conv_bn_relu_train};
 use crate::ops::kernels::Kernels;
 use crate::ops::max_pool2x2;
 use crate::spec::{ModelSpec, Placement, BLOCK_CHANNELS, BLOCK_INPUT_SIDE};
@@ -217,24 +218,12 @@ impl SeedCnn {
     /// statistics in training mode.
     fn fused_block(block: &Block, x: &Tensor, mode: Mode, what: Fused) -> Result<Tensor> {
         let pool = what != Fused::Unpooled;
-        let (conv, bn) = (&block.conv, &block.bn);
-        let weight = conv.weight.get(mode);
-        let bias = conv.bias.as_ref().map(|b| b.get(mode));
-        let (gamma, beta) = (bn.weight.get(mode), bn.bias.get(mode));
+        let bn = &block.bn;
+        let layers = ConvBn::new(&block.conv, bn, mode);
         let gated = what == Fused::GatePooled;
         let gate_tensors = GateTensors::of(block.attention.as_ref().filter(|_| gated), mode);
         let gate = gate_tensors.as_ref().and_then(GateTensors::gate);
-        let p = BlockParams {
-            weight: &weight,
-            bias: bias.as_ref(),
-            padding: conv.config.padding,
-            stride: conv.config.stride,
-            gamma: &gamma,
-            beta: &beta,
-            eps: bn.config.eps,
-            pool,
-            gate,
-        };
+        let p = layers.params(pool, gate);
         match mode {
             Mode::Eval => conv_bn_relu_eval(
                 x,

@@ -131,6 +131,58 @@ impl<'a> GateTensors<'a> {
     }
 }
 
+/// A convolution and the BatchNorm after it, with their tensors in one mode: what the fused
+/// ops take as [`BlockParams`] (which borrows the tensors held here).
+pub(crate) struct ConvBn<'a> {
+    conv: &'a Conv2d,
+    bn: &'a BatchNorm2d,
+    weight: Tensor,
+    bias: Option<Tensor>,
+    gamma: Tensor,
+    beta: Tensor,
+}
+
+impl<'a> ConvBn<'a> {
+    /// The layers' tensors in `mode`.
+    pub(crate) fn new(conv: &'a Conv2d, bn: &'a BatchNorm2d, mode: Mode) -> ConvBn<'a> {
+        ConvBn {
+            conv,
+            bn,
+            weight: conv.weight.get(mode),
+            bias: conv.bias.as_ref().map(|b| b.get(mode)),
+            gamma: bn.weight.get(mode),
+            beta: bn.bias.get(mode),
+        }
+    }
+
+    /// The fused ops' parameters, with a pool and a channel gate as given.
+    pub(crate) fn params<'s>(
+        &'s self,
+        pool: bool,
+        gate: Option<ChannelGate<'s>>,
+    ) -> BlockParams<'s> {
+        BlockParams {
+            weight: &self.weight,
+            bias: self.bias.as_ref(),
+            padding: self.conv.config.padding,
+            stride: self.conv.config.stride,
+            gamma: &self.gamma,
+            beta: &self.beta,
+            eps: self.bn.config.eps,
+            pool,
+            gate,
+        }
+    }
+
+    /// The BatchNorm's running mean and variance (detached), for evaluation.
+    pub(crate) fn running(&self) -> (Tensor, Tensor) {
+        (
+            self.bn.running_mean.as_tensor().detach(),
+            self.bn.running_var.as_tensor().detach(),
+        )
+    }
+}
+
 /// `relu(bn(conv(x)))`: on the fast path one fused op (`crate::ops::block`, no pool, no gate),
 /// else the layers' own ops; updates the BatchNorm's running statistics in training mode.
 ///
@@ -163,26 +215,11 @@ pub(crate) fn conv_bn(
             bn.forward(&y, mode)
         };
     }
-    let weight = conv.weight.get(mode);
-    let bias = conv.bias.as_ref().map(|b| b.get(mode));
-    let (gamma, beta) = (bn.weight.get(mode), bn.bias.get(mode));
-    let p = BlockParams {
-        weight: &weight,
-        bias: bias.as_ref(),
-        padding: conv.config.padding,
-        stride: conv.config.stride,
-        gamma: &gamma,
-        beta: &beta,
-        eps: bn.config.eps,
-        pool: false,
-        gate: None,
-    };
+    let layers = ConvBn::new(conv, bn, mode);
+    let p = layers.params(false, None);
     match mode {
         Mode::Eval => {
-            let (rm, rv) = (
-                bn.running_mean.as_tensor().detach(),
-                bn.running_var.as_tensor().detach(),
-            );
+            let (rm, rv) = layers.running();
             let epilogue = Epilogue {
                 gate: None,
                 residual: None,

@@ -258,17 +258,21 @@ pub(crate) fn forward_image_store<'a>(
     }
     let yn = forward_image_gemm(g, xn, wt, bias, yn);
     let hw = g.hw_out();
+    if store.affine.is_none() && store.residual.is_none() && !store.relu {
+        return yn;
+    }
     for (ch, row) in yn.chunks_mut(hw.max(1)).enumerate() {
+        let affine = store.affine.map(|a| a[ch]);
         let r = store.residual.map(|r| &r[ch * hw..(ch + 1) * hw]);
-        if let Some(a) = store.affine {
-            let (m, k, b) = a[ch];
-            row.iter_mut().for_each(|v| *v = (*v - m) * k + b);
-        }
-        if let Some(r) = r {
-            row.iter_mut().zip(r).for_each(|(v, &rv)| *v += rv);
-        }
-        if store.relu {
-            row.iter_mut().for_each(|v| *v = v.max(0.0));
+        for (i, v) in row.iter_mut().enumerate() {
+            let mut t = *v;
+            if let Some((m, k, b)) = affine {
+                t = (t - m) * k + b;
+            }
+            if let Some(r) = r {
+                t += r[i];
+            }
+            *v = if store.relu { t.max(0.0) } else { t };
         }
     }
     yn

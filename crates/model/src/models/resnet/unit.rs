@@ -22,9 +22,10 @@ use super::shortcut::ShortcutPath;
 use crate::attention::{Attention, Names};
 use crate::layers::{BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Mode, Param};
 use crate::models::{
-    attend, conv_bn, conv_bn_relu, push_batch_norm, push_params, record, GateTensors, Record,
+    attend, conv_bn, conv_bn_relu, push_batch_norm, push_params, record, ConvBn, GateTensors,
+    Record,
 };
-use crate::ops::block::{conv_bn_add_relu_train, conv_bn_eval, BlockParams, Epilogue};
+use crate::ops::block::{conv_bn_add_relu_train, conv_bn_eval, Epilogue};
 use crate::ops::kernels::Kernels;
 use crate::ops::residual::add_relu;
 use crate::spec::{Integration, ModelSpec};
@@ -150,6 +151,11 @@ impl ResidualUnit {
         }
     }
 
+    /// Whether the unit has a module at the `standard` point (between bn2 and the addition).
+    fn at_standard(&self) -> bool {
+        self.attention.is_some() && self.integration == Integration::Standard
+    }
+
     /// `relu(branch(x) + shortcut(x))` with the attention module at its integration point;
     /// records `block{index}.conv` (conv2's output, before BN) and the module's gates.
     ///
@@ -164,7 +170,7 @@ impl ResidualUnit {
     ) -> Result<Tensor> {
         let branch_in = self.attend_at(x.clone(), Integration::Pre, mode, rec)?;
         let y = conv_bn_relu(&self.conv1, &self.bn1, &branch_in, mode)?;
-        let standard = self.attention.is_some() && self.integration == Integration::Standard;
+        let standard = self.at_standard();
         if rec.is_none() {
             if matches!(mode, Mode::Eval) {
                 return self.forward_eval_tail(x, &y, kernels);
@@ -202,27 +208,10 @@ impl ResidualUnit {
         let mode = Mode::Eval;
         let mut rec: Record<'_> = None;
         let shortcut = self.shortcut_out(x, mode, kernels, &mut rec)?;
-        let (weight, gamma, beta) = (
-            self.conv2.weight.get(mode),
-            self.bn2.weight.get(mode),
-            self.bn2.bias.get(mode),
-        );
-        let p = BlockParams {
-            weight: &weight,
-            bias: None,
-            padding: self.conv2.config.padding,
-            stride: self.conv2.config.stride,
-            gamma: &gamma,
-            beta: &beta,
-            eps: self.bn2.config.eps,
-            pool: false,
-            gate: None,
-        };
-        let (rm, rv) = (
-            self.bn2.running_mean.as_tensor().detach(),
-            self.bn2.running_var.as_tensor().detach(),
-        );
-        let standard = self.attention.is_some() && self.integration == Integration::Standard;
+        let layers = ConvBn::new(&self.conv2, &self.bn2, mode);
+        let p = layers.params(false, None);
+        let (rm, rv) = layers.running();
+        let standard = self.at_standard();
         // SE and ECA at `standard` run inside the op; spatial attention and CBAM between it and
         // the addition.
         let gate_tensors = GateTensors::of(self.attention.as_ref().filter(|_| standard), mode);
@@ -256,24 +245,8 @@ impl ResidualUnit {
         if !fast {
             return bn.forward_add_relu(&conv.forward(y, mode)?, shortcut, mode);
         }
-        let (weight, gamma, beta) = (
-            conv.weight.get(mode),
-            bn.weight.get(mode),
-            bn.bias.get(mode),
-        );
-        let bias = conv.bias.as_ref().map(|b| b.get(mode));
-        let p = BlockParams {
-            weight: &weight,
-            bias: bias.as_ref(),
-            padding: conv.config.padding,
-            stride: conv.config.stride,
-            gamma: &gamma,
-            beta: &beta,
-            eps: bn.config.eps,
-            pool: false,
-            gate: None,
-        };
-        let (out, stats) = conv_bn_add_relu_train(y, &p, shortcut)
+        let layers = ConvBn::new(conv, bn, mode);
+        let (out, stats) = conv_bn_add_relu_train(y, &layers.params(false, None), shortcut)
             .map_err(|e| e.context(bn.prefix().to_string()))?;
         bn.update_running_from(&stats)?;
         Ok(out)

@@ -56,6 +56,36 @@ pub(crate) fn argmax_positions(
         })
 }
 
+/// Per channel `(k, ka, kb, m)` of BatchNorm's backward to its input, `dy = k·dz - ka -
+/// (y - m)·kb`: `k = γ·invstd`; with the batch statistics (`sums`: per channel `Σdz` and
+/// `Σdz·x̂` over `count` values) `ka = k·Σdz/count` and `kb = k·invstd·Σdz·x̂/count` (in f64,
+/// then rounded), with the running statistics (`None`) both zero.
+pub(super) fn bn_grad_coef(
+    gamma: &[f32],
+    mean: &[f32],
+    invstd: &[f32],
+    sums: Option<&[(f64, f64)]>,
+    count: usize,
+) -> Vec<(f32, f32, f32, f32)> {
+    let inv_m = 1.0 / count as f64;
+    (0..gamma.len())
+        .map(|ch| {
+            let k = gamma[ch] * invstd[ch];
+            let (ka, kb) = match sums {
+                Some(s) => {
+                    let (sa, sb) = s[ch];
+                    (
+                        (k as f64 * sa * inv_m) as f32,
+                        (k as f64 * sb * inv_m * invstd[ch] as f64) as f32,
+                    )
+                }
+                None => (0.0, 0.0),
+            };
+            (k, ka, kb, mean[ch])
+        })
+        .collect()
+}
+
 impl BlockOp {
     /// The convolution gradients to compute besides the weight's: the input's if `need_dx`, the
     /// bias's if the convolution has one.
@@ -140,23 +170,7 @@ impl BlockOp {
             })
             .collect();
         let train = matches!(self.mode, OpMode::Train(_));
-        let inv_m = 1.0 / (n * hw) as f64;
-        // dy = k·dz - ka - (y - m)·kb per channel.
-        let coef: Vec<(f32, f32, f32, f32)> = (0..c)
-            .map(|ch| {
-                let k = gamma[ch] * invstd[ch];
-                let (ka, kb) = if train {
-                    let (sa, sb) = sums[ch];
-                    (
-                        (k as f64 * sa * inv_m) as f32,
-                        (k as f64 * sb * inv_m * invstd[ch] as f64) as f32,
-                    )
-                } else {
-                    (0.0, 0.0)
-                };
-                (k, ka, kb, mean[ch])
-            })
-            .collect();
+        let coef = bn_grad_coef(gamma, mean, invstd, train.then_some(&sums[..]), n * hw);
         let fill = |img: usize, buf: &mut [f32]| {
             for (ch, &(k, ka, kb, m)) in coef.iter().enumerate() {
                 let yp = &y[(img * c + ch) * hw..][..hw];
@@ -308,23 +322,12 @@ impl BlockOp {
                 *a += b;
             }
         }
-        let inv_m = 1.0 / (n * hw) as f64;
-        let coef: Vec<(f32, f32, f32)> = (0..c)
-            .map(|ch| {
-                let k = up.gamma[ch] * invstd[ch];
-                let (sa, sb) = sums[ch];
-                (
-                    k,
-                    (k as f64 * sa * inv_m) as f32,
-                    (k as f64 * sb * inv_m * invstd[ch] as f64) as f32,
-                )
-            })
-            .collect();
+        let coef = bn_grad_coef(up.gamma, mean, invstd, Some(&sums), n * hw);
         let out = g.out_img();
         let grads = backward_cpu_with(g, x, wt, self.conv_need(need_dx), |img, f| {
             with_buf(&IMG, out, |buf| {
                 fill_dz(img, &per_image[img].1, buf);
-                for (ch, &(k, ka, kb)) in coef.iter().enumerate() {
+                for (ch, &(k, ka, kb, _)) in coef.iter().enumerate() {
                     let a = aff[ch];
                     let yrow = &y[(img * c + ch) * hw..][..hw];
                     for (dv, &yv) in buf[ch * hw..(ch + 1) * hw].iter_mut().zip(yrow) {

@@ -141,6 +141,39 @@ pub(super) fn mean_m2(xs: &[f32]) -> (f64, f64) {
     (mean, (q - s * s / n).max(0.0))
 }
 
+/// The training forward's convolution: every image's output (bias included) into a buffer from
+/// the scratch pool, and per channel the batch mean, `1/sqrt(var + eps)` and unbiased variance
+/// (each plane's [`mean_m2`] while the image is in cache, then [`combine`]).
+///
+/// # Shapes
+/// `x`: `[N, Cin, H, W]`; returns `[N, Cout, H', W']` and three `[Cout]`.
+pub(super) fn conv_batch_stats(
+    g: &Geom,
+    x: &[f32],
+    wt: &[f32],
+    bias: &[f32],
+    eps: f64,
+) -> (Vec<f32>, [Vec<f32>; 3]) {
+    let (c, hw, out_img) = (g.c_out, g.hw_out(), g.out_img());
+    let total = g.n * out_img;
+    let mut y = scratch::take(total);
+    let mut part = vec![(0f64, 0f64); g.n * c];
+    y.spare_capacity_mut()[..total]
+        .par_chunks_mut(out_img.max(1))
+        .zip(x.par_chunks(g.in_img().max(1)))
+        .zip(part.par_chunks_mut(c.max(1)))
+        .for_each(|((yn, xn), pn)| {
+            let yn = forward_image(g, xn, wt, bias, yn);
+            for (p, row) in pn.iter_mut().zip(yn.chunks(hw)) {
+                *p = mean_m2(row);
+            }
+        });
+    // SAFETY: `forward_image` initialized every element.
+    unsafe { y.set_len(total) };
+    let stats = combine(&part, g.n, c, hw, eps);
+    (y, stats)
+}
+
 /// Per-channel batch mean, `1/sqrt(var + eps)` and unbiased variance from the per-image
 /// `(mean, M2)` of every plane (`part[n * c + ch]`), combined in image order.
 pub(super) fn combine(
@@ -384,7 +417,7 @@ impl CustomOp3 for BlockOp {
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geom::strided(l1.shape(), l2.shape(), self.padding, self.stride)?;
         let (x, wt) = (cpu_f32(s1, l1)?, cpu_f32(s2, l2)?);
-        let (c, hw) = (g.c_out, g.hw_out());
+        let c = g.c_out;
         let Unpacked {
             bias,
             gamma,
@@ -426,22 +459,8 @@ impl CustomOp3 for BlockOp {
                 });
             }
             OpMode::Train(cell) => {
-                let total = g.n * g.out_img();
-                let mut y = scratch::take(total);
-                let mut part = vec![(0f64, 0f64); g.n * c];
-                y.spare_capacity_mut()[..total]
-                    .par_chunks_mut(g.out_img())
-                    .zip(x.par_chunks(g.in_img()))
-                    .zip(part.par_chunks_mut(c))
-                    .for_each(|((yn, xn), pn)| {
-                        let yn = forward_image(&g, xn, wt, &bias, yn);
-                        for (p, row) in pn.iter_mut().zip(yn.chunks(hw)) {
-                            *p = mean_m2(row);
-                        }
-                    });
-                // SAFETY: `forward_image` initialized every element.
-                unsafe { y.set_len(total) };
-                let [mean, invstd, var_unbiased] = combine(&part, g.n, c, hw, self.eps);
+                let (y, [mean, invstd, var_unbiased]) =
+                    conv_batch_stats(&g, x, wt, &bias, self.eps);
                 let aff = affine(&mean, &invstd);
                 let views = se_views(&mut se_saved, self.gate.as_ref(), se_w.as_ref(), g.n);
                 self.emit_batch(&g, &aff, &mut out, &mut argmax, views, |img, f| {

@@ -25,13 +25,14 @@ use std::sync::{Arc, Mutex};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::op::{combine, mean_m2, poisoned, Affine, StatsSlot, IMG};
+use super::backward::bn_grad_coef;
+use super::op::{conv_batch_stats, poisoned, Affine, StatsSlot, IMG};
 use super::{conv_bn_reference, BlockParams};
 use crate::ops::bn_relu::BatchStats;
-use crate::ops::conv::{backward_cpu_with, forward_image, with_buf, Geom, Need};
+use crate::ops::conv::{backward_cpu_with, with_buf, Geom, Need};
 use crate::ops::kernels::{cpu_f32, Kernels};
 use crate::ops::residual::{add_relu, relu_grad};
-use crate::ops::scratch::{self, Pooled};
+use crate::ops::scratch::Pooled;
 
 /// Training mode: `relu(bn(conv(x)) + residual)` with the batch statistics, which come back for
 /// the running-statistics update. `p` must have neither `pool` nor `gate`.
@@ -171,21 +172,8 @@ impl CustomOp3 for ResidualOp {
             bail!("conv_bn_add_relu: residual of {} elements", r.len())
         }
         let total = g.n * out_img;
-        let mut y = scratch::take(total);
-        let mut part = vec![(0f64, 0f64); g.n * c];
-        y.spare_capacity_mut()[..total]
-            .par_chunks_mut(out_img)
-            .zip(x.par_chunks(g.in_img()))
-            .zip(part.par_chunks_mut(c))
-            .for_each(|((yn, xn), pn)| {
-                let yn = forward_image(&g, xn, p.weight, &p.bias, yn);
-                for (q, row) in pn.iter_mut().zip(yn.chunks(hw)) {
-                    *q = mean_m2(row);
-                }
-            });
-        // SAFETY: `forward_image` initialized every element.
-        unsafe { y.set_len(total) };
-        let [mean, invstd, var_unbiased] = combine(&part, g.n, c, hw, self.eps);
+        let (y, [mean, invstd, var_unbiased]) =
+            conv_batch_stats(&g, x, p.weight, &p.bias, self.eps);
         let aff: Vec<Affine> = (0..c)
             .map(|ch| Affine {
                 m: mean[ch],
@@ -316,20 +304,7 @@ impl ResidualOp {
                 (sa, sb)
             })
             .collect();
-        let inv_m = 1.0 / (n * hw) as f64;
-        // dy = k·dz - ka - (y - m)·kb per channel.
-        let coef: Vec<(f32, f32, f32, f32)> = (0..c)
-            .map(|ch| {
-                let k = p.gamma[ch] * invstd[ch];
-                let (sa, sb) = sums[ch];
-                (
-                    k,
-                    (k as f64 * sa * inv_m) as f32,
-                    (k as f64 * sb * inv_m * invstd[ch] as f64) as f32,
-                    mean[ch],
-                )
-            })
-            .collect();
+        let coef = bn_grad_coef(p.gamma, mean, invstd, Some(&sums), n * hw);
         let need = Need {
             dx: need_dx,
             db: self.has_bias,
