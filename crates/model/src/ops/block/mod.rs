@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{bail, Result, Tensor};
 
-use super::bn_relu::{batch_norm_eval_reference, batch_norm_train_reference, BatchStats};
+use super::bn_relu::{batch_norm_eval_reference, batch_norm_train_reference, BatchStats, Stats};
 use super::channel_gate::{Excite, GateDims};
 use super::conv::{conv2d_reference_strided, Geom};
 use super::kernels::Kernels;
@@ -346,20 +346,8 @@ pub fn conv_bn_relu_eval(
         return conv_bn_eval(x, p, running_mean, running_var, relu, Kernels::Fast);
     }
     let g = p.check(x)?;
-    let mean = running_mean.flatten_all()?.to_vec1::<f32>()?;
-    let var = running_var.flatten_all()?.to_vec1::<f32>()?;
-    if mean.len() != g.c_out || var.len() != g.c_out {
-        bail!(
-            "conv block: running statistics of {} and {} elements for {} channels",
-            mean.len(),
-            var.len(),
-            g.c_out
-        )
-    }
-    let invstd = var
-        .iter()
-        .map(|&v| (1.0 / (v as f64 + p.eps).sqrt()) as f32)
-        .collect();
+    let Stats { mean, invstd, .. } = Stats::running(running_mean, running_var, g.c_out, p.eps)
+        .map_err(|e| e.context("conv block"))?;
     let op = BlockOp::new(p, g.c_out, OpMode::Eval { mean, invstd })?;
     x.contiguous()?
         .apply_op3_no_bwd(&p.weight.contiguous()?, &p.packed()?, &op)
