@@ -22,11 +22,11 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, T
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use super::direct3x3;
 pub(crate) use super::direct3x3::Store;
 pub(crate) use super::im2col::Geom;
 use super::im2col::{col2im, im2col};
 use super::kernels::{bias_or_zeros, cpu_f32, Kernels};
+use super::{direct3x3, winograd};
 
 /// The gemm parallelism inside the per-image kernels.
 const SERIAL: Parallelism = Parallelism::None;
@@ -212,8 +212,27 @@ pub(crate) fn gemm_rm(
     }
 }
 
+/// A convolution's weights as its per-image forward reads them: as given (`[Cout, Cin, kh,
+/// kw]`), and transformed for the Winograd kernel where it applies ([`winograd::applies`]),
+/// once per batch.
+pub(crate) struct Filters<'a> {
+    wt: &'a [f32],
+    winograd: Option<(direct3x3::Dims, Vec<f32>)>,
+}
+
+impl<'a> Filters<'a> {
+    pub(crate) fn new(g: &Geom, wt: &'a [f32]) -> Self {
+        let winograd = g
+            .direct3x3()
+            .filter(winograd::applies)
+            .map(|d| (d, winograd::transform_filters(&d, wt)));
+        Self { wt, winograd }
+    }
+}
+
 /// Forward kernel: `y[n] = W x im2col(x[n]) + bias`, parallel over images.
 fn forward_cpu(g: &Geom, x: &[f32], wt: &[f32], bias: &[f32]) -> Vec<f32> {
+    let wt = &Filters::new(g, wt);
     let total = g.n * g.out_img();
     let mut y: Vec<f32> = Vec::with_capacity(total);
     y.spare_capacity_mut()[..total]
@@ -232,7 +251,7 @@ fn forward_cpu(g: &Geom, x: &[f32], wt: &[f32], bias: &[f32]) -> Vec<f32> {
 pub(crate) fn forward_image<'a>(
     g: &Geom,
     xn: &[f32],
-    wt: &[f32],
+    wt: &Filters<'_>,
     bias: &[f32],
     yn: &'a mut [MaybeUninit<f32>],
 ) -> &'a mut [f32] {
@@ -240,16 +259,21 @@ pub(crate) fn forward_image<'a>(
 }
 
 /// [`forward_image`] with `store` applied to every output value (an evaluation-mode BatchNorm,
-/// a residual, a ReLU: [`Store`]): by the direct kernel as it stores its output, else in a pass
-/// over the image's output while it is in cache, the same operations in the same order.
+/// a residual, a ReLU: [`Store`]): by the Winograd or the direct kernel as it stores its
+/// output, else in a pass over the image's output while it is in cache, the same operations in
+/// the same order.
 pub(crate) fn forward_image_store<'a>(
     g: &Geom,
     xn: &[f32],
-    wt: &[f32],
+    filters: &Filters<'_>,
     bias: &[f32],
     store: Store<'_>,
     yn: &'a mut [MaybeUninit<f32>],
 ) -> &'a mut [f32] {
+    let wt = filters.wt;
+    if let Some((d, u)) = &filters.winograd {
+        return winograd::forward_image(d, xn, u, bias, store, yn);
+    }
     if let Some(d) = g.direct3x3() {
         let planes = (g.c_in, g.h, g.w);
         return direct3x3::with_padded(&direct3x3::PADDED_X, planes, xn, |xp| {

@@ -310,6 +310,9 @@ fn conv_planes<'a>(
 }
 
 #[cfg(target_arch = "x86_64")]
+pub(crate) use avx512::store_lanes;
+
+#[cfg(target_arch = "x86_64")]
 // Index loops over the register tiles' constant dimensions are the kernels' shape: the compiler
 // unrolls them and keeps every accumulator in a register.
 #[allow(clippy::needless_range_loop)]
@@ -318,7 +321,7 @@ mod avx512 {
     //! accumulator in a register; the tails of the channel and pixel loops use smaller tiles.
 
     use std::arch::x86_64::{
-        _mm512_add_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
+        __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
         _mm512_max_ps, _mm512_mul_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_sub_ps,
     };
 
@@ -438,27 +441,45 @@ mod avx512 {
             } else {
                 _mm512_set1_ps(*bias.add(oc + o))
             };
-            let affine = store.affine.map(|a| {
-                let (m, k, b) = a[oc + o];
-                (_mm512_set1_ps(m), _mm512_set1_ps(k), _mm512_set1_ps(b))
-            });
             for v in 0..V {
                 let off = (oc + o) * p.hw + (q + v) * LANES;
-                let mut t = _mm512_add_ps(acc[o][v], b);
-                if let Some((m, k, b)) = affine {
-                    t = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(t, m), k), b);
-                }
-                if let Some(r) = store.residual {
-                    t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m[v][1], r.as_ptr().add(off)));
-                }
-                if store.relu {
-                    // `max(t, 0)`: the second operand for NaN and for equal zeros, as `f32::max`
-                    // against 0 compiles.
-                    t = _mm512_max_ps(t, _mm512_setzero_ps());
-                }
-                _mm512_mask_storeu_ps(y.wrapping_add(off), m[v][1], t);
+                store_lanes(store, oc + o, b, acc[o][v], off, m[v][1], y);
             }
         }
+    }
+
+    /// Stores `t = acc + bias` of output channel `oc` into the lanes `mask` of `y[off..off +
+    /// 16]` with `store` applied in its order (`store.residual` read at the same offset): the
+    /// one epilogue of the direct and the Winograd kernels.
+    ///
+    /// # Safety
+    /// AVX-512F; `store`'s slices hold channel `oc` and the masked lanes from `off`, `y` the
+    /// masked lanes from `off`.
+    #[inline(always)]
+    pub(crate) unsafe fn store_lanes(
+        store: Store<'_>,
+        oc: usize,
+        bias: __m512,
+        acc: __m512,
+        off: usize,
+        mask: u16,
+        y: *mut f32,
+    ) {
+        let mut t = _mm512_add_ps(acc, bias);
+        if let Some(a) = store.affine {
+            let (m, k, b) = a[oc];
+            let (m, k, b) = (_mm512_set1_ps(m), _mm512_set1_ps(k), _mm512_set1_ps(b));
+            t = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(t, m), k), b);
+        }
+        if let Some(r) = store.residual {
+            t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(mask, r.as_ptr().add(off)));
+        }
+        if store.relu {
+            // `max(t, 0)`: the second operand for NaN and for equal zeros, as `f32::max`
+            // against 0 compiles.
+            t = _mm512_max_ps(t, _mm512_setzero_ps());
+        }
+        _mm512_mask_storeu_ps(y.wrapping_add(off), mask, t);
     }
 
     /// See `super::weight_grad`.
@@ -570,14 +591,14 @@ mod avx512 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The kernels against the plain definition of the convolution, on maps whose sizes are not
     //! multiples of the vector width and channel counts that leave tails in every tile.
 
     use super::*;
 
     /// A deterministic pseudo-random vector.
-    fn data(n: usize, seed: u32) -> Vec<f32> {
+    pub(crate) fn data(n: usize, seed: u32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
         (0..n)
             .map(|_| {
@@ -594,7 +615,7 @@ mod tests {
     /// element `x = (ic, oy + ki - 1, ox + kj - 1)` inside the map (flat indices), so that
     /// `y[y] += wt[k] * x[x]` is the forward, `dx[x] += wt[k] * dy[y]` the input gradient and
     /// `dw[k] += dy[y] * x[x]` the weight gradient.
-    fn for_each_tap(d: Dims, mut f: impl FnMut(usize, usize, usize)) {
+    pub(crate) fn for_each_tap(d: Dims, mut f: impl FnMut(usize, usize, usize)) {
         let Dims { c_in, c_out, h, w } = d;
         for (oc, ic, oy, ox) in (0..c_out).flat_map(|oc| {
             (0..c_in).flat_map(move |ic| {

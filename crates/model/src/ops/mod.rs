@@ -22,5 +22,6 @@ pub mod maxpool;
 pub mod residual;
 mod scratch;
 pub mod shortcut;
+mod winograd;
 
 pub use maxpool::max_pool2x2;

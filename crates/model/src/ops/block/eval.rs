@@ -26,7 +26,9 @@ use super::op::{GateSaved, IMG};
 use super::{gate_reference, BlockParams, ChannelGate};
 use crate::ops::bn_relu::{batch_norm_eval, Stats};
 use crate::ops::channel_gate::{self, GateDims, GateWeights};
-use crate::ops::conv::{conv2d_strided, forward_image, forward_image_store, with_buf, Store};
+use crate::ops::conv::{
+    conv2d_strided, forward_image, forward_image_store, with_buf, Filters, Store,
+};
 use crate::ops::kernels::{cpu_f32, Kernels};
 use crate::ops::residual::add_relu;
 
@@ -129,6 +131,7 @@ pub fn conv_bn_eval(
             None => None,
         };
         let (x, wt) = (cpu_f32(sx, lx)?, cpu_f32(sw, lw)?);
+        let wt = &Filters::new(&g, wt);
         let (out_img, in_img) = (g.out_img(), g.in_img());
         let total = g.n * out_img;
         let mut out: Vec<f32> = Vec::with_capacity(total);

@@ -7,7 +7,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, T
 use rayon::prelude::*;
 
 use crate::ops::channel_gate::{self, GateDims, GateImage, GateWeights};
-use crate::ops::conv::{forward_image, with_buf, Geom};
+use crate::ops::conv::{forward_image, with_buf, Filters, Geom};
 use crate::ops::kernels::{cpu_f32, shifted_sums};
 use crate::ops::scratch::{self, Pooled};
 
@@ -158,6 +158,7 @@ pub(super) fn conv_batch_stats(
     let total = g.n * out_img;
     let mut y = scratch::take(total);
     let mut part = vec![(0f64, 0f64); g.n * c];
+    let wt = &Filters::new(g, wt);
     y.spare_capacity_mut()[..total]
         .par_chunks_mut(out_img.max(1))
         .zip(x.par_chunks(g.in_img().max(1)))
@@ -448,6 +449,7 @@ impl CustomOp3 for BlockOp {
             OpMode::Eval { mean, invstd } => {
                 // Each image's convolution output lives only in a per-thread buffer.
                 let aff = affine(mean, invstd);
+                let wt = &Filters::new(&g, wt);
                 let views = se_views(&mut se_saved, self.gate.as_ref(), se_w.as_ref(), g.n);
                 self.emit_batch(&g, &aff, &mut out, &mut argmax, views, |img, f| {
                     with_buf(&IMG, g.out_img(), |buf| {
