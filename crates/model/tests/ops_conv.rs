@@ -18,7 +18,9 @@ fn rand_tensor(rng: &mut ChaCha8Rng, dims: &[usize]) -> Result<Tensor> {
 }
 
 /// Shapes `(n, c_in, h, w, c_out, k, padding)`: the seed's 3x3/pad 1 layers at small sizes,
-/// odd sizes, batch 1, 1x1 and 7x7 kernels, no padding, a 1x1 image.
+/// odd sizes, batch 1, 1x1 and 7x7 kernels, no padding, a 1x1 image, and channel counts that
+/// are multiples of 16 (the Winograd kernel's, forward and input gradient, on an even and an
+/// odd map).
 const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
     (2, 3, 8, 8, 4, 3, 1),
     (1, 1, 1, 1, 1, 3, 1),
@@ -28,6 +30,8 @@ const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
     (2, 3, 4, 5, 7, 1, 0),
     (2, 2, 9, 7, 1, 7, 3),
     (9, 3, 4, 4, 2, 3, 1),
+    (2, 16, 8, 8, 32, 3, 1),
+    (2, 32, 5, 7, 16, 3, 1),
 ];
 
 struct Case {

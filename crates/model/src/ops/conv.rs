@@ -272,7 +272,7 @@ pub(crate) fn forward_image_store<'a>(
 ) -> &'a mut [f32] {
     let wt = filters.wt;
     if let Some((d, u)) = &filters.winograd {
-        return winograd::forward_image(d, xn, u, bias, store, yn);
+        return winograd::forward_image(d, xn, u, Some(bias), store, yn);
     }
     if let Some(d) = g.direct3x3() {
         let planes = (g.c_in, g.h, g.w);
@@ -373,13 +373,7 @@ where
     let n_chunks = g.n.div_ceil(GRAD_CHUNK);
     // Both gradients by the direct 3x3 kernels where they apply, else by im2col + gemm.
     let direct = g.direct3x3();
-    // The kernel as the input gradient reads it, once: Wᵀ [K, Cout] for the gemm, the flipped
-    // kernel for the direct convolution.
-    let w_in = match (need_dx, direct) {
-        (false, _) => Vec::new(),
-        (true, None) => transpose(wt, co, k),
-        (true, Some(_)) => direct3x3::flip_transpose(wt, co, g.c_in),
-    };
+    let w_in = InputKernel::new(g, wt, need_dx);
     // Per chunk: dWᵀ [K, Cout] (the orientation the gemm runs fastest in, and the direct
     // kernel's), then db [Cout].
     let mut partial = vec![0f32; n_chunks * part];
@@ -463,16 +457,51 @@ fn weight_grad(g: &Geom, direct: Option<direct3x3::Dims>, x: &[f32], dy: &[f32],
     });
 }
 
-/// One image's input gradient, every element of `dx` written: the direct 3x3 kernel with the
-/// flipped kernel `w_in`, or `col2im(Wᵀ x dY)` with `w_in = Wᵀ`.
+/// The kernel as the input gradient reads it, built once per batch: `Wᵀ [K, Cout]` for the
+/// gemm; where the direct kernels apply, the flipped kernel ([`direct3x3::flip_transpose`]),
+/// since the input gradient is then the forward convolution of `dY` with it (channel axes
+/// swapped), and that transformed for the Winograd kernel where it applies to the swapped
+/// channel counts.
+struct InputKernel {
+    w_in: Vec<f32>,
+    winograd: Option<(direct3x3::Dims, Vec<f32>)>,
+}
+
+impl InputKernel {
+    fn new(g: &Geom, wt: &[f32], need_dx: bool) -> Self {
+        let (co, ci) = (g.c_out, g.c_in);
+        let w_in = match (need_dx, g.direct3x3()) {
+            (false, _) => Vec::new(),
+            (true, None) => transpose(wt, co, g.k()),
+            (true, Some(_)) => direct3x3::flip_transpose(wt, co, ci),
+        };
+        let swapped = g.direct3x3().map(|d| direct3x3::Dims {
+            c_in: co,
+            c_out: ci,
+            ..d
+        });
+        let winograd = swapped
+            .filter(|d| need_dx && winograd::applies(d))
+            .map(|d| (d, winograd::transform_filters(&d, &w_in)));
+        Self { w_in, winograd }
+    }
+}
+
+/// One image's input gradient, every element of `dx` written: the Winograd or the direct 3x3
+/// kernel with the flipped kernel, or `col2im(Wᵀ x dY)`.
 fn input_grad(
     g: &Geom,
     direct: Option<direct3x3::Dims>,
     dy: &[f32],
-    w_in: &[f32],
+    kernel: &InputKernel,
     dx: &mut [MaybeUninit<f32>],
 ) {
     let (k, hw, co) = (g.k(), g.hw_out(), g.c_out);
+    let w_in = &kernel.w_in[..];
+    if let Some((d, u)) = &kernel.winograd {
+        winograd::forward_image(d, dy, u, None, Store::default(), dx);
+        return;
+    }
     if let Some(d) = direct {
         direct3x3::with_padded(&direct3x3::PADDED_DY, (co, g.h, g.w), dy, |dyp| {
             direct3x3::input_grad_image(&d, dyp, w_in, dx);

@@ -436,11 +436,7 @@ mod avx512 {
             }
         }
         for o in 0..O {
-            let b = if bias.is_null() {
-                _mm512_setzero_ps()
-            } else {
-                _mm512_set1_ps(*bias.add(oc + o))
-            };
+            let b = (!bias.is_null()).then(|| _mm512_set1_ps(*bias.add(oc + o)));
             for v in 0..V {
                 let off = (oc + o) * p.hw + (q + v) * LANES;
                 store_lanes(store, oc + o, b, acc[o][v], off, m[v][1], y);
@@ -448,9 +444,9 @@ mod avx512 {
         }
     }
 
-    /// Stores `t = acc + bias` of output channel `oc` into the lanes `mask` of `y[off..off +
-    /// 16]` with `store` applied in its order (`store.residual` read at the same offset): the
-    /// one epilogue of the direct and the Winograd kernels.
+    /// Stores `t = acc + bias` (`t = acc` without a bias) of output channel `oc` into the lanes
+    /// `mask` of `y[off..off + 16]` with `store` applied in its order (`store.residual` read at
+    /// the same offset): the one epilogue of the direct and the Winograd kernels.
     ///
     /// # Safety
     /// AVX-512F; `store`'s slices hold channel `oc` and the masked lanes from `off`, `y` the
@@ -459,13 +455,13 @@ mod avx512 {
     pub(crate) unsafe fn store_lanes(
         store: Store<'_>,
         oc: usize,
-        bias: __m512,
+        bias: Option<__m512>,
         acc: __m512,
         off: usize,
         mask: u16,
         y: *mut f32,
     ) {
-        let mut t = _mm512_add_ps(acc, bias);
+        let mut t = bias.map_or(acc, |b| _mm512_add_ps(acc, b));
         if let Some(a) = store.affine {
             let (m, k, b) = a[oc];
             let (m, k, b) = (_mm512_set1_ps(m), _mm512_set1_ps(k), _mm512_set1_ps(b));

@@ -118,9 +118,10 @@ impl Buffers {
     }
 }
 
-/// Forward of one image: writes every element of `y` with `bias[oc] + Σ_ic wt[oc, ic] * x[ic]`
-/// (the sum formed first, then the bias added), then `store` applied, and returns it as
-/// initialized.
+/// Forward of one image: writes every element of `y` with `Σ_ic wt[oc, ic] * x[ic]` (plus
+/// `bias[oc]` when given, added to the sum), then `store` applied, and returns it as
+/// initialized. The convolution op's input gradient is this with the flipped kernel and no
+/// bias.
 ///
 /// # Shapes
 /// `x`: `[c_in, h·w]`; `u`: [`transform_filters`]' `[16, c_in, c_out]`; `bias`: `[c_out]`;
@@ -129,14 +130,14 @@ pub(crate) fn forward_image<'a>(
     d: &Dims,
     x: &[f32],
     u: &[f32],
-    bias: &[f32],
+    bias: Option<&[f32]>,
     store: Store<'_>,
     y: &'a mut [MaybeUninit<f32>],
 ) -> &'a mut [f32] {
     let hw = d.h * d.w;
     assert!(applies(d));
     assert!(x.len() >= d.c_in * hw && u.len() >= 16 * d.c_in * d.c_out);
-    assert!(bias.len() >= d.c_out && y.len() == d.c_out * hw);
+    assert!(bias.is_none_or(|b| b.len() >= d.c_out) && y.len() == d.c_out * hw);
     assert!(store.affine.is_none_or(|a| a.len() >= d.c_out));
     assert!(store.residual.is_none_or(|r| r.len() >= d.c_out * hw));
     BUFFERS.with(|cell| {
@@ -413,7 +414,8 @@ mod avx512 {
     }
 
     /// Pass 5: `yt` (`[h·w, c_out]`) back to `y` (`[c_out, h·w]`), 16 pixels by 16 channels
-    /// at a time, each value stored as `bias[oc] + yt` with `store` applied.
+    /// at a time, each value stored as `yt + bias[oc]` (no addition without a bias) with
+    /// `store` applied.
     ///
     /// # Safety
     /// AVX-512F; `c_out` a multiple of 16, `yt` `[h·w, c_out]`; `y` points to `[c_out, h·w]`
@@ -422,7 +424,7 @@ mod avx512 {
     pub(super) unsafe fn to_planar(
         d: &Dims,
         yt: &[f32],
-        bias: &[f32],
+        bias: Option<&[f32]>,
         store: Store<'_>,
         y: *mut f32,
     ) {
@@ -438,7 +440,7 @@ mod avx512 {
                 transpose16(&mut r);
                 for (i, acc) in r.iter().enumerate() {
                     let oc = kb + i;
-                    let b = _mm512_set1_ps(bias[oc]);
+                    let b = bias.map(|b| _mm512_set1_ps(b[oc]));
                     store_lanes(store, oc, b, *acc, oc * hw + p0, first(n), y);
                 }
             }
@@ -449,7 +451,8 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     //! The kernel against the plain definition of the convolution (f64), on maps of odd and
-    //! even sizes, and the 16x16 transpose against its definition.
+    //! even sizes, with and without a bias, and the 16x16 transpose against its definition.
+    //! The op tests (`tests/ops_conv.rs`, the fused ops') and the goldens cover it in place.
 
     use super::*;
     use crate::ops::direct3x3::tests::{data, for_each_tap};
@@ -497,10 +500,14 @@ mod tests {
                 data(co * ci * 9, seed + 1),
                 data(co, seed + 2),
             );
+            // Every other shape without a bias (the input gradient's form).
+            let bias = (seed % 20 == 0).then_some(&bias[..]);
             let u = transform_filters(&d, &wt);
             let mut y = vec![MaybeUninit::new(f32::NAN); co * h * w];
-            let got = forward_image(&d, &x, &u, &bias, Store::default(), &mut y).to_vec();
-            let mut want: Vec<f64> = (0..co * h * w).map(|i| bias[i / (h * w)] as f64).collect();
+            let got = forward_image(&d, &x, &u, bias, Store::default(), &mut y).to_vec();
+            let mut want: Vec<f64> = (0..co * h * w)
+                .map(|i| bias.map_or(0.0, |b| b[i / (h * w)] as f64))
+                .collect();
             for_each_tap(d, |y, k, xi| want[y] += wt[k] as f64 * x[xi] as f64);
             close(&got, &want);
         }
@@ -523,14 +530,14 @@ mod tests {
         let affine: Vec<(f32, f32, f32)> = (0..co).map(|c| (0.1 * c as f32, 1.5, -0.2)).collect();
         let u = transform_filters(&d, &wt);
         let mut plain = vec![MaybeUninit::new(f32::NAN); co * h * w];
-        let plain = forward_image(&d, &x, &u, &bias, Store::default(), &mut plain).to_vec();
+        let plain = forward_image(&d, &x, &u, Some(&bias), Store::default(), &mut plain).to_vec();
         let store = Store {
             affine: Some(&affine),
             residual: Some(&residual),
             relu: true,
         };
         let mut y = vec![MaybeUninit::new(f32::NAN); co * h * w];
-        let got = forward_image(&d, &x, &u, &bias, store, &mut y);
+        let got = forward_image(&d, &x, &u, Some(&bias), store, &mut y);
         for (i, (&g, &p)) in got.iter().zip(&plain).enumerate() {
             let (m, k, b) = affine[i / (h * w)];
             assert_eq!(
