@@ -501,7 +501,7 @@ mod tests {
                 data(co, seed + 2),
             );
             // Every other shape without a bias (the input gradient's form).
-            let bias = (seed % 20 == 0).then_some(&bias[..]);
+            let bias = seed.is_multiple_of(20).then_some(&bias[..]);
             let u = transform_filters(&d, &wt);
             let mut y = vec![MaybeUninit::new(f32::NAN); co * h * w];
             let got = forward_image(&d, &x, &u, bias, Store::default(), &mut y).to_vec();
