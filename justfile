@@ -34,7 +34,7 @@ bench-vs-torch:
 # then ResNet-20 plain and SE at batch 128 (docs/performance.md, issue 17's goal).
 bench-vs-torch-zoo:
     MODELS='attention=none;attention=se,reduction=16;attention=eca;attention=spatial;attention=cbam' bash scripts/bench-vs-torch.sh
-    BATCH=128 STEPS=15 MODELS='arch=resnet,depth=20;arch=resnet,depth=20,attention=se' bash scripts/bench-vs-torch.sh
+    BATCH=128 STEPS=15 MODELS='arch=resnet,depth=20;arch=resnet,depth=20,attention=se;arch=resnet,depth=20,attention=eca' bash scripts/bench-vs-torch.sh
 
 # The CUDA binary, target/cuda/release/ablate, for compute capability CAP (90: H100/H200, 80: A100),
 # without a GPU or a CUDA toolkit: installs CUDA 13.0 compiler wheels under ~/.cache/ablate/cuda (docs/gpu.md).
