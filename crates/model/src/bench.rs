@@ -26,6 +26,8 @@ pub struct BenchConfig {
     pub steps: usize,
     /// Untimed steps before (allocator, caches, kernel compilation).
     pub warmup: usize,
+    /// What to measure.
+    pub phase: Phase,
 }
 
 impl Default for BenchConfig {
@@ -34,7 +36,29 @@ impl Default for BenchConfig {
             batch: 64,
             steps: 30,
             warmup: 5,
+            phase: Phase::Both,
         }
+    }
+}
+
+/// Which of the two measurements [`throughput`] takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Training steps, then inference.
+    Both,
+    /// Training steps only.
+    Train,
+    /// Inference only (no training step runs: the model keeps its initial weights).
+    Infer,
+}
+
+impl Phase {
+    fn train(self) -> bool {
+        self != Phase::Infer
+    }
+
+    fn infer(self) -> bool {
+        self != Phase::Train
     }
 }
 
@@ -43,10 +67,10 @@ impl Default for BenchConfig {
 pub struct Throughput {
     /// Trainable parameters of the model.
     pub params: u64,
-    /// Training images per second.
-    pub train_img_s: f64,
-    /// Inference images per second.
-    pub infer_img_s: f64,
+    /// Training images per second, if [`BenchConfig::phase`] measured them.
+    pub train_img_s: Option<f64>,
+    /// Inference images per second, if [`BenchConfig::phase`] measured them.
+    pub infer_img_s: Option<f64>,
 }
 
 /// Measures `spec` (10 classes, 3x32x32 inputs) on `device` with `kernels`.
@@ -64,41 +88,61 @@ pub fn throughput(
     let (x, y) = random_batch(cfg.batch, device)?;
     let mut net = Net::new(spec, 10, device, 0)?;
     net.set_kernels(kernels);
-    let mut trainer = Trainer::new(&net, &TrainConfig::default(), 0)?;
+    let images = (cfg.batch * cfg.steps) as f64;
+    let train = match cfg.phase.train() {
+        true => Some(images / train_seconds(&net, &x, &y, cfg)?),
+        false => None,
+    };
+    let infer = match cfg.phase.infer() {
+        true => Some(images / infer_seconds(&net, &x, cfg)?),
+        false => None,
+    };
+    Ok(Throughput {
+        params: net.param_count(),
+        train_img_s: train,
+        infer_img_s: infer,
+    })
+}
+
+/// Seconds of `cfg.steps` training steps after `cfg.warmup` untimed ones.
+fn train_seconds(
+    net: &Net,
+    x: &Tensor,
+    y: &Tensor,
+    cfg: &BenchConfig,
+) -> std::result::Result<f64, crate::train::TrainError> {
+    let mut trainer = Trainer::new(net, &TrainConfig::default(), 0)?;
     for _ in 0..cfg.warmup {
-        trainer.step_deferred(&net, &x, &y)?;
+        trainer.step_deferred(net, x, y)?;
     }
     if cfg.warmup > 0 {
-        trainer.step(&net, &x, &y)?; // drains the warm-up
+        trainer.step(net, x, y)?; // drains the warm-up
     }
     let t0 = Instant::now();
     let mut last = None;
     for _ in 0..cfg.steps {
-        last = Some(trainer.step_deferred(&net, &x, &y)?);
+        last = Some(trainer.step_deferred(net, x, y)?);
     }
     if let Some(last) = last {
         last.read()?;
     }
-    let train = t0.elapsed().as_secs_f64();
+    Ok(t0.elapsed().as_secs_f64())
+}
 
+/// Seconds of `cfg.steps` evaluation forwards after `cfg.warmup` untimed ones.
+fn infer_seconds(net: &Net, x: &Tensor, cfg: &BenchConfig) -> Result<f64> {
     for _ in 0..cfg.warmup {
-        drain(&net.forward(&x, Mode::Eval)?)?;
+        drain(&net.forward(x, Mode::Eval)?)?;
     }
-    let t1 = Instant::now();
+    let t0 = Instant::now();
     let mut out = None;
     for _ in 0..cfg.steps {
-        out = Some(net.forward(&x, Mode::Eval)?);
+        out = Some(net.forward(x, Mode::Eval)?);
     }
     if let Some(out) = out {
         drain(&out)?;
     }
-    let infer = t1.elapsed().as_secs_f64();
-    let images = (cfg.batch * cfg.steps) as f64;
-    Ok(Throughput {
-        params: net.param_count(),
-        train_img_s: images / train,
-        infer_img_s: images / infer,
-    })
+    Ok(t0.elapsed().as_secs_f64())
 }
 
 /// Seeded random images and labels on `device`.
@@ -132,10 +176,15 @@ mod tests {
             batch: 4,
             steps: 2,
             warmup: 1,
+            phase: Phase::Both,
         };
         for kernels in Kernels::ALL {
             let t = throughput(&ModelSpec::default(), &Device::Cpu, kernels, &cfg).unwrap();
-            assert!(t.train_img_s > 0.0 && t.infer_img_s > 0.0, "{kernels:?}");
+            let positive = |v: Option<f64>| v.is_some_and(|v| v > 0.0);
+            assert!(
+                positive(t.train_img_s) && positive(t.infer_img_s),
+                "{kernels:?}"
+            );
             assert_eq!(
                 t.params,
                 Net::new(&ModelSpec::default(), 10, &Device::Cpu, 0)
@@ -145,5 +194,22 @@ mod tests {
         }
         let bad = BenchConfig { batch: 0, ..cfg };
         assert!(throughput(&ModelSpec::default(), &Device::Cpu, Kernels::Fast, &bad).is_err());
+    }
+
+    #[test]
+    fn measures_one_phase_alone() {
+        let run = |phase| {
+            let cfg = BenchConfig {
+                batch: 2,
+                steps: 1,
+                warmup: 0,
+                phase,
+            };
+            throughput(&ModelSpec::default(), &Device::Cpu, Kernels::Fast, &cfg).unwrap()
+        };
+        let t = run(Phase::Train);
+        assert!(t.train_img_s.is_some_and(|v| v > 0.0) && t.infer_img_s.is_none());
+        let t = run(Phase::Infer);
+        assert!(t.train_img_s.is_none() && t.infer_img_s.is_some_and(|v| v > 0.0));
     }
 }

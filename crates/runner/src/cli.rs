@@ -255,6 +255,10 @@ pub struct BenchArgs {
     /// Untimed steps before each measurement.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub warmup: u64,
+    /// What to measure: `both` (training, then inference), `train` or `infer` (the other
+    /// column then reads `-`, `null` in JSON).
+    #[arg(long, value_name = "PHASE", value_enum, default_value_t = BenchPhase::Both)]
+    pub phase: BenchPhase,
     /// A model to measure, as `ablate eval --model` takes it (repeatable; default: the seed CNN
     /// and SE r=16, `attention=none` and `attention=se,reduction=16`).
     #[arg(long = "model", value_name = "SPEC")]
@@ -267,6 +271,14 @@ pub struct BenchArgs {
     /// One JSON object per model and batch size, in the form of `torch_seed.py bench`.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ablate bench --phase`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchPhase {
+    Both,
+    Train,
+    Infer,
 }
 
 /// `ablate golden`.

@@ -177,6 +177,22 @@ fn bench_prints_a_table_and_json_and_refuses_bad_options() {
     assert_eq!(lines[1]["batch"], 4);
     assert_eq!(lines[0]["kernels"], "generic");
     assert!(lines[0]["train_img_s"].as_f64().unwrap() > 0.0);
+    // One phase alone: the other is not measured, `-` in the table, null in JSON.
+    let one = [
+        "bench", "--batch", "2", "--steps", "1", "--warmup", "0", "--phase",
+    ];
+    let out = run(&[&one[..], &["infer"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("| baseline | 2 | 1147914 | - | "), "{text}");
+    let out = run(&[&one[..], &["train", "--json"]].concat());
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert!(line["train_img_s"].as_f64().unwrap() > 0.0 && line["infer_img_s"].is_null());
+    let out = run(&["bench", "--phase", "eval"]);
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid value 'eval' for '--phase"), "{err}");
     for (args, want) in [
         (
             vec!["bench", "--kernels", "slow"],

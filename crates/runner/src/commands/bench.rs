@@ -5,11 +5,11 @@
 
 use anyhow::Context;
 
-use ablate_model::bench::{throughput, BenchConfig};
+use ablate_model::bench::{throughput, BenchConfig, Phase};
 use ablate_model::ops::kernels::Kernels;
 use ablate_model::ModelSpec;
 
-use crate::cli::{BenchArgs, EXIT_OK};
+use crate::cli::{BenchArgs, BenchPhase, EXIT_OK};
 
 use super::CommandResult;
 
@@ -19,7 +19,7 @@ const DEFAULT_MODELS: [(&str, &str); 2] = [
     ("se_r16", "attention=se,reduction=16"),
 ];
 
-/// `ablate bench [--device D] [--batch N,...] [--model SPEC]... [--json]`.
+/// `ablate bench [--device D] [--batch N,...] [--model SPEC]... [--phase P] [--json]`.
 pub fn run(args: BenchArgs) -> CommandResult {
     let device = crate::device::open(&args.device)?;
     let kernels = match &args.kernels {
@@ -56,6 +56,11 @@ pub fn run(args: BenchArgs) -> CommandResult {
                 batch: batch as usize,
                 steps: args.steps as usize,
                 warmup: args.warmup as usize,
+                phase: match args.phase {
+                    BenchPhase::Both => Phase::Both,
+                    BenchPhase::Train => Phase::Train,
+                    BenchPhase::Infer => Phase::Infer,
+                },
             };
             let t = throughput(&spec, &device, kernels, &cfg)
                 .with_context(|| format!("cannot measure `{spec}` at batch {batch}"))?;
@@ -68,9 +73,12 @@ pub fn run(args: BenchArgs) -> CommandResult {
                 });
                 println!("{line}");
             } else {
+                let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
                 println!(
-                    "| {name} | {batch} | {} | {:.0} | {:.0} |",
-                    t.params, t.train_img_s, t.infer_img_s
+                    "| {name} | {batch} | {} | {} | {} |",
+                    t.params,
+                    cell(t.train_img_s),
+                    cell(t.infer_img_s)
                 );
             }
         }
