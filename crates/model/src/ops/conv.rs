@@ -7,7 +7,7 @@
 //! and padding 1 run the direct kernels of `super::direct3x3` instead on CPUs with AVX-512, in
 //! the forward and in both gradients; among those, convolutions whose channel counts are
 //! multiples of 16 run Winograd's F(2x2, 3x3) (`super::winograd`) for the forward and the input
-//! gradient, the filters transformed once per batch ([`Filters`]).
+//! gradient, the filters transformed once per batch (`Filters`).
 //! Backward, in one pass over the batch: the weight gradient (`dY x colᵀ`, accumulated per fixed
 //! chunk of images, then summed in chunk order so the result does not depend on the number of
 //! threads), the bias gradient (row sums of `dY`), and the input gradient (`Wᵀ x dY`, then

@@ -1,5 +1,6 @@
 //! Winograd's minimal filtering F(2x2, 3x3) for the forward of 3x3 convolutions with stride 1
-//! and padding 1 on CPUs with AVX-512 (A. Lavin and S. Gray, "Fast Algorithms for
+//! and padding 1, and for their input gradient (the forward with the flipped kernel), on CPUs
+//! with AVX-512 (A. Lavin and S. Gray, "Fast Algorithms for
 //! Convolutional Neural Networks", CVPR 2016, Sec. 4): each 2x2 block of output pixels of one
 //! output channel is `Aᵀ [Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B)] A`, with `d_c` the block's 4x4 input
 //! window of channel `c` and `g_c` its 3x3 filter: 16 multiplications per block, input channel
@@ -19,11 +20,13 @@
 //!    channel-last output, transposed back to `[c_out, h·w]` with the bias and the [`Store`]
 //!    epilogue applied as each vector is stored, in the direct kernel's order.
 //!
-//! The transforms only add and subtract (the filter transform's halves are exact), but they do
-//! so before the products, so results round differently from the direct sum: within 1e-5 of
-//! the definition relative to the inputs' scale (tested), well inside the 1e-4 the goldens
-//! hold against PyTorch. Every sum runs in a fixed order per image, so the result does not
-//! depend on the number of threads.
+//! The input and output transforms only add and subtract (the filter transform runs in f64,
+//! rounded once), but they do so before the products, so results round differently from the
+//! direct sum: within 1e-5 of the definition relative to the inputs' scale (tested), well
+//! inside the 1e-4 the goldens hold against PyTorch. The larger tile F(4x4, 3x3) would save
+//! 44% more multiplications but misses that 1e-4 on two golden fixtures (its constants 4, 5,
+//! 1/6 and 1/24 cost precision; docs/performance.md). Every sum runs in a fixed order per
+//! image, so the result does not depend on the number of threads.
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
