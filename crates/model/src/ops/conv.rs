@@ -6,8 +6,8 @@
 //! (`out[Cout, H*W] = W[Cout, Cin*kh*kw] x col[Cin*kh*kw, H*W] + bias`); 3x3 kernels with stride 1
 //! and padding 1 run the direct kernels of `super::direct3x3` instead on CPUs with AVX-512, in
 //! the forward and in both gradients; among those, convolutions whose channel counts are
-//! multiples of 16 run Winograd's F(2x2, 3x3) (`super::winograd`) for the forward and the input
-//! gradient, the filters transformed once per batch (`Filters`).
+//! multiples of 16 run Winograd's F(2x2, 3x3) (`super::winograd`) for the forward and both
+//! gradients, the filters transformed once per batch (`Filters`).
 //! Backward, in one pass over the batch: the weight gradient (`dY x colᵀ`, accumulated per fixed
 //! chunk of images, then summed in chunk order so the result does not depend on the number of
 //! threads), the bias gradient (row sums of `dY`), and the input gradient (`Wᵀ x dY`, then
@@ -438,6 +438,10 @@ where
 /// 3x3 kernel, or by im2col + gemm (`dWᵀ += col[K, HW] x dYᵀ[HW, Cout]`).
 fn weight_grad(g: &Geom, direct: Option<direct3x3::Dims>, x: &[f32], dy: &[f32], dw_t: &mut [f32]) {
     let (k, hw, co) = (g.k(), g.hw_out(), g.c_out);
+    if let Some(d) = direct.filter(winograd::applies) {
+        winograd::weight_grad(&d, x, dy, dw_t);
+        return;
+    }
     if let Some(d) = direct {
         with_buf(&COL, g.c_in * direct3x3::bordered_len(g.h, g.w), |xb| {
             direct3x3::pad_border(g.c_in, g.h, g.w, x, xb);

@@ -1,4 +1,5 @@
-//! The passes of `super::forward_image`. Each takes the buffers as sized by `Buffers::fit`.
+//! The passes of `super::forward_image` (and the two the weight gradient shares with it, the
+//! input's transpose and transform). Each takes the buffers as sized by `Buffers::fit`.
 
 // Index loops over the register tiles' constant dimensions are the kernels' shape: the compiler
 // unrolls them and keeps every vector in a register.
@@ -15,13 +16,13 @@ use super::{Dims, Store, LANES};
 use crate::ops::direct3x3::store_lanes;
 
 /// Tiles `(th, tw)`, their count and the bordered map's row length `2·tw + 2`.
-fn tiles(d: &Dims) -> (usize, usize, usize, usize) {
+pub(super) fn tiles(d: &Dims) -> (usize, usize, usize, usize) {
     let (th, tw) = (d.h.div_ceil(2), d.w.div_ceil(2));
     (th, tw, th * tw, 2 * tw + 2)
 }
 
 /// The lanes of the first `n <= 16` elements.
-fn first(n: usize) -> u16 {
+pub(super) fn first(n: usize) -> u16 {
     (((1u32 << n) - 1) & 0xffff) as u16
 }
 
@@ -65,30 +66,49 @@ pub(super) unsafe fn transpose16(r: &mut [__m512; 16]) {
     *r = t;
 }
 
-/// Pass 1: `x` (`[c_in, h·w]`) into `xb`'s interior, channel-last, 16 channels by 16
-/// pixels at a time.
-///
-/// # Safety
-/// AVX-512F; `c_in` a multiple of 16, `x` `[c_in, h·w]`, `xb` sized by `Buffers::fit`.
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn to_bordered(d: &Dims, x: &[f32], xb: &mut [f32]) {
-    let (hw, c) = (d.h * d.w, d.c_in);
-    let (.., row) = tiles(d);
-    let (x, xb) = (x.as_ptr(), xb.as_mut_ptr());
+/// `src` (`[c, hw]`) channel-last into `dst`: pixel `p`'s channels at `dst[at(p)·c..]`, 16
+/// channels by 16 pixels at a time.
+#[inline(always)]
+unsafe fn gather_channel_last(
+    c: usize,
+    hw: usize,
+    src: *const f32,
+    dst: *mut f32,
+    at: impl Fn(usize) -> usize,
+) {
     for cb in (0..c).step_by(LANES) {
         for p0 in (0..hw).step_by(LANES) {
             let n = (hw - p0).min(LANES);
             let mut r = [_mm512_setzero_ps(); 16];
             for (i, v) in r.iter_mut().enumerate() {
-                *v = _mm512_maskz_loadu_ps(first(n), x.add((cb + i) * hw + p0));
+                *v = _mm512_maskz_loadu_ps(first(n), src.add((cb + i) * hw + p0));
             }
             transpose16(&mut r);
             for (j, v) in r.iter().take(n).enumerate() {
-                let (py, px) = ((p0 + j) / d.w, (p0 + j) % d.w);
-                _mm512_storeu_ps(xb.add(((py + 1) * row + px + 1) * c + cb), *v);
+                _mm512_storeu_ps(dst.add(at(p0 + j) * c + cb), *v);
             }
         }
     }
+}
+
+/// Pass 1: `x` (`[c_in, h·w]`) into `xb`'s interior, channel-last.
+///
+/// # Safety
+/// AVX-512F; `c_in` a multiple of 16, `x` `[c_in, h·w]`, `xb` sized by `Buffers::fit`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn to_bordered(d: &Dims, x: &[f32], xb: &mut [f32]) {
+    let (.., row) = tiles(d);
+    let at = |p: usize| (p / d.w + 1) * row + p % d.w + 1;
+    gather_channel_last(d.c_in, d.h * d.w, x.as_ptr(), xb.as_mut_ptr(), at);
+}
+
+/// `src` (`[c, hw]`) into `dst` (`[hw, c]`).
+///
+/// # Safety
+/// AVX-512F; `c` a multiple of 16, `src` and `dst` hold `c·hw`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn to_channel_last(c: usize, hw: usize, src: &[f32], dst: &mut [f32]) {
+    gather_channel_last(c, hw, src.as_ptr(), dst.as_mut_ptr(), |p| p);
 }
 
 /// Pass 2: `v[e, t, c] = (Bᵀ d B)[e]` for the 4x4 window `d` of tile `t` in `xb`, with

@@ -1,12 +1,13 @@
-//! Winograd's minimal filtering F(2x2, 3x3) for the forward of 3x3 convolutions with stride 1
-//! and padding 1, and for their input gradient (the forward with the flipped kernel), on CPUs
-//! with AVX-512 (A. Lavin and S. Gray, "Fast Algorithms for
-//! Convolutional Neural Networks", CVPR 2016, Sec. 4): each 2x2 block of output pixels of one
+//! Winograd's minimal filtering F(2x2, 3x3) for 3x3 convolutions with stride 1 and padding 1
+//! on CPUs with AVX-512, forward and both gradients (A. Lavin and S. Gray, "Fast Algorithms
+//! for Convolutional Neural Networks", CVPR 2016, Sec. 4): each 2x2 block of output pixels of one
 //! output channel is `Aᵀ [Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B)] A`, with `d_c` the block's 4x4 input
 //! window of channel `c` and `g_c` its 3x3 filter: 16 multiplications per block, input channel
 //! and output channel where the direct kernel (`super::direct3x3`) does 36. The convolution op
 //! and the fused ops call it per image, in place of the direct kernel, where [`applies`] says so:
-//! the CIFAR ResNets' stride-1 layers (16 to 64 channels) and the CNN's second and third.
+//! the CIFAR ResNets' stride-1 layers (16 to 64 channels) and the CNN's second and third. The
+//! input gradient is the forward with the flipped kernel; the weight gradient
+//! ([`weight_grad`]) is the factorization's adjoint (`weight_grad.rs`).
 //!
 //! Per image, over per-thread buffers ([`Buffers`]) that stay in cache (`th = ⌈h/2⌉`,
 //! `tw = ⌈w/2⌉` tiles, `T = th·tw`):
@@ -84,8 +85,10 @@ struct Buffers {
     v: Vec<f32>,
     /// Products `[16, T, c_out]`.
     m: Vec<f32>,
-    /// The output, channel-last: `[h·w, c_out]`.
+    /// The output (or its gradient), channel-last: `[h·w, c_out]`.
     yt: Vec<f32>,
+    /// The weight gradient's products `[16, c_in, c_out]`.
+    du: Vec<f32>,
 }
 
 thread_local! {
@@ -96,6 +99,7 @@ thread_local! {
             v: Vec::new(),
             m: Vec::new(),
             yt: Vec::new(),
+            du: Vec::new(),
         })
     };
 }
@@ -118,6 +122,14 @@ impl Buffers {
         grow(&mut self.v, 16 * th * tw * d.c_in);
         grow(&mut self.m, 16 * th * tw * d.c_out);
         grow(&mut self.yt, d.h * d.w * d.c_out);
+    }
+
+    /// [`Buffers::fit`], and `du` for the weight gradient.
+    fn fit_grad(&mut self, d: &Dims) {
+        self.fit(d);
+        if self.du.len() < 16 * d.c_in * d.c_out {
+            self.du.resize(16 * d.c_in * d.c_out, 0.0);
+        }
     }
 }
 
@@ -162,8 +174,40 @@ pub(crate) fn forward_image<'a>(
     unsafe { &mut *(y as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
+/// Weight gradient of one image, added to `dw_t` in the gemm's orientation:
+/// `dw_t[ic·9 + 3·ki + kj, oc] += Σ_p dy[oc, p] · x[ic, p shifted by (ki - 1, kj - 1)]`, by
+/// the adjoint of the forward's factorization (`weight_grad.rs`): the input transformed as in
+/// the forward, the output gradient by `A dY Aᵀ` per tile, 16 products summed over the tiles,
+/// then `Gᵀ dU G` added.
+///
+/// # Shapes
+/// `x`: `[c_in, h·w]`; `dy`: `[c_out, h·w]`; `dw_t`: `[c_in·9, c_out]`.
+pub(crate) fn weight_grad(d: &Dims, x: &[f32], dy: &[f32], dw_t: &mut [f32]) {
+    let hw = d.h * d.w;
+    assert!(applies(d));
+    assert!(x.len() >= d.c_in * hw && dy.len() >= d.c_out * hw);
+    assert!(dw_t.len() >= d.c_in * 9 * d.c_out);
+    BUFFERS.with(|cell| {
+        let b = &mut *cell.borrow_mut();
+        b.fit_grad(d);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512F is present and the channel counts are multiples of 16 (`applies`);
+        // `fit_grad` sized every buffer for `d`, the asserts above bound the caller's slices.
+        unsafe {
+            avx512::to_bordered(d, x, &mut b.xb);
+            avx512::input_transform(d, &b.xb, &mut b.v);
+            avx512::to_channel_last(d.c_out, hw, dy, &mut b.yt);
+            weight_grad::output_adjoint(d, &b.yt, &mut b.m);
+            weight_grad::products(d, &b.v, &b.m, &mut b.du);
+            weight_grad::filter_adjoint(d, &b.du, dw_t);
+        }
+    });
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod weight_grad;
 
 #[cfg(test)]
 mod tests;

@@ -62,6 +62,50 @@ fn forward_matches_the_definition() {
 }
 
 #[test]
+fn weight_gradient_matches_the_definition() {
+    if !available() {
+        return;
+    }
+    let shapes = [
+        (16, 16, 32, 32),
+        (32, 64, 8, 8),
+        (64, 16, 5, 7),
+        (16, 48, 1, 1),
+        (48, 32, 3, 17),
+    ];
+    for (seed, (ci, co, h, w)) in shapes.into_iter().enumerate() {
+        let d = Dims {
+            c_in: ci,
+            c_out: co,
+            h,
+            w,
+        };
+        let seed = 10 * seed as u32 + 5;
+        let (x, dy) = (data(ci * h * w, seed), data(co * h * w, seed + 1));
+        // Added to what is there, in the gemm's orientation `[c_in·9, c_out]`.
+        let start = data(ci * 9 * co, seed + 2);
+        let mut dw_t = start.clone();
+        weight_grad(&d, &x, &dy, &mut dw_t);
+        let mut want: Vec<f64> = (0..co * ci * 9)
+            .map(|i| start[(i % (ci * 9)) * co + i / (ci * 9)] as f64)
+            .collect();
+        for_each_tap(d, |y, k, xi| want[k] += dy[y] as f64 * x[xi] as f64);
+        let got: Vec<f32> = (0..co * ci * 9)
+            .map(|i| dw_t[(i % (ci * 9)) * co + i / (ci * 9)])
+            .collect();
+        // The sums run over up to 1,024 pixels: relative to their scale.
+        let scale = (h * w) as f64;
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (*g as f64 - w).abs() <= 1e-5 * (scale.sqrt() + w.abs()),
+                "{:?} element {i}: {g} vs {w}",
+                (ci, co, h, w)
+            );
+        }
+    }
+}
+
+#[test]
 fn the_store_epilogue_follows_the_sum() {
     if !available() {
         return;
