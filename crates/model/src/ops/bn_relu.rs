@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
+use super::bn_sums::{masked_moments, Keep};
 use super::kernels::{cpu_f32, shifted_sums, Kernels};
 
 /// The statistics of one training-mode batch, per channel, detached from autograd.
@@ -415,27 +416,11 @@ pub(super) fn backward_cpu(
             for img in 0..n {
                 let off = (img * c + ch) * hw;
                 let (xc, yc, dc) = (&x[off..off + hw], &y[off..off + hw], &dy[off..off + hw]);
-                // f32 lanes within one image's plane (vectorizes), f64 across planes.
-                let mut a = [0f32; 8];
-                let mut b = [0f32; 8];
-                let mut i = 0;
-                while i + 8 <= hw {
-                    for l in 0..8 {
-                        let (xv, yv, dv) = (xc[i + l], yc[i + l], dc[i + l]);
-                        let dz = if !relu || yv > 0.0 { dv } else { 0.0 };
-                        a[l] += dz;
-                        b[l] += dz * ((xv - m) * is);
-                    }
-                    i += 8;
-                }
-                for l in 0..hw - i {
-                    let (xv, yv, dv) = (xc[i + l], yc[i + l], dc[i + l]);
-                    let dz = if !relu || yv > 0.0 { dv } else { 0.0 };
-                    a[l] += dz;
-                    b[l] += dz * ((xv - m) * is);
-                }
-                sa += a.iter().map(|&v| v as f64).sum::<f64>();
-                sb += b.iter().map(|&v| v as f64).sum::<f64>();
+                // f32 lanes within one image's plane, f64 across planes.
+                let keep = if relu { Keep::Positive(yc) } else { Keep::All };
+                let (a, b) = masked_moments(dc, xc, m, is, keep);
+                sa += a;
+                sb += b;
             }
             (sa, sb)
         })

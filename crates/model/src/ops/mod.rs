@@ -11,6 +11,7 @@ pub mod attention;
 pub mod block;
 pub mod bn_add_relu;
 pub mod bn_relu;
+mod bn_sums;
 mod channel_gate;
 pub mod conv;
 mod direct3x3;

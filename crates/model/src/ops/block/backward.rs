@@ -5,39 +5,10 @@ use candle_core::{bail, Result};
 use rayon::prelude::*;
 
 use super::op::{unpack, Affine, BlockOp, GateSaved, OpMode, Saved, Unpacked, IMG};
+use crate::ops::bn_sums::{masked_moments, Keep};
 use crate::ops::channel_gate::{self, GateDims, GateWeights};
 use crate::ops::conv::{backward_cpu_with, with_buf, Geom, Need};
 use crate::spec::Squeeze;
-
-/// `(Σ dz, Σ dz·(y - m)·is)` over one plane with `dz` masked by the ReLU (`af.apply(y) > 0`),
-/// in eight f32 lanes (vectorizes), then f64.
-#[inline]
-pub(super) fn masked_sums(dz: &[f32], y: &[f32], af: Affine, is: f32) -> (f64, f64) {
-    let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
-    let (dc, yc) = (dz.chunks_exact(8), y.chunks_exact(8));
-    let (dr, yr) = (dc.remainder(), yc.remainder());
-    let term = |dv: f32, yv: f32| {
-        let t = yv - af.m;
-        let d = if t * af.k + af.b > 0.0 { dv } else { 0.0 };
-        (d, d * (t * is))
-    };
-    for (d8, y8) in dc.zip(yc) {
-        for l in 0..8 {
-            let (p, q) = term(d8[l], y8[l]);
-            a[l] += p;
-            b[l] += q;
-        }
-    }
-    for (l, (&dv, &yv)) in dr.iter().zip(yr).enumerate() {
-        let (p, q) = term(dv, yv);
-        a[l] += p;
-        b[l] += q;
-    }
-    (
-        a.iter().map(|&v| v as f64).sum(),
-        b.iter().map(|&v| v as f64).sum(),
-    )
-}
 
 /// The input-plane positions of the maxima of one pooled plane, in output order: `ix` holds the
 /// window positions (0..4) of a plane of pooled width `pw`; the input plane has width `ow`.
@@ -155,15 +126,14 @@ impl BlockOp {
                         sa += a as f64;
                         sb += b as f64;
                     } else {
-                        let mut a = [0f32; 8];
-                        let mut b = [0f32; 8];
-                        for (i, ((&rv, &dv), &yv)) in r.iter().zip(d).zip(yp).enumerate() {
-                            let dz = if !self.relu || rv > 0.0 { dv } else { 0.0 };
-                            a[i % 8] += dz;
-                            b[i % 8] += dz * ((yv - m) * is);
-                        }
-                        sa += a.iter().map(|&v| v as f64).sum::<f64>();
-                        sb += b.iter().map(|&v| v as f64).sum::<f64>();
+                        let keep = if self.relu {
+                            Keep::Positive(r)
+                        } else {
+                            Keep::All
+                        };
+                        let (a, b) = masked_moments(d, yp, m, is, keep);
+                        sa += a;
+                        sb += b;
                     }
                 }
                 (sa, sb)
@@ -303,7 +273,9 @@ impl BlockOp {
                     (0..c)
                         .map(|ch| {
                             let yrow = &y[(img * c + ch) * hw..][..hw];
-                            masked_sums(&buf[ch * hw..(ch + 1) * hw], yrow, aff[ch], invstd[ch])
+                            let Affine { m, k, b } = aff[ch];
+                            let keep = Keep::Affine { k, b };
+                            masked_moments(&buf[ch * hw..(ch + 1) * hw], yrow, m, invstd[ch], keep)
                         })
                         .collect()
                 });

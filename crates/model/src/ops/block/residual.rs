@@ -29,6 +29,7 @@ use super::backward::bn_grad_coef;
 use super::op::{conv_batch_stats, poisoned, Affine, StatsSlot, IMG};
 use super::{conv_bn_reference, BlockParams};
 use crate::ops::bn_relu::BatchStats;
+use crate::ops::bn_sums::{masked_moments, Keep};
 use crate::ops::conv::{backward_cpu_with, with_buf, Geom, Need};
 use crate::ops::kernels::{cpu_f32, Kernels};
 use crate::ops::residual::{add_relu, relu_grad};
@@ -293,13 +294,9 @@ impl ResidualOp {
                 for img in 0..n {
                     let at = (img * c + ch) * hw;
                     let (d, yp) = (&dz[at..at + hw], &y[at..at + hw]);
-                    let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
-                    for (i, (&dv, &yv)) in d.iter().zip(yp).enumerate() {
-                        a[i % 8] += dv;
-                        b[i % 8] += dv * ((yv - m) * is);
-                    }
-                    sa += a.iter().map(|&v| v as f64).sum::<f64>();
-                    sb += b.iter().map(|&v| v as f64).sum::<f64>();
+                    let (a, b) = masked_moments(d, yp, m, is, Keep::All);
+                    sa += a;
+                    sb += b;
                 }
                 (sa, sb)
             })
