@@ -27,7 +27,7 @@ use rayon::prelude::*;
 pub(crate) use super::direct3x3::Store;
 pub(crate) use super::im2col::Geom;
 use super::im2col::{col2im, im2col};
-use super::kernels::{bias_or_zeros, cpu_f32, Kernels};
+use super::kernels::{bias_or_zeros, cpu_f32, lane_sum, Kernels};
 use super::{direct3x3, winograd};
 
 /// The gemm parallelism inside the per-image kernels.
@@ -401,7 +401,7 @@ where
                 dy_of(img, &mut |dyn_: &[f32]| {
                     if need.db {
                         for (db, row) in pdb.iter_mut().zip(dyn_.chunks(g.hw_out())) {
-                            *db += row.iter().sum::<f32>();
+                            *db += lane_sum(row);
                         }
                     }
                     weight_grad(g, direct, xn, dyn_, pdw);

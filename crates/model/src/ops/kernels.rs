@@ -150,6 +150,24 @@ pub(crate) fn cpu_f32<'a>(
     }
 }
 
+/// `Σ xs` in f32 lanes `i mod 8`, each in order, then the eight lanes added in order: a fixed
+/// order that vectorizes, where a plain sequential sum waits on each addition's latency.
+#[inline]
+pub(crate) fn lane_sum(xs: &[f32]) -> f32 {
+    let mut s = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            s[l] += c[l];
+        }
+    }
+    for (l, &v) in rest.iter().enumerate() {
+        s[l] += v;
+    }
+    s.iter().sum()
+}
+
 /// `(Σ (x - shift), Σ (x - shift)²)` over `xs`, in f32 with eight independent lanes so that
 /// the loop vectorizes (callers keep slices short, a few thousand elements at most, and add the
 /// results up in f64). Shifting by a value close to the mean keeps the variance computed from

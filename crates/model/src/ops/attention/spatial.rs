@@ -82,13 +82,19 @@ pub(super) fn forward(sd: &SpatialDims, m: Map, sw: &[f32], z: &[f32], sv: &mut 
             }
             continue;
         }
-        for p in 0..hw {
-            let v = plane[p] * gc;
-            mean[p] += v;
+        // Zipped, not indexed: without bounds checks the selects vectorize.
+        let arg = &mut sv.argmax[..hw];
+        for ((&zv, mn), (mx, am)) in plane
+            .iter()
+            .zip(mean.iter_mut())
+            .zip(max.iter_mut().zip(arg.iter_mut()))
+        {
+            let v = zv * gc;
+            *mn += v;
             // `>`: ties keep the first channel.
-            let take = v > max[p];
-            max[p] = if take { v } else { max[p] };
-            sv.argmax[p] = if take { ch as u32 } else { sv.argmax[p] };
+            let take = v > *mx;
+            *mx = if take { v } else { *mx };
+            *am = if take { ch as u32 } else { *am };
         }
     }
     let inv = 1.0 / c as f32;
@@ -152,9 +158,11 @@ pub(super) fn backward(
         .zip(dy.chunks_exact(hw))
         .enumerate()
     {
-        for p in 0..hw {
-            let hit = sv.argmax[p] == ch as u32;
-            row[p] = dyp[p] * sv.sg[p] + dmean[p] * inv + if hit { dmax[p] } else { 0.0 };
+        let at = row.iter_mut().zip(dyp).zip(&sv.sg[..hw]);
+        let pooled = dmean.iter().zip(dmax).zip(&sv.argmax[..hw]);
+        for (((r, &d), &g), ((&dm, &dx), &am)) in at.zip(pooled) {
+            let hit = am == ch as u32;
+            *r = d * g + dm * inv + if hit { dx } else { 0.0 };
         }
     }
 }
