@@ -141,21 +141,20 @@ mod tests {
     //! remainders, every kind of mask, NaN and signed zeros included.
 
     use super::*;
+    use crate::ops::direct3x3::tests::data;
 
+    /// Pseudo-random values in [-1, 1] with a `-0` and a `+0` every 37 elements, at positions
+    /// that depend on the seed (so that a gate's zeros meet nonzero gradients).
     fn plane(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(7);
-        (0..n)
-            .map(|i| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                match i % 37 {
-                    5 => -0.0,
-                    11 => 0.0,
-                    _ => (s % 2001) as f32 / 1000.0 - 1.0,
-                }
-            })
-            .collect()
+        let mut v = data(n, seed);
+        for (i, x) in v.iter_mut().enumerate() {
+            match (i + 3 * seed as usize) % 37 {
+                5 => *x = -0.0,
+                11 => *x = 0.0,
+                _ => {}
+            }
+        }
+        v
     }
 
     #[test]

@@ -15,32 +15,29 @@ fn close(got: &[f32], want: &[f64]) {
     }
 }
 
+/// `(c_in, c_out, h, w)`: the ResNets' three stages' sizes, odd maps, a 1x1 map, and channel
+/// counts whose vectors leave each register-tile shape (4, 2 and 1 vectors of 16) in use.
+const SHAPES: [(usize, usize, usize, usize); 5] = [
+    (16, 16, 32, 32),
+    (32, 64, 8, 8),
+    (64, 16, 5, 7),
+    (16, 48, 1, 1),
+    (48, 32, 3, 17),
+];
+
+fn dims(c_in: usize, c_out: usize, h: usize, w: usize) -> Dims {
+    Dims { c_in, c_out, h, w }
+}
+
 #[test]
 fn forward_matches_the_definition() {
     if !available() {
         eprintln!("no AVX-512F on this CPU: the Winograd kernel is not used");
-        assert!(!applies(&Dims {
-            c_in: 16,
-            c_out: 16,
-            h: 8,
-            w: 8
-        }));
+        assert!(!applies(&dims(16, 16, 8, 8)));
         return;
     }
-    let shapes = [
-        (16, 16, 32, 32),
-        (32, 64, 8, 8),
-        (64, 16, 5, 7),
-        (16, 48, 1, 1),
-        (48, 32, 3, 17),
-    ];
-    for (seed, (ci, co, h, w)) in shapes.into_iter().enumerate() {
-        let d = Dims {
-            c_in: ci,
-            c_out: co,
-            h,
-            w,
-        };
+    for (seed, (ci, co, h, w)) in SHAPES.into_iter().enumerate() {
+        let d = dims(ci, co, h, w);
         assert!(applies(&d));
         let seed = 10 * seed as u32;
         let (x, wt, bias) = (
@@ -66,20 +63,8 @@ fn weight_gradient_matches_the_definition() {
     if !available() {
         return;
     }
-    let shapes = [
-        (16, 16, 32, 32),
-        (32, 64, 8, 8),
-        (64, 16, 5, 7),
-        (16, 48, 1, 1),
-        (48, 32, 3, 17),
-    ];
-    for (seed, (ci, co, h, w)) in shapes.into_iter().enumerate() {
-        let d = Dims {
-            c_in: ci,
-            c_out: co,
-            h,
-            w,
-        };
+    for (seed, (ci, co, h, w)) in SHAPES.into_iter().enumerate() {
+        let d = dims(ci, co, h, w);
         let seed = 10 * seed as u32 + 5;
         let (x, dy) = (data(ci * h * w, seed), data(co * h * w, seed + 1));
         // Added to what is there, in the gemm's orientation `[c_in·9, c_out]`.
