@@ -150,6 +150,15 @@ pub(crate) fn cpu_f32<'a>(
     }
 }
 
+/// A custom op's gradient for one argument: `v` as a tensor of `like`'s shape on its device
+/// where the argument `need`s one and `v` was computed, else `None`.
+pub(crate) fn grad_like(need: bool, v: Option<Vec<f32>>, like: &Tensor) -> Result<Option<Tensor>> {
+    match v {
+        Some(v) if need => Ok(Some(Tensor::from_vec(v, like.shape(), like.device())?)),
+        _ => Ok(None),
+    }
+}
+
 /// `Σ xs` in f32 lanes `i mod 8`, each in order, then the eight lanes added in order: a fixed
 /// order that vectorizes, where a plain sequential sum waits on each addition's latency.
 #[inline]

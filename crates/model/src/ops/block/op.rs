@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::ops::channel_gate::{self, GateDims, GateImage, GateWeights};
 use crate::ops::conv::{forward_image, with_buf, Filters, Geom};
-use crate::ops::kernels::{cpu_f32, shifted_sums};
+use crate::ops::kernels::{cpu_f32, grad_like, shifted_sums};
 use crate::ops::scratch::{self, Pooled};
 
 /// Where the forward leaves the batch statistics `(mean, unbiased variance)` for the layer.
@@ -533,22 +533,11 @@ impl CustomOp3 for BlockOp {
                 _ => bail!("conv block: backward of the fast kernel needs cpu tensors"),
             }
         };
-        let dev = x.device();
-        let dx = match dx {
-            Some(dx) if need_dx => Some(Tensor::from_vec(dx, x.shape(), dev)?),
-            _ => None,
-        };
-        let dw = if need_dw {
-            Some(Tensor::from_vec(dw, wt.shape(), dev)?)
-        } else {
-            None
-        };
-        let dp = if need_dp {
-            Some(Tensor::from_vec(dpacked, packed.shape(), dev)?)
-        } else {
-            None
-        };
-        Ok((dx, dw, dp))
+        Ok((
+            grad_like(need_dx, dx, x)?,
+            grad_like(need_dw, Some(dw), wt)?,
+            grad_like(need_dp, Some(dpacked), packed)?,
+        ))
     }
 }
 

@@ -31,7 +31,7 @@ use super::{conv_bn_reference, BlockParams};
 use crate::ops::bn_relu::BatchStats;
 use crate::ops::bn_sums::{masked_moments, Keep};
 use crate::ops::conv::{backward_cpu_with, with_buf, Geom, Need};
-use crate::ops::kernels::{cpu_f32, Kernels};
+use crate::ops::kernels::{cpu_f32, grad_like, Kernels};
 use crate::ops::residual::{add_relu, relu_grad};
 use crate::ops::scratch::Pooled;
 
@@ -241,22 +241,11 @@ impl CustomOp3 for ResidualOp {
                 _ => bail!("conv_bn_add_relu: the backward needs cpu tensors"),
             }
         };
-        let dev = x.device();
-        let dx = match dx {
-            Some(dx) if need_x => Some(Tensor::from_vec(dx, x.shape(), dev)?),
-            _ => None,
-        };
-        let dr = if need_r {
-            Some(Tensor::from_vec(dz, r.shape(), dev)?)
-        } else {
-            None
-        };
-        let dp = if need_p {
-            Some(Tensor::from_vec(dpacked, packed.shape(), dev)?)
-        } else {
-            None
-        };
-        Ok((dx, dr, dp))
+        Ok((
+            grad_like(need_x, dx, x)?,
+            grad_like(need_r, Some(dz), r)?,
+            grad_like(need_p, Some(dpacked), packed)?,
+        ))
     }
 }
 
