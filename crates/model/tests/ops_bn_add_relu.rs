@@ -8,7 +8,7 @@ use ablate_model::ops::kernels::Kernels;
 use candle_core::{Result, Tensor, Var};
 
 mod common;
-use common::{rand_tensor, rel_err, rng, with_threads};
+use common::{assert_same_on_any_thread_count, rand_tensor, rel_err, rng};
 
 const EPS: f64 = 1e-5;
 
@@ -71,17 +71,7 @@ fn fused_op_matches_candle_composition() -> Result<()> {
 
 #[test]
 fn results_do_not_depend_on_thread_count() -> Result<()> {
-    let go = |t| -> Result<Vec<Vec<f32>>> {
-        with_threads(t, || {
-            run(3, (9, 16, 6, 6), true, Kernels::Fast)?
-                .iter()
-                .map(|t| t.flatten_all()?.to_vec1::<f32>())
-                .collect()
-        })
-    };
-    let one = go(1)?;
-    assert_eq!(one, go(2)?);
-    assert_eq!(one, go(5)?);
+    assert_same_on_any_thread_count(|| run(3, (9, 16, 6, 6), true, Kernels::Fast))?;
     Ok(())
 }
 

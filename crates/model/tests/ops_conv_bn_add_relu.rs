@@ -10,7 +10,7 @@ use ablate_model::ops::kernels::Kernels;
 use candle_core::{Result, Tensor, Var};
 
 mod common;
-use common::{rand_tensor, rel_err, rng, with_threads};
+use common::{assert_same_on_any_thread_count, rand_tensor, rel_err, rng};
 
 /// `(n, c_in, c_out, h, w, stride)`.
 const SHAPES: &[(usize, usize, usize, usize, usize, usize)] = &[
@@ -100,17 +100,7 @@ fn fused_op_matches_candle_composition() -> Result<()> {
 
 #[test]
 fn results_do_not_depend_on_thread_count() -> Result<()> {
-    let go = |t| -> Result<Vec<Vec<f32>>> {
-        with_threads(t, || {
-            run(3, (9, 16, 16, 6, 6, 1), true, true)?
-                .iter()
-                .map(|t| t.flatten_all()?.to_vec1::<f32>())
-                .collect()
-        })
-    };
-    let one = go(1)?;
-    assert_eq!(one, go(2)?);
-    assert_eq!(one, go(5)?);
+    assert_same_on_any_thread_count(|| run(3, (9, 16, 16, 6, 6, 1), true, true))?;
     Ok(())
 }
 

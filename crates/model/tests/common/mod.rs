@@ -44,6 +44,29 @@ pub fn dot(a: &Tensor, b: &Tensor) -> Result<f64> {
     Ok(a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum())
 }
 
+/// Runs `f` on 1, 2 and 5 threads and asserts that the tensors it returns are the same bit
+/// for bit each time.
+pub fn assert_same_on_any_thread_count(f: impl Fn() -> Result<Vec<Tensor>> + Sync) -> Result<()> {
+    let bits = |threads| -> Result<Vec<Vec<u32>>> {
+        with_threads(threads, || {
+            f()?.iter()
+                .map(|t| {
+                    Ok(t.flatten_all()?
+                        .to_vec1::<f32>()?
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect())
+                })
+                .collect()
+        })
+    };
+    let one = bits(1)?;
+    for threads in [2, 5] {
+        assert!(one == bits(threads)?, "results differ on {threads} threads");
+    }
+    Ok(())
+}
+
 /// Runs `f` on a rayon pool of `threads` threads.
 pub fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
     rayon::ThreadPoolBuilder::new()
